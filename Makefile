@@ -1,0 +1,30 @@
+# trendgen: `make demo` runs the offline demo end to end, `make test` runs the test suite.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install demo test lint bench clean-demo
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# The CPU build of torch that lies on this machine's disk; a bare `torch` requirement pulls a CUDA build.
+	$(PY) -m pip install -q torch==2.13.0 || $(PY) -m pip install -q torch
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo.sh
+
+test: install
+	$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check src tests scripts
+	$(VENV)/bin/ruff format --check src tests scripts
+
+bench: install
+	for b in scripts/bench_*.py; do $(PY) $$b || exit 1; done

@@ -1,0 +1,179 @@
+"""Structured-config schemas for trendgen's own config groups, registered with Hydra's ConfigStore.
+
+Each YAML file of a group lists its schema first in its defaults (`defaults: [schema, _self_]`), so a misspelt
+or mistyped key in a YAML file or on the command line fails with a clear error before any work starts.
+Groups that only instantiate third-party objects (trainer, logger, callbacks) stay free-form `_target_` nodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class DataConfig:
+    """A captioned fashion image dataset (see conf/data/)."""
+
+    name: str = MISSING  # synthetic | deepfashion | fashion_mnist | folder
+    root: str | None = None
+    split: str = "test"  # the split `trendgen-eval` scores
+    train_split: str = "train"
+    val_split: str = "val"
+    batch_size: int = 64  # global batch: divided by the world size under DDP
+    num_workers: int = 2
+    pin_memory: bool = False
+    limit: int | None = None  # cap on items per split (quick runs)
+    seed: int = 0
+    templates: list[str] = field(default_factory=list)  # caption templates, e.g. "a photo of a {category}"
+    category_template: str = "a photo of a {category}"  # zero-shot prompt per category
+    # synthetic
+    size: int = 2000
+    val_size: int = 400
+    test_size: int = 400
+    image_px: int = 64
+    planted_share: float = 0.0
+    planted: dict[str, str] = field(default_factory=dict)  # {garment, color, pattern}
+    # deepfashion
+    annotations: str = "coarse"  # coarse | fine
+    max_attributes: int = 3  # attributes named in one caption
+    # folder
+    index: str | None = None  # CSV or JSONL with path, caption (and optional item_id, category)
+
+
+@dataclass
+class FreezeConfig:
+    """Which parts of CLIP train. Blocks count from the top of each tower; -1 means all of it trains."""
+
+    vision_trainable_blocks: int = -1
+    text_trainable_blocks: int = -1
+    train_projections: bool = True
+    train_logit_scale: bool = True
+    train_embeddings: bool = True  # patch/token/position embeddings and pre/post norms (only when all blocks train)
+
+
+@dataclass
+class ClipGeometry:
+    """The shape of a CLIP model built with random weights (`model.pretrained=false`)."""
+
+    image_size: int = 224
+    patch_size: int = 32
+    vision_hidden_size: int = 768
+    vision_layers: int = 12
+    vision_heads: int = 12
+    vision_intermediate_size: int = 3072
+    text_hidden_size: int = 512
+    text_layers: int = 12
+    text_heads: int = 8
+    text_intermediate_size: int = 2048
+    projection_dim: int = 512
+    max_text_length: int = 77
+
+
+@dataclass
+class ModelConfig:
+    """CLIP in a LightningModule (see conf/model/)."""
+
+    name_or_path: str = MISSING  # hub id or local folder
+    pretrained: bool = True
+    geometry: ClipGeometry = field(default_factory=ClipGeometry)
+    freeze: FreezeConfig = field(default_factory=FreezeConfig)
+    optimizer: Any = MISSING  # `_partial_` torch.optim.AdamW
+    warmup_fraction: float = 0.05
+    min_lr_ratio: float = 0.0
+    multi_positive: bool = True
+    gradient_checkpointing: bool = False
+    compile: bool = False
+    max_logit_scale: float = 100.0
+
+
+@dataclass
+class TrendConfig:
+    """The trending photos and how they are clustered (see conf/trend/)."""
+
+    images: str | None = None  # folder (recursive) or a text file of paths
+    baseline_images: str | None = None  # an earlier set of looks, for emerging trends
+    clusters: Any = 5  # k, or "auto" (silhouette over auto_range)
+    auto_range: list[int] = field(default_factory=lambda: [2, 10])
+    seed: int = 0
+    n_init: int = 10
+    target: str = "dominant"  # dominant | emerging
+    exemplars: int = 6
+    batch_size: int = 64
+    num_workers: int = 2
+    minibatch_threshold: int = 50000  # above this many embeddings, MiniBatchKMeans
+
+
+@dataclass
+class CaptionsConfig:
+    """The caption bank ranked against the trend (see conf/captions/)."""
+
+    bank: str = MISSING
+    top_k: int = 12
+    per_facet: int = 3
+    batch_size: int = 256
+
+
+@dataclass
+class LLMConfig:
+    """The prompt writer (see conf/llm/)."""
+
+    name: str = MISSING  # openai | template
+    model: str = "gpt-4o-mini"
+    base_url: str | None = None
+    timeout_s: float = 30.0
+    max_retries: int = 3
+    backoff_s: float = 1.0
+    temperature: float = 0.7
+    max_tokens: int = 200
+    system_prompt: str = ""
+    user_template: str = ""
+
+
+@dataclass
+class GeneratorConfig:
+    """The diffusion model that draws designs (see conf/generator/)."""
+
+    name: str = MISSING  # small_sd | tiny | none
+    name_or_path: str | None = None
+    num_images: int = 4
+    seed: int = 0
+    steps: int = 25
+    guidance: float = 7.5
+    height: int = 512
+    width: int = 512
+    attention_slicing: bool = False
+    cpu_offload: bool = False
+    half_precision_on_cuda: bool = True
+    negative_prompt: str = ""
+
+
+@dataclass
+class DesignConfig:
+    """Which stages `trendgen-design` runs, in order."""
+
+    stages: list[str] = field(
+        default_factory=lambda: ["embed", "cluster", "describe", "prompt", "generate", "report"]
+    )
+    reuse: bool = True  # reuse a stage's artifacts when its inputs and config hash match
+
+
+SCHEMAS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "trend": TrendConfig,
+    "captions": CaptionsConfig,
+    "llm": LLMConfig,
+    "generator": GeneratorConfig,
+    "design": DesignConfig,
+}
+
+
+def register_configs() -> None:
+    """Store every schema as `<group>/schema` so each YAML file of the group can extend it."""
+    cs = ConfigStore.instance()
+    for group, node in SCHEMAS.items():
+        cs.store(group=group, name="schema", node=node)

@@ -1,0 +1,30 @@
+"""User-facing errors: one clear line on stderr and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_USER_ERROR = 2
+
+
+class TrendgenError(Exception):
+    """An error the user can fix (bad path, bad input, bad setting). Printed as one line."""
+
+
+def exit_on_user_error(fn: F) -> F:
+    """Run a task; a TrendgenError becomes `trendgen: error: ...` on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except TrendgenError as err:
+            print(f"trendgen: error: {err}", file=sys.stderr, flush=True)
+            sys.exit(EXIT_USER_ERROR)
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,65 @@
+"""A real CLIP BPE tokenizer learnt from captions, for models built without a pretrained tokenizer.
+
+Both the random-weight CLIP (`model.pretrained=false`) and the tiny diffusion generator use it, so neither needs
+the network. It is a `transformers.CLIPTokenizer` with CLIP's normaliser, pre-tokeniser and special tokens, only
+with a small vocabulary trained on the given text; it saves and reloads with `save_pretrained`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
+from tokenizers.models import BPE
+from tokenizers.trainers import BpeTrainer
+from transformers import CLIPTokenizer
+
+BOS = "<|startoftext|>"
+EOS = "<|endoftext|>"
+_CLIP_SPLIT = r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
+
+
+def train_caption_tokenizer(
+    texts: Iterable[str], vocab_size: int = 4096, model_max_length: int = 77
+) -> CLIPTokenizer:
+    """Train CLIP-style byte-level BPE on `texts`; every byte stays in the vocabulary, so nothing is unknown.
+
+    Token ids: 0 is BOS, 1 is EOS (also the pad token, as in CLIP). Whole caption words become single tokens
+    as long as `vocab_size` allows.
+    """
+    backend = Tokenizer(BPE(unk_token=EOS, end_of_word_suffix="</w>", continuing_subword_prefix=""))
+    backend.normalizer = normalizers.Sequence(
+        [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()]
+    )
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(_CLIP_SPLIT), behavior="removed", invert=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False),
+        ]
+    )
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    trainer = BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=1,
+        special_tokens=[BOS, EOS],
+        initial_alphabet=alphabet,
+        end_of_word_suffix="</w>",
+        show_progress=False,
+    )
+    backend.train_from_iterator(list(texts), trainer=trainer)
+    model = json.loads(backend.to_str())["model"]
+    vocab: dict[str, int] = dict(model["vocab"])
+    # Every byte can also end a word, so any text tokenises without an unknown token.
+    for char in sorted(alphabet):
+        vocab.setdefault(char + "</w>", len(vocab))
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
+    return CLIPTokenizer(
+        vocab=vocab,
+        merges=merges,
+        unk_token=EOS,
+        bos_token=BOS,
+        eos_token=EOS,
+        pad_token=EOS,
+        model_max_length=model_max_length,
+    )
