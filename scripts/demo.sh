@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The offline demo: train a tiny CLIP on synthetic garments, then turn a synthetic trending set into new designs.
+# Runs from the repository root with the package installed (`make demo` does both).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+stamp=$(date +%Y-%m-%d_%H-%M-%S)
+train_dir="runs/demo/train/${stamp}"
+design_dir="runs/demo/design/${stamp}"
+
+trendgen-train experiment=demo hydra.run.dir="${train_dir}" "$@"
+trendgen-design experiment=demo hydra.run.dir="${design_dir}" model.name_or_path="${train_dir}/model"
+
+echo
+echo "Demo finished."
+echo "  model:   ${train_dir}/model  (CLIPModel.from_pretrained / AutoProcessor.from_pretrained)"
+echo "  trend:   ${design_dir}/trend.json"
+echo "  prompt:  ${design_dir}/prompt.txt"
+echo "  designs: ${design_dir}/designs/"
+echo "  report:  ${design_dir}/report.html"
