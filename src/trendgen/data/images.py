@@ -1,9 +1,9 @@
 """Decode any image file into an RGB PIL image, or say in one line why it cannot be used.
 
-Real photo folders hold everything: empty files, half-downloaded JPEGs, HTML saved as `.jpg`, CMYK print
-scans, transparent PNGs, palette GIFs, 16-bit greyscale scans, phone photos rotated by EXIF, and images too big
-to decode. `load_rgb` turns the usable ones into plain RGB and returns a reason for the rest; it never raises
-for a bad file, so one bad file never stops a run.
+Real photo folders hold everything: empty files, half-downloaded JPEGs, HTML saved as `.jpg`, CMYK
+print scans, transparent PNGs, palette GIFs, 16-bit greyscale scans, phone photos rotated by EXIF, and images
+too big to decode. `load_rgb` turns the usable ones into plain RGB and returns a reason for the rest; it
+never raises for a bad file, so one bad file never stops a run.
 
 Truncated files are refused, not padded with grey: this module never sets `ImageFile.LOAD_TRUNCATED_IMAGES`
 (if some other code sets it globally, Pillow then fills the missing part and the file is accepted).
@@ -55,12 +55,12 @@ def load_rgb(
         return None, f"too large to decode safely ({err})"
     except OSError as err:
         message = str(err)
-        if "truncated" in message or "broken data stream" in message:
+        if "truncated" in message.lower() or "broken data stream" in message:
             return None, f"truncated image ({message})"
         return None, f"unreadable image ({message})"
     except MemoryError:
         return None, "too large to decode (out of memory)"
-    except Exception as err:  # Pillow raises assorted errors (SyntaxError, ValueError, struct.error) on bad data
+    except Exception as err:  # Pillow raises assorted errors (SyntaxError, ValueError, struct.error)
         return None, f"unreadable image ({type(err).__name__}: {err})"
 
 
@@ -69,7 +69,7 @@ def to_rgb(im: Image.Image) -> Image.Image:
     if im.mode == "RGB" and "transparency" not in im.info:
         return im
     if im.mode in _WIDE_MODES:
-        return Image.fromarray(_to_uint8(np.asarray(im)), mode="L").convert("RGB")
+        return Image.fromarray(_to_uint8(np.asarray(im))).convert("RGB")
     if im.mode in _ALPHA_MODES or "transparency" in im.info:
         rgba = im.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (*_WHITE, 255))

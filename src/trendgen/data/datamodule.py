@@ -1,0 +1,223 @@
+"""`FashionDataModule`: captioned fashion images as Lightning batches for contrastive CLIP training.
+
+Every unique caption is tokenized once, at setup, into a table (`input_ids`, `attention_mask`); a sample
+carries only its row in that table (`caption_ids`), so equal ids mean equal captions, which the loss treats as
+positives. Decoding and the image processor run in DataLoader workers (`CaptionCollate`); images that cannot
+be used are dropped from their batch and listed in `batch["skipped"]`, and the module keeps a run-wide record
+(`skipped_files()`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from trendgen.config import DataConfig
+from trendgen.data.base import CaptionDataset, build_dataset
+from trendgen.errors import TrendgenError
+
+
+class CaptionTable:
+    """Unique captions, each tokenized once: row i of `input_ids` / `attention_mask` is `captions[i]`."""
+
+    def __init__(self, max_length: int) -> None:
+        self.max_length = max_length
+        self.captions: list[str] = []
+        self.ids: dict[str, int] = {}
+        self.input_ids = torch.zeros((0, max_length), dtype=torch.long)
+        self.attention_mask = torch.zeros((0, max_length), dtype=torch.long)
+
+    def add(self, captions: list[str], tokenizer: Any) -> np.ndarray:
+        """Table row of each caption; captions not yet in the table are tokenized in one call."""
+        new = list(dict.fromkeys(c for c in captions if c not in self.ids))
+        if new:
+            tokens = tokenizer(
+                new, padding="max_length", max_length=self.max_length, truncation=True, return_tensors="pt"
+            )
+            self.input_ids = torch.cat([self.input_ids, tokens["input_ids"].long()])
+            self.attention_mask = torch.cat([self.attention_mask, tokens["attention_mask"].long()])
+            for caption in new:
+                self.ids[caption] = len(self.captions)
+                self.captions.append(caption)
+        return np.array([self.ids[c] for c in captions], dtype=np.int64)
+
+
+class CaptionCollate:
+    """Turns `dataset[i]` dicts into a training batch; runs in DataLoader workers (picklable)."""
+
+    def __init__(self, dataset: CaptionDataset, caption_ids: np.ndarray, table: CaptionTable, processor: Any):
+        self.dataset = dataset
+        self.caption_ids = torch.as_tensor(caption_ids, dtype=torch.long)
+        self.item_ids = torch.tensor(dataset.item_ids, dtype=torch.long)
+        self.category_ids = torch.tensor(dataset.category_ids, dtype=torch.long)
+        self.input_ids = table.input_ids
+        self.attention_mask = table.attention_mask
+        self.processor = processor
+        # The shape an empty batch takes: what the processor makes of one image, less the image.
+        self.no_pixels = processor(images=[Image.new("RGB", (8, 8))], return_tensors="pt")["pixel_values"][:0]
+
+    def __call__(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
+        kept = [s for s in samples if s["image"] is not None]
+        skipped = [
+            (self.dataset.describe(s["index"]), s["reason"] or "unreadable")
+            for s in samples
+            if s["image"] is None
+        ]
+        index = torch.tensor([s["index"] for s in kept], dtype=torch.long)
+        if kept:
+            pixels = self.processor(images=[s["image"] for s in kept], return_tensors="pt")["pixel_values"]
+        else:
+            pixels = self.no_pixels
+        caption_ids = self.caption_ids[index]
+        return {
+            "pixel_values": pixels.float(),
+            "input_ids": self.input_ids[caption_ids],
+            "attention_mask": self.attention_mask[caption_ids],
+            "caption_ids": caption_ids,
+            "item_ids": self.item_ids[index],
+            "category_ids": self.category_ids[index],
+            "index": index,  # row of the dataset each sample came from
+            "skipped": skipped,
+        }
+
+
+class FashionDataModule(pl.LightningDataModule):
+    """Train / val / test loaders over `build_dataset(data_cfg, split)`.
+
+    `tokenizer` and `image_processor` may be set after construction (a model built from scratch needs
+    `all_captions()` to train its tokenizer first); both must be set before `setup`.
+    """
+
+    def __init__(
+        self,
+        data_cfg: DataConfig,
+        tokenizer: Any = None,
+        image_processor: Any = None,
+        max_length: int = 77,
+    ) -> None:
+        super().__init__()
+        self.cfg = data_cfg
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.max_length = max_length
+        self.table: CaptionTable | None = None
+        self._datasets: dict[str, CaptionDataset] = {}
+        self._caption_ids: dict[str, np.ndarray] = {}
+        self._skipped: dict[str, str] = {}
+
+    # datasets and captions
+    def dataset(self, split: str) -> CaptionDataset:
+        """The dataset of `split`, built once; rows dropped while reading its index count as skipped."""
+        if split not in self._datasets:
+            dataset = build_dataset(self.cfg, split)
+            self._datasets[split] = dataset
+            self._skipped.update(dataset.skipped)
+        return self._datasets[split]
+
+    def all_captions(self) -> list[str]:
+        """Unique captions of the train and val splits plus the category prompts (to train a tokenizer on)."""
+        captions = self.dataset(self.cfg.train_split).captions + self.dataset(self.cfg.val_split).captions
+        return list(dict.fromkeys(captions + self.category_prompts))
+
+    @property
+    def category_prompts(self) -> list[str]:
+        """One zero-shot prompt per category (index = category id)."""
+        return self._any_dataset().category_prompts()
+
+    @property
+    def categories(self) -> list[str]:
+        """Category names (index = category id); the same in every split."""
+        return self._any_dataset().categories
+
+    # Lightning hooks
+    def setup(self, stage: str | None = None) -> None:
+        splits = {
+            "fit": [self.cfg.train_split, self.cfg.val_split],
+            "validate": [self.cfg.val_split],
+            "test": [self.cfg.split],
+            "predict": [self.cfg.split],
+        }.get(stage or "fit", [self.cfg.train_split, self.cfg.val_split])
+        for split in splits:
+            self._tokenized(split)
+
+    def train_dataloader(self) -> DataLoader:
+        split = self.cfg.train_split
+        batch_size, size = self.per_rank_batch_size(), len(self.dataset(split))
+        if size < batch_size:
+            raise TrendgenError(f"the {split} split has {size} samples, fewer than one batch of {batch_size}")
+        return self._loader(split, shuffle=True, drop_last=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.cfg.val_split, shuffle=False, drop_last=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.cfg.split, shuffle=False, drop_last=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.cfg.split, shuffle=False, drop_last=False)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Keep a run-wide record of the files the workers had to skip (runs in the main process)."""
+        if isinstance(batch, dict):
+            self._skipped.update(batch.get("skipped", ()))
+        return batch
+
+    # helpers
+    def per_rank_batch_size(self) -> int:
+        """`data.batch_size` is the global batch: each of the world's ranks loads its share."""
+        world = self.trainer.world_size if self.trainer is not None else 1
+        per_rank = self.cfg.batch_size // world
+        if per_rank < 1:
+            raise TrendgenError(
+                f"data.batch_size={self.cfg.batch_size} is smaller than the world size {world}"
+            )
+        return per_rank
+
+    def skipped_files(self) -> tuple[int, list[tuple[str, str]]]:
+        """(count, [(file or sample, reason)]) of every distinct sample skipped so far in this process."""
+        return len(self._skipped), sorted(self._skipped.items())
+
+    def collate_for(self, split: str) -> CaptionCollate:
+        """The collate function of `split`'s loader (tokenizes the split's captions if setup has not)."""
+        return CaptionCollate(self.dataset(split), self._tokenized(split), self.table, self.image_processor)
+
+    def _tokenized(self, split: str) -> np.ndarray:
+        """Caption-table rows of `split`'s samples; new captions are tokenized now, once."""
+        if self.tokenizer is None or self.image_processor is None:
+            raise ValueError("FashionDataModule needs a tokenizer and an image processor before setup")
+        if self.table is None:
+            self.table = CaptionTable(self.max_length)
+        if split not in self._caption_ids:
+            self._caption_ids[split] = self.table.add(self.dataset(split).captions, self.tokenizer)
+        return self._caption_ids[split]
+
+    def _any_dataset(self) -> CaptionDataset:
+        """A built split (all share the categories), else the first of train, eval, val that has rows."""
+        if self._datasets:
+            return next(iter(self._datasets.values()))
+        first_error: TrendgenError | None = None
+        for split in dict.fromkeys([self.cfg.train_split, self.cfg.split, self.cfg.val_split]):
+            try:
+                return self.dataset(split)
+            except TrendgenError as err:  # e.g. a folder index whose rows are all in the test split
+                first_error = first_error or err
+        assert first_error is not None
+        raise first_error
+
+    def _loader(self, split: str, shuffle: bool, drop_last: bool) -> DataLoader:
+        workers = self.cfg.num_workers
+        return DataLoader(
+            self.dataset(split),
+            batch_size=self.per_rank_batch_size(),
+            shuffle=shuffle,
+            drop_last=drop_last,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=self.cfg.pin_memory,
+            collate_fn=self.collate_for(split),
+        )
