@@ -1,8 +1,8 @@
 """A real CLIP BPE tokenizer learnt from captions, for models built without a pretrained tokenizer.
 
-Both the random-weight CLIP (`model.pretrained=false`) and the tiny diffusion generator use it, so neither needs
-the network. It is a `transformers.CLIPTokenizer` with CLIP's normaliser, pre-tokeniser and special tokens, only
-with a small vocabulary trained on the given text; it saves and reloads with `save_pretrained`.
+Both the random-weight CLIP (`model.pretrained=false`) and the tiny diffusion generator use it, so neither
+needs the network. It is a `transformers.CLIPTokenizer` with CLIP's normaliser, pre-tokeniser and special
+tokens, only with a small vocabulary trained on the given text; it saves and reloads with `save_pretrained`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from transformers import CLIPTokenizer
 
 BOS = "<|startoftext|>"
 EOS = "<|endoftext|>"
-_CLIP_SPLIT = r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
+_CLIP_SPLIT = (  # CLIP's own pre-tokeniser pattern
+    r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
+)
 
 
 def train_caption_tokenizer(
