@@ -52,7 +52,7 @@ class FreezeConfig:
     text_trainable_blocks: int = -1
     train_projections: bool = True
     train_logit_scale: bool = True
-    train_embeddings: bool = True  # patch/token/position embeddings and pre/post norms (only when all blocks train)
+    train_embeddings: bool = True  # embeddings and pre/post norms (only when all blocks train)
 
 
 @dataclass
@@ -91,6 +91,19 @@ class ModelConfig:
 
 
 @dataclass
+class SyntheticTrendConfig:
+    """A synthetic trending set drawn when `trend.images` is missing (the offline demo)."""
+
+    n: int = 200
+    planted: dict[str, str] = field(default_factory=dict)  # {garment, color, pattern}
+    planted_share: float = 0.35
+    baseline_n: int = 200  # drawn into trend.baseline_images when that is set and missing
+    baseline_planted_share: float = 0.05
+    seed: int = 0
+    px: int = 64
+
+
+@dataclass
 class TrendConfig:
     """The trending photos and how they are clustered (see conf/trend/)."""
 
@@ -105,6 +118,7 @@ class TrendConfig:
     batch_size: int = 64
     num_workers: int = 2
     minibatch_threshold: int = 50000  # above this many embeddings, MiniBatchKMeans
+    synthetic: SyntheticTrendConfig | None = None  # draw a synthetic set into `images` when it is missing
 
 
 @dataclass
@@ -115,6 +129,7 @@ class CaptionsConfig:
     top_k: int = 12
     per_facet: int = 3
     batch_size: int = 256
+    look_template: str | None = "a {colour} {pattern} {garment}"  # core facets, ranked together as one look
 
 
 @dataclass
@@ -159,6 +174,7 @@ class DesignConfig:
         default_factory=lambda: ["embed", "cluster", "describe", "prompt", "generate", "report"]
     )
     reuse: bool = True  # reuse a stage's artifacts when its inputs and config hash match
+    store: str | None = None  # finished stages are also kept here by key, for reuse from a fresh run dir
 
 
 SCHEMAS: dict[str, type] = {
@@ -177,3 +193,6 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     for group, node in SCHEMAS.items():
         cs.store(group=group, name="schema", node=node)
+    from trendgen.runs import register_resolvers  # sweep point dir names (conf/hydra/default.yaml)
+
+    register_resolvers()

@@ -1,0 +1,36 @@
+"""trendgen-train: fine-tune CLIP on captioned fashion images (Hydra app over conf/train.yaml).
+
+Examples:
+    trendgen-train experiment=demo trainer.max_steps=30
+    trendgen-train data=fashion_mnist model=tiny trainer.max_time=00:00:10:00
+    trendgen-train -m model.freeze.vision_trainable_blocks=1,2 model.optimizer.lr=1e-5,3e-5
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from trendgen.cli import CONF_DIR
+from trendgen.config import register_configs
+from trendgen.errors import exit_on_user_error
+from trendgen.slurm import check_slurm_layout
+
+register_configs()
+
+
+def run(cfg: DictConfig) -> float | None:
+    check_slurm_layout(cfg.trainer)  # a bad srun layout fails in seconds, before the heavy imports
+    from trendgen.train import train  # heavy imports after Hydra has checked the config
+
+    metrics = train(cfg)
+    return metrics.get("val/recall_mean")  # the value Hydra sweepers (Optuna) optimise
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    return exit_on_user_error(run)(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""The evaluation recipe behind `trendgen-eval`: score a saved model folder on one split, write `eval.json`.
+
+Scores: zero-shot top-1 accuracy and weighted F1 over the category prompts, image→text and text→image
+recall@1/5/10 by item id (see `trendgen.model.metrics`), the number of images scored and the images skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import RichProgressBar
+
+from trendgen.data.datamodule import FashionDataModule
+from trendgen.model.build import load_clip, load_saved, looks_local
+from trendgen.model.metrics import EVAL_KEYS
+from trendgen.model.module import ClipFineTuner
+
+log = logging.getLogger(__name__)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Evaluate `model.name_or_path` on `data.split`; returns what it writes to eval.json.
+
+    The model is a saved folder (e.g. a training run's `model/`) or, with `model.pretrained=true`, a hub id.
+    """
+    name = str(cfg.model.name_or_path)
+    if cfg.model.pretrained and not looks_local(name):  # a hub id: the zero-shot baseline before fine-tuning
+        model, tokenizer, image_processor = load_clip(cfg.model)
+    else:
+        model, tokenizer, image_processor = load_saved(name)
+    datamodule = FashionDataModule(
+        cfg.data, tokenizer, image_processor, model.config.text_config.max_position_embeddings
+    )
+    module = ClipFineTuner(model, tokenizer, cfg.model, category_prompts=datamodule.category_prompts)
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, logger=False, callbacks=[RichProgressBar()], enable_checkpointing=False
+    )
+    trainer.test(
+        module, datamodule=datamodule, verbose=False
+    )  # the datamodule's test loader reads data.split
+    logged = {k.removeprefix("test/"): float(v) for k, v in trainer.callback_metrics.items()}
+    n_skipped, skipped = datamodule.skipped_files()
+
+    result: dict[str, Any] = {key: logged.get(name) for name, key in EVAL_KEYS.items()}
+    result.update(
+        {
+            "model": str(Path(name).resolve()) if looks_local(name) else name,
+            "data": OmegaConf.to_container(cfg.data, resolve=True)["name"],
+            "split": cfg.data.split,
+            "n_images": int(logged.get("n_images", 0)),
+            "skipped": n_skipped,
+            "skipped_images": [{"image": image, "reason": reason} for image, reason in skipped],
+        }
+    )
+    out = Path(cfg.paths.output_dir) / "eval.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    summary = ", ".join(f"{k}={result[k]:.4f}" for k in EVAL_KEYS.values() if result[k] is not None)
+    log.info("wrote %s: %s", out, summary)
+    print(f"{summary}\nwrote {out}")
+    return result

@@ -1,0 +1,87 @@
+"""The symmetric contrastive (InfoNCE) loss of CLIP over the global batch, with multi-positive targets.
+
+Under DDP every rank all-gathers the image and text features of all ranks *with gradients*, scores only its
+own rows against every column and offsets its targets by the rows of the ranks before it. Averaging the
+rank losses (DDP averages the gradients) then gives exactly the loss and gradients of one process on the whole
+global batch whenever the ranks hold equally many rows (the drop-last sampler's promise); a rank whose batch
+lost skipped images still takes part, with the rows it has.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_nn
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _rank_sizes(n: int, device: torch.device) -> list[int]:
+    size = torch.tensor([n], device=device)
+    sizes = [torch.zeros_like(size) for _ in range(_world()[1])]
+    dist.all_gather(sizes, size)
+    return [int(s.item()) for s in sizes]
+
+
+def gather_rows(tensor: Tensor, sizes: list[int], with_grad: bool) -> Tensor:
+    """Concatenate `tensor` from every rank along dim 0 (ranks may hold different row counts, see `sizes`).
+
+    With `with_grad`, gradients flow back to the rank that owns each row (torch.distributed.nn's all_gather).
+    """
+    if len(sizes) == 1:
+        return tensor
+    longest = max(sizes)
+    padded = torch.cat([tensor, tensor.new_zeros((longest - tensor.shape[0], *tensor.shape[1:]))])
+    if with_grad:
+        parts = list(dist_nn.all_gather(padded))
+    else:
+        parts = [torch.empty_like(padded) for _ in sizes]
+        dist.all_gather(parts, padded.contiguous())
+    return torch.cat([part[:n] for part, n in zip(parts, sizes, strict=True)])
+
+
+class ContrastiveLoss(nn.Module):
+    """Symmetric image↔text cross-entropy over the global batch.
+
+    With `multi_positive=True`, items whose caption ids are equal are positives for each other: the target of
+    a row is uniform over every column that shares its caption id (one-hot when captions are unique).
+    Features are expected L2-normalised; `logit_scale` is the already exponentiated temperature.
+    """
+
+    def __init__(self, multi_positive: bool = True) -> None:
+        super().__init__()
+        self.multi_positive = multi_positive
+
+    def targets(self, local_ids: Tensor, all_ids: Tensor, offset: int) -> Tensor:
+        """Target distribution [local, global] for the local rows."""
+        if self.multi_positive:
+            positives = (local_ids[:, None] == all_ids[None, :]).float()
+            return positives / positives.sum(dim=1, keepdim=True)
+        labels = torch.arange(local_ids.numel(), device=local_ids.device) + offset
+        return F.one_hot(labels, num_classes=all_ids.numel()).float()
+
+    def forward(
+        self, image_features: Tensor, text_features: Tensor, logit_scale: Tensor, caption_ids: Tensor
+    ) -> Tensor:
+        rank, world_size = _world()
+        n = caption_ids.numel()
+        sizes = _rank_sizes(n, caption_ids.device) if world_size > 1 else [n]
+        all_images = gather_rows(image_features, sizes, with_grad=True)
+        all_texts = gather_rows(text_features, sizes, with_grad=True)
+        all_ids = gather_rows(caption_ids, sizes, with_grad=False)
+        if n == 0:  # every image of this rank was skipped: take part in the gathers, add nothing
+            return (image_features.sum() + text_features.sum()) * 0.0
+
+        logits_per_image = logit_scale * image_features @ all_texts.T  # local images vs every text
+        logits_per_text = logit_scale * text_features @ all_images.T  # local texts vs every image
+        targets = self.targets(caption_ids, all_ids, offset=sum(sizes[:rank]))
+
+        image_loss = F.cross_entropy(logits_per_image.float(), targets)
+        text_loss = F.cross_entropy(logits_per_text.float(), targets)
+        return (image_loss + text_loss) / 2

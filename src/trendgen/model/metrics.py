@@ -1,0 +1,193 @@
+"""Retrieval recall and zero-shot classification for CLIP, as torchmetrics metrics (synced across DDP ranks).
+
+Retrieval is scored over the whole evaluation set: every image against the set's distinct caption texts.
+Relevance is counted by item id: a caption is a hit for an image when any image of that item carries it, so
+every caption of an item counts, and a caption shared word for word by many items (Fashion-MNIST's ten) is a
+hit for each of them. Image→text R@1 on such a set is the top-1 accuracy over its captions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchmetrics import Metric
+from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
+from torchmetrics.utilities import dim_zero_cat
+from transformers import CLIPModel
+
+RECALL_KS = (1, 5, 10)
+
+# validation metric name -> trendgen-eval's eval.json key
+EVAL_KEYS = {
+    "zero_shot_accuracy": "zero_shot_accuracy",
+    "zero_shot_weighted_f1": "zero_shot_weighted_f1",
+    **{f"i2t_R@{k}": f"image_to_text_recall@{k}" for k in RECALL_KS},
+    **{f"t2i_R@{k}": f"text_to_image_recall@{k}" for k in RECALL_KS},
+}
+
+
+def _pooled(output: Tensor | object) -> Tensor:
+    """transformers 5 returns an output whose pooler_output is the projected feature; older ones a tensor."""
+    return output if isinstance(output, Tensor) else output.pooler_output  # type: ignore[attr-defined]
+
+
+def image_features(model: CLIPModel, pixel_values: Tensor) -> Tensor:
+    """Projected (not normalised) image features [B, D]."""
+    return _pooled(model.get_image_features(pixel_values=pixel_values))
+
+
+def text_features(model: CLIPModel, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+    """Projected (not normalised) text features [B, D]; trailing padding shared by all rows is cut first."""
+    length = int(attention_mask.sum(dim=1).max().item()) if attention_mask.numel() else input_ids.shape[1]
+    return _pooled(
+        model.get_text_features(input_ids=input_ids[:, :length], attention_mask=attention_mask[:, :length])
+    )
+
+
+def first_occurrence(inverse: Tensor, n_unique: int) -> Tensor:
+    """For `unique(..., return_inverse=True)`, the index of the first row holding each unique value."""
+    positions = torch.arange(inverse.numel(), device=inverse.device)
+    first = torch.full((n_unique,), inverse.numel(), dtype=torch.long, device=inverse.device)
+    return first.scatter_reduce(0, inverse, positions, reduce="amin")
+
+
+def recall_at_k(
+    queries: Tensor,
+    gallery: Tensor,
+    relevant: Callable[[Tensor, Tensor], Tensor],
+    ks: Sequence[int] = RECALL_KS,
+    chunk_size: int = 1024,
+) -> dict[int, float]:
+    """Share of queries with a relevant gallery entry among their top k (cosine similarity).
+
+    `relevant(query_rows [c], ranked [c, top])` says which retrieved gallery rows are hits for each query.
+    """
+    queries, gallery = F.normalize(queries.float(), dim=-1), F.normalize(gallery.float(), dim=-1)
+    top = min(max(ks), gallery.shape[0])
+    hits = dict.fromkeys(ks, 0)
+    for start in range(0, queries.shape[0], chunk_size):
+        rows = torch.arange(start, min(start + chunk_size, queries.shape[0]), device=queries.device)
+        ranked = (queries[rows] @ gallery.T).topk(top, dim=1).indices  # [c, top]
+        found = relevant(rows, ranked)
+        for k in ks:
+            hits[k] += int(found[:, :k].any(dim=1).sum())
+    return {k: hits[k] / max(queries.shape[0], 1) for k in ks}
+
+
+def _ids_or_unknown(sample_ids: Tensor | None, like: Tensor) -> Tensor:
+    return torch.full_like(like, -1, dtype=torch.long) if sample_ids is None else sample_ids.long()
+
+
+def _distinct_rows(sample_ids: Tensor) -> Tensor:
+    """Rows to keep: the first of each sample id (all rows when some ids are unknown, i.e. -1)."""
+    if sample_ids.numel() == 0 or bool((sample_ids < 0).any()):
+        return torch.arange(sample_ids.numel(), device=sample_ids.device)
+    unique, inverse = torch.unique(sample_ids, return_inverse=True)
+    return first_occurrence(inverse, unique.numel())
+
+
+class RetrievalRecall(Metric):
+    """Image→text and text→image recall@k by item id over everything seen since the last reset.
+
+    Queries: every distinct image (image→text) and every distinct caption text (text→image).
+    """
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(self, ks: Sequence[int] = RECALL_KS, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.ks = tuple(ks)
+        for name in ("image_embeds", "text_embeds", "item_ids", "caption_ids", "sample_ids"):
+            self.add_state(name, default=[], dist_reduce_fx="cat")
+
+    def update(
+        self,
+        image_embeds: Tensor,
+        text_embeds: Tensor,
+        item_ids: Tensor,
+        caption_ids: Tensor,
+        sample_ids: Tensor | None = None,
+    ) -> None:
+        """One batch: row i is an image and its caption; `sample_ids` drop rows seen twice (DDP padding)."""
+        self.image_embeds.append(image_embeds.detach().float())
+        self.text_embeds.append(text_embeds.detach().float())
+        self.item_ids.append(item_ids.long())
+        self.caption_ids.append(caption_ids.long())
+        self.sample_ids.append(_ids_or_unknown(sample_ids, item_ids))
+
+    def _rows(self) -> tuple[Tensor, Tensor, Tensor]:
+        keep = _distinct_rows(dim_zero_cat(self.sample_ids))
+        images, texts = dim_zero_cat(self.image_embeds)[keep], dim_zero_cat(self.text_embeds)[keep]
+        keys = torch.stack([dim_zero_cat(self.item_ids), dim_zero_cat(self.caption_ids)], dim=1)[keep]
+        return images, texts, keys
+
+    def count(self) -> int:
+        """Distinct images scored so far."""
+        return 0 if len(self.image_embeds) == 0 else int(self._rows()[0].shape[0])  # list or synced tensor
+
+    def compute(self) -> dict[str, Tensor]:
+        if len(self.image_embeds) == 0:  # every image skipped (a list, or a tensor once synced across ranks)
+            return {**{f"{d}_R@{k}": torch.tensor(0.0) for d in ("i2t", "t2i") for k in self.ks},
+                    "recall_mean": torch.tensor(0.0), "n_images": torch.tensor(0.0)}  # fmt: skip
+        images, texts, keys = self._rows()
+        items, captions = keys[:, 0], keys[:, 1]
+        distinct, inverse = torch.unique(captions, return_inverse=True)
+        gallery_texts = texts[first_occurrence(inverse, distinct.numel())]
+        stride = int(captions.max()) + 1
+        pairs = torch.unique(items * stride + captions)  # every (item, caption) seen
+
+        def image_to_text(rows: Tensor, ranked: Tensor) -> Tensor:
+            return torch.isin(items[rows, None] * stride + distinct[ranked], pairs)
+
+        def text_to_image(rows: Tensor, ranked: Tensor) -> Tensor:
+            return torch.isin(items[ranked] * stride + distinct[rows, None], pairs)
+
+        i2t = recall_at_k(images, gallery_texts, image_to_text, self.ks)
+        t2i = recall_at_k(gallery_texts, images, text_to_image, self.ks)
+        result = {f"i2t_R@{k}": torch.tensor(v) for k, v in i2t.items()}
+        result.update({f"t2i_R@{k}": torch.tensor(v) for k, v in t2i.items()})
+        result["recall_mean"] = torch.stack(list(result.values())).mean()
+        result["n_images"] = torch.tensor(float(images.shape[0]))
+        return result
+
+
+class ZeroShotScores(Metric):
+    """Top-1 accuracy and support-weighted F1 of the categories predicted from the category prompts."""
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(self, num_classes: int, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+        for name in ("predictions", "targets", "sample_ids"):
+            self.add_state(name, default=[], dist_reduce_fx="cat")
+
+    def update(self, predictions: Tensor, targets: Tensor, sample_ids: Tensor | None = None) -> None:
+        """One batch; `sample_ids` drop rows seen twice (DDP padding)."""
+        self.predictions.append(predictions.long())
+        self.targets.append(targets.long())
+        self.sample_ids.append(_ids_or_unknown(sample_ids, targets))
+
+    def compute(self) -> dict[str, Tensor]:
+        if len(self.predictions) == 0:
+            return {"zero_shot_accuracy": torch.tensor(0.0), "zero_shot_weighted_f1": torch.tensor(0.0)}
+        keep = _distinct_rows(dim_zero_cat(self.sample_ids))
+        predictions, targets = dim_zero_cat(self.predictions)[keep], dim_zero_cat(self.targets)[keep]
+        args = {"num_classes": self.num_classes}
+        return {
+            "zero_shot_accuracy": multiclass_accuracy(predictions, targets, average="micro", **args),
+            "zero_shot_weighted_f1": multiclass_f1_score(predictions, targets, average="weighted", **args),
+        }
+
+
+def zero_shot_predictions(image_embeds: Tensor, prompt_embeds: Tensor) -> Tensor:
+    """The category whose prompt is closest to each image."""
+    scores = F.normalize(image_embeds.float(), dim=-1) @ F.normalize(prompt_embeds.float(), dim=-1).T
+    return scores.argmax(dim=1)

@@ -1,0 +1,188 @@
+"""`ClipFineTuner`: contrastive fine-tuning of a transformers CLIPModel in Lightning."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+from torch.optim.lr_scheduler import LambdaLR
+from transformers import CLIPModel
+
+from trendgen.errors import TrendgenError
+from trendgen.model.freeze import apply_freeze
+from trendgen.model.loss import ContrastiveLoss
+from trendgen.model.metrics import (
+    RetrievalRecall,
+    ZeroShotScores,
+    first_occurrence,
+    image_features,
+    text_features,
+    zero_shot_predictions,
+)
+
+
+def split_weight_decay(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """Trainable parameters with and without weight decay.
+
+    No decay on biases, norms, the class embedding and logit_scale (all below 2-D) nor on token and position
+    embeddings; matrices and the patch convolution decay.
+    """
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim < 2 or id(param) in embeddings else decay).append(param)
+    return decay, no_decay
+
+
+def enable_activation_checkpointing(model: CLIPModel) -> None:
+    """Recompute each encoder block's activations in backward (non-reentrant: frozen inputs still work)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
+def warmup_cosine(total_steps: int, warmup_fraction: float, min_lr_ratio: float):
+    """LR multiplier per step: linear warmup over `warmup_fraction` of the steps, cosine to `min_lr_ratio`."""
+    warmup = int(total_steps * warmup_fraction)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+class ClipFineTuner(pl.LightningModule):
+    """CLIP trained with the global-batch contrastive loss; validated on retrieval and zero-shot accuracy.
+
+    `model_cfg` is the `model` config group (a ModelConfig); `category_prompts` are the dataset's zero-shot
+    prompts, index = category id.
+    """
+
+    def __init__(
+        self, model: CLIPModel, tokenizer: Any, model_cfg: DictConfig, category_prompts: Sequence[str]
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters({"model": OmegaConf.to_container(model_cfg, resolve=True)}, logger=False)
+        self.model = model
+        self.tokenizer = tokenizer
+        self.cfg = model_cfg
+        self.category_prompts = list(category_prompts)
+        self.max_text_length = model.config.text_config.max_position_embeddings
+        apply_freeze(model, model_cfg.freeze)
+        if model_cfg.gradient_checkpointing:
+            enable_activation_checkpointing(model)
+        self.loss_fn = ContrastiveLoss(multi_positive=model_cfg.multi_positive)
+        self.retrieval = RetrievalRecall()
+        self.zero_shot = ZeroShotScores(num_classes=max(len(self.category_prompts), 2))
+        self._prompt_embeds: Tensor | None = None
+
+    def configure_model(self) -> None:
+        if self.cfg.compile and not getattr(self, "_compiled", False):
+            # in-place compilation keeps parameter names, so checkpoints and save_pretrained are unchanged
+            self.model.vision_model.compile()
+            self.model.text_model.compile()
+            self._compiled = True
+
+    # ---- features
+
+    def encode_batch(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
+        """Image and text features of a batch; each distinct caption goes through the text tower once."""
+        images = image_features(self.model, batch["pixel_values"])
+        unique, inverse = torch.unique(batch["caption_ids"], return_inverse=True)
+        rows = first_occurrence(inverse, unique.numel())
+        texts = text_features(self.model, batch["input_ids"][rows], batch["attention_mask"][rows])
+        return images, texts[inverse]
+
+    def encode_prompts(self, prompts: Sequence[str]) -> Tensor:
+        tokens = self.tokenizer(
+            list(prompts), padding=True, truncation=True, max_length=self.max_text_length, return_tensors="pt"
+        )
+        return text_features(
+            self.model, tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device)
+        )
+
+    # ---- training
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        images, texts = self.encode_batch(batch)
+        images, texts = F.normalize(images, dim=-1), F.normalize(texts, dim=-1)
+        loss = self.loss_fn(images, texts, self.model.logit_scale.exp(), batch["caption_ids"])
+        size = int(batch["caption_ids"].numel())
+        self.log("train/loss", loss, prog_bar=True, batch_size=max(size, 1))
+        self.log("train/logit_scale", self.model.logit_scale.exp().detach(), batch_size=max(size, 1))
+        skipped = float(len(batch["skipped"]))
+        self.log(
+            "train/skipped",
+            skipped,
+            on_step=False,
+            on_epoch=True,
+            reduce_fx="sum",
+            sync_dist=True,
+            batch_size=1,
+        )
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        with torch.no_grad():
+            self.model.logit_scale.clamp_(0, math.log(self.cfg.max_logit_scale))
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        decay, no_decay = split_weight_decay(self.model)
+        groups = [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+        optimizer = instantiate(self.cfg.optimizer)([g for g in groups if g["params"]])
+        total = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total):
+            raise TrendgenError("set trainer.max_steps or trainer.max_epochs: the LR schedule needs a length")
+        schedule = warmup_cosine(int(total), self.cfg.warmup_fraction, self.cfg.min_lr_ratio)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": LambdaLR(optimizer, schedule), "interval": "step"},
+        }
+
+    # ---- validation
+
+    def on_validation_epoch_start(self) -> None:
+        self._prompt_embeds = self.encode_prompts(self.category_prompts) if self.category_prompts else None
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        stage = "test" if self.trainer.testing else "val"
+        skipped = float(len(batch["skipped"]))
+        self.log(f"{stage}/skipped", skipped, reduce_fx="sum", sync_dist=True, batch_size=1)
+        if batch["caption_ids"].numel() == 0:
+            return
+        images, texts = self.encode_batch(batch)
+        samples = batch.get("index")  # dataset rows: DDP's padded repeats are counted once
+        self.retrieval.update(images, texts, batch["item_ids"], batch["caption_ids"], samples)
+        if self._prompt_embeds is not None:
+            predictions = zero_shot_predictions(images, self._prompt_embeds)
+            self.zero_shot.update(predictions, batch["category_ids"], samples)
+
+    def on_validation_epoch_end(self) -> None:
+        stage = "test" if self.trainer.testing else "val"
+        metrics = self.retrieval.compute()  # gathered from every rank by torchmetrics, duplicates removed
+        if self._prompt_embeds is not None:
+            metrics.update(self.zero_shot.compute())
+        for name, value in metrics.items():  # equal on every rank: syncing (a mean) changes nothing
+            value = value.to(self.device).float()
+            self.log(f"{stage}/{name}", value, prog_bar=name == "recall_mean", sync_dist=True)
+        self.retrieval.reset()
+        self.zero_shot.reset()
+
+    # trendgen-eval scores `data.split` through Lightning's test loop with the same code
+    on_test_epoch_start = on_validation_epoch_start
+    test_step = validation_step
+    on_test_epoch_end = on_validation_epoch_end

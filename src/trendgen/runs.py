@@ -1,0 +1,121 @@
+"""Run identity for experiment tracking: a W&B run id derived from the run dir, sweep groups, override names.
+
+- id: a hash of the absolute run dir, so a requeued or resumed job (same dir) continues the same W&B run
+  (`resume="allow"`), and two different runs never share one.
+- group: the sweep dir's name in a multirun (every point of one sweep side by side in W&B), none otherwise.
+- name: the point's overrides (`hydra.job.override_dirname`, e.g. `model.optimizer.lr=0.001`), else the run
+  dir's name.
+Values the user set explicitly (logger.wandb.id/group/name) are kept.
+A run that resumes itself (requeue, preemption) logs CSV to a fresh `csv/resume<k>/`: Lightning's CSVLogger
+would otherwise delete the metrics.csv of the earlier attempt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig, open_dict
+
+
+def wandb_run_id(output_dir: str | Path) -> str:
+    """A W&B run id that depends only on the absolute run dir."""
+    return hashlib.sha1(str(Path(output_dir).resolve()).encode()).hexdigest()[:16]
+
+
+def sweep_group_and_name() -> tuple[str | None, str | None]:
+    """(group, name) from Hydra's runtime config; (None, None) outside a Hydra app."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None, None
+    hydra_cfg = HydraConfig.get()
+    overrides = hydra_cfg.job.get("override_dirname") or None
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        return Path(hydra_cfg.sweep.dir).name, overrides or f"job{hydra_cfg.job.get('num', 0)}"
+    return None, overrides or Path(hydra_cfg.runtime.output_dir).name
+
+
+def set_run_identity(cfg: DictConfig, resuming: bool = False) -> None:
+    """Fill logger.wandb's id, group, name and resume="allow" unless the user set them; when `resuming`, move
+    the CSV logger to a new version dir so the earlier attempt's metrics.csv survives."""
+    logger_cfg = cfg.get("logger")
+    if not logger_cfg:
+        return
+    wandb_node = logger_cfg.get("wandb")
+    if wandb_node is not None:
+        group, name = sweep_group_and_name()
+        with open_dict(wandb_node):
+            if not wandb_node.get("id"):
+                wandb_node.id = wandb_run_id(cfg.paths.output_dir)
+            if not wandb_node.get("group") and group:
+                wandb_node.group = group
+            if not wandb_node.get("name") and name:
+                wandb_node.name = name
+            if not wandb_node.get("resume"):
+                wandb_node.resume = "allow"
+    csv_node = logger_cfg.get("csv")
+    if resuming and csv_node is not None:
+        root = Path(str(csv_node.get("save_dir") or cfg.paths.output_dir)) / str(csv_node.get("name") or "")
+        version = str(csv_node.get("version") or "")
+        k = 1
+        while (root / f"{version}resume{k}").exists():
+            k += 1
+        if (root / version / "metrics.csv").exists() or k > 1:
+            with open_dict(csv_node):
+                csv_node.version = f"{version}resume{k}"
+
+
+MAX_POINT_DIRNAME = 200  # file systems refuse names past 255 bytes; sweeps with many overrides get there
+
+
+def point_dirname(override_dirname: str, max_len: int = MAX_POINT_DIRNAME) -> str:
+    """A sweep point's dir name from its overrides (`lr=...` style), safe as one path component.
+
+    `/` in a value becomes `_` (one dir per point). A name past `max_len` keeps only the last part of each key
+    (`model.optimizer.lr=0.001` -> `lr=0.001`); if still too long it is cut and ends with a hash of the whole
+    name, so points stay distinct. The full overrides are always in the point's `.hydra/overrides.yaml`.
+    """
+    name = override_dirname.replace("/", "_") or "default"
+    if len(name) <= max_len:
+        return name
+    short = ",".join(
+        f"{key.rsplit('.', 1)[-1]}={value}" if sep else key
+        for key, sep, value in (item.partition("=") for item in name.split(","))
+    )
+    if len(short) <= max_len:
+        return short
+    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+    return f"{short[: max_len - len(digest) - 1]}-{digest}"
+
+
+def run_stamp(timestamp: str) -> str:
+    """The last part of a single run's dir: the same for every rank of one job and across requeues.
+
+    Under SLURM it is the job (`slurm-<job id>`, `slurm-<array job>_<task>`, plus `-step<k>` for a later srun
+    step of the same job), so all srun tasks share one dir and a requeued job finds its checkpoints again.
+    Under torchrun with a rendezvous id it is that id; elsewhere the timestamp it is given.
+    """
+    env = os.environ
+    if env.get("SLURM_JOB_ID") and env.get("SLURM_JOB_NAME") not in ("bash", "interactive"):
+        array_job, array_task = env.get("SLURM_ARRAY_JOB_ID"), env.get("SLURM_ARRAY_TASK_ID")
+        job = f"{array_job}_{array_task}" if array_job and array_task else env["SLURM_JOB_ID"]
+        step = env.get("SLURM_STEP_ID", "")
+        later_step = step.isdigit() and 0 < int(step) < 0xFFFFFFF0  # larger values are SLURM's special steps
+        return f"slurm-{job}" + (f"-step{step}" if later_step else "")
+    rendezvous = env.get("TORCHELASTIC_RUN_ID", "")
+    if rendezvous and rendezvous != "none":
+        return f"torchrun-{rendezvous}"
+    return timestamp
+
+
+def register_resolvers() -> None:
+    """Register `${trendgen.point_dirname:...}` and `${trendgen.run_stamp:...}` (conf/hydra/default.yaml)."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("trendgen.point_dirname"):
+        OmegaConf.register_new_resolver("trendgen.point_dirname", point_dirname)
+    if not OmegaConf.has_resolver("trendgen.run_stamp"):
+        OmegaConf.register_new_resolver("trendgen.run_stamp", run_stamp)

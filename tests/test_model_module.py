@@ -1,0 +1,127 @@
+"""ClipFineTuner in a real Lightning Trainer on a few synthetic garments."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from omegaconf import OmegaConf
+
+from trendgen.config import ClipGeometry, DataConfig, ModelConfig
+from trendgen.data.datamodule import FashionDataModule
+from trendgen.model.build import load_clip
+from trendgen.model.module import ClipFineTuner
+
+torch.set_num_threads(1)
+
+GEOMETRY = ClipGeometry(
+    image_size=32, patch_size=8, vision_hidden_size=32, vision_layers=2, vision_heads=2,
+    vision_intermediate_size=64, text_hidden_size=32, text_layers=2, text_heads=2,
+    text_intermediate_size=64, projection_dim=16, max_text_length=16,
+)  # fmt: skip
+
+
+def model_cfg(**overrides):
+    cfg = OmegaConf.structured(ModelConfig)
+    cfg.merge_with(
+        {
+            "name_or_path": "tiny",
+            "pretrained": False,
+            "geometry": GEOMETRY,
+            "optimizer": {
+                "_target_": "torch.optim.AdamW",
+                "_partial_": True,
+                "lr": 1e-3,
+                "weight_decay": 0.1,
+            },
+            "warmup_fraction": 0.5,
+            "min_lr_ratio": 0.1,
+            **overrides,
+        }
+    )
+    return cfg
+
+
+def build(**overrides) -> tuple[ClipFineTuner, FashionDataModule]:
+    data = OmegaConf.structured(DataConfig)
+    data.merge_with(
+        {
+            "name": "synthetic",
+            "size": 32,
+            "val_size": 16,
+            "test_size": 16,
+            "image_px": 32,
+            "batch_size": 8,
+            "num_workers": 0,
+            "templates": ["a {color} {pattern} {garment}"],
+        }
+    )
+    datamodule = FashionDataModule(data)
+    cfg = model_cfg(**overrides)
+    pl.seed_everything(0)
+    model, tokenizer, processor = load_clip(cfg, captions_for_tokenizer=datamodule.all_captions())
+    datamodule.tokenizer, datamodule.image_processor = tokenizer, processor
+    datamodule.max_length = GEOMETRY.max_text_length
+    return ClipFineTuner(model, tokenizer, cfg, datamodule.category_prompts), datamodule
+
+
+def trainer(**kwargs) -> pl.Trainer:
+    return pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **kwargs,
+    )
+
+
+def test_fit_clamps_the_temperature_and_schedules_the_learning_rate():
+    module, datamodule = build()
+    with torch.no_grad():
+        module.model.logit_scale.fill_(math.log(500.0))
+    fit = trainer(max_steps=4, limit_val_batches=0)
+    fit.fit(module, datamodule=datamodule)
+
+    assert module.model.logit_scale.exp().item() <= 100.0 + 1e-3
+    optimizer = fit.optimizers[0]
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [0.1, 0.0]
+    assert any(p is module.model.logit_scale for p in optimizer.param_groups[1]["params"])
+    # 4 steps, 2 of warmup, then cosine: after the last step the LR sits on the floor (0.1 of the peak)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)
+
+
+def test_validation_scores_the_whole_split():
+    module, datamodule = build()
+    scores = trainer().validate(module, datamodule=datamodule, verbose=False)[0]
+    assert scores["val/n_images"] == 16
+    for key in ("val/i2t_R@1", "val/t2i_R@10", "val/recall_mean", "val/zero_shot_accuracy"):
+        assert 0.0 <= scores[key] <= 1.0
+    assert scores["val/t2i_R@10"] >= scores["val/t2i_R@1"]
+
+
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients():
+    plain, datamodule = build()
+    checkpointed = ClipFineTuner(
+        copy.deepcopy(plain.model),
+        plain.tokenizer,
+        model_cfg(gradient_checkpointing=True),
+        plain.category_prompts,
+    )
+    datamodule.setup("fit")
+    batch = next(iter(datamodule.train_dataloader()))
+    grads = []
+    for module in (plain, checkpointed):
+        module.train()
+        loss = module.training_step(batch, 0)
+        loss.backward()
+        grads.append({n: p.grad.clone() for n, p in module.model.named_parameters() if p.grad is not None})
+        module.loss_value = loss.item()
+    assert any(getattr(m, "gradient_checkpointing", False) for m in checkpointed.model.modules())
+    assert plain.loss_value == pytest.approx(checkpointed.loss_value, rel=1e-6)
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-4, atol=1e-6, msg=name)
