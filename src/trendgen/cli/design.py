@@ -1,0 +1,22 @@
+"""`trendgen-design`: trending photos -> trend -> captions -> prompt -> new designs -> report."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from trendgen.cli import CONF_DIR
+from trendgen.config import register_configs
+from trendgen.errors import exit_on_user_error
+from trendgen.pipeline import run_design
+
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="design")
+def main(cfg: DictConfig) -> None:
+    exit_on_user_error(run_design)(cfg)
+
+
+if __name__ == "__main__":
+    main()

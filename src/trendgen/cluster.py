@@ -1,0 +1,162 @@
+"""Cluster stage: k-means over the image embeddings, the dominant and the emerging trend.
+
+`trend.clusters` is k, or `auto` (k with the best silhouette over `trend.auto_range`). Above
+`trend.minibatch_threshold` embeddings, MiniBatchKMeans replaces KMeans. Clusters are renumbered by size in
+the current set (cluster 0 is the largest: the dominant trend). With `trend.baseline_images`, both sets are
+clustered together and every cluster reports its share then (baseline) and now (current);
+`trend.target=emerging` makes the cluster that grew most the target.
+
+Artifacts (in `<output_dir>/cluster/`): `clusters.json` (the clusters, dominant, target, k and how it was
+chosen) and `centroids.npy` (L2-normalised, one row per cluster, in the renumbered order), `labels.npy` (per
+embedding).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.cluster import KMeans, MiniBatchKMeans
+from sklearn.metrics import silhouette_score
+
+from trendgen.errors import TrendgenError
+
+CLUSTERS = "clusters.json"
+CENTROIDS = "centroids.npy"
+LABELS = "labels.npy"
+_SILHOUETTE_SAMPLE = 10000
+
+
+def make_kmeans(k: int, n: int, seed: int, n_init: int, minibatch_threshold: int) -> KMeans | MiniBatchKMeans:
+    """KMeans, or MiniBatchKMeans when there are more than `minibatch_threshold` points."""
+    if n > minibatch_threshold:
+        return MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=n_init, batch_size=4096)
+    return KMeans(n_clusters=k, random_state=seed, n_init=n_init)
+
+
+def choose_k(x: np.ndarray, cfg: Any) -> tuple[int, dict[int, float]]:
+    """k from `trend.clusters`, or by silhouette over `trend.auto_range` when it is `auto`."""
+    n = len(x)
+    setting = cfg.clusters
+    if isinstance(setting, str) and setting.strip().lower() != "auto":
+        try:
+            setting = int(setting)
+        except ValueError:
+            raise TrendgenError(f"trend.clusters must be a whole number or 'auto', not {setting!r}") from None
+    if not isinstance(setting, str):
+        k = int(setting)
+        if k < 1:
+            raise TrendgenError(f"trend.clusters must be at least 1, got {k}")
+        if k > n:
+            raise TrendgenError(f"trend.clusters={k} is more than the {n} usable images: lower k")
+        return k, {}
+    low, high = (int(v) for v in cfg.auto_range)
+    low, high = max(2, low), min(high, n - 1)
+    if n < 3 or low > high:
+        raise TrendgenError(
+            f"trend.clusters=auto needs at least 3 usable images and a range within 2..n-1 "
+            f"(have {n} images, auto_range={list(cfg.auto_range)})"
+        )
+    scores: dict[int, float] = {}
+    for k in range(low, high + 1):
+        labels = make_kmeans(k, n, cfg.seed, cfg.n_init, cfg.minibatch_threshold).fit_predict(x)
+        if len(set(labels.tolist())) < 2:
+            continue
+        sample = min(n, _SILHOUETTE_SAMPLE)
+        scores[k] = float(silhouette_score(x, labels, sample_size=sample, random_state=cfg.seed))
+    if not scores:
+        raise TrendgenError("trend.clusters=auto: every k in auto_range gave a single cluster")
+    best = max(scores, key=lambda k: (scores[k], -k))
+    return best, scores
+
+
+def fit_clusters(x: np.ndarray, k: int, cfg: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and L2-normalised centroids."""
+    km = make_kmeans(k, len(x), cfg.seed, cfg.n_init, cfg.minibatch_threshold).fit(x)
+    centroids = km.cluster_centers_.astype(np.float32)
+    norms = np.linalg.norm(centroids, axis=1, keepdims=True)
+    return km.labels_.astype(np.int64), centroids / np.maximum(norms, 1e-12)
+
+
+def _renumber_by_size(
+    labels: np.ndarray, centroids: np.ndarray, is_current: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cluster 0 is the largest in the current set (ties: the larger overall, then the old id)."""
+    k = len(centroids)
+    now = np.bincount(labels[is_current], minlength=k)
+    overall = np.bincount(labels, minlength=k)
+    order = sorted(range(k), key=lambda c: (-now[c], -overall[c], c))
+    new_id = np.empty(k, dtype=np.int64)
+    new_id[order] = np.arange(k)
+    return new_id[labels], centroids[order]
+
+
+def describe_clusters(
+    x: np.ndarray, labels: np.ndarray, centroids: np.ndarray, index: dict[str, Any], n_exemplars: int
+) -> list[dict[str, Any]]:
+    """Size, share (and with a baseline: share then and now, growth) and exemplars of every cluster."""
+    paths = index["paths"]
+    is_current = np.array([s == "current" for s in index["sets"]])
+    has_baseline = not is_current.all()
+    n_now, n_then = int(is_current.sum()), int((~is_current).sum())
+    similarity = x @ centroids.T
+    clusters = []
+    for c in range(len(centroids)):
+        members = np.flatnonzero(labels == c)
+        current = members[is_current[members]]
+        pool = current if len(current) else members
+        nearest = pool[np.argsort(-similarity[pool, c], kind="stable")][:n_exemplars]
+        info: dict[str, Any] = {
+            "id": c,
+            "size": len(current),
+            "share": round(len(current) / n_now, 6),
+            "exemplars": [paths[i] for i in nearest],
+        }
+        if has_baseline:
+            then = int((~is_current[members]).sum())
+            info["baseline_size"] = then
+            info["share_then"] = round(then / n_then, 6)
+            info["share_now"] = info["share"]
+            info["growth"] = round(info["share_now"] - info["share_then"], 6)
+        clusters.append(info)
+    return clusters
+
+
+def run(cfg: Any, embeddings: np.ndarray, index: dict[str, Any], stage_dir: Path) -> list[str]:
+    """Cluster the embeddings into `stage_dir`; returns the files written."""
+    trend = cfg.trend
+    if trend.target not in ("dominant", "emerging"):
+        raise TrendgenError(f"trend.target must be 'dominant' or 'emerging', not {trend.target!r}")
+    is_current = np.array([s == "current" for s in index["sets"]])
+    if trend.target == "emerging" and is_current.all():
+        raise TrendgenError("trend.target=emerging needs trend.baseline_images (an earlier set of looks)")
+    k, scores = choose_k(embeddings, trend)
+    labels, centroids = fit_clusters(embeddings, k, trend)
+    labels, centroids = _renumber_by_size(labels, centroids, is_current)
+    clusters = describe_clusters(embeddings, labels, centroids, index, int(trend.exemplars))
+    dominant = 0  # renumbered: the largest in the current set
+    target = dominant
+    if trend.target == "emerging":
+        target = max(clusters, key=lambda c: (c["growth"], c["size"]))["id"]
+    record = {
+        "k": k,
+        "k_chosen_by": "silhouette" if scores else "trend.clusters",
+        "silhouette": {str(key): round(val, 6) for key, val in scores.items()},
+        "algorithm": type(make_kmeans(k, len(embeddings), 0, 1, trend.minibatch_threshold)).__name__,
+        "clusters": clusters,
+        "dominant_cluster": dominant,
+        "target_cluster": target,
+        "target": trend.target,
+    }
+    (stage_dir / CLUSTERS).write_text(json.dumps(record, indent=1))
+    np.save(stage_dir / CENTROIDS, centroids)
+    np.save(stage_dir / LABELS, labels)
+    return [CLUSTERS, CENTROIDS, LABELS]
+
+
+def load(stage_dir: Path) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """The record, centroids and labels an earlier run of this stage wrote."""
+    record = json.loads((stage_dir / CLUSTERS).read_text())
+    return record, np.load(stage_dir / CENTROIDS), np.load(stage_dir / LABELS)

@@ -1,0 +1,257 @@
+"""Describe stage: name the target trend with the caption bank.
+
+CLIP scores whole descriptions far better than fragments, so the bank's core facets (`captions.look_template`,
+by default `a {colour} {pattern} {garment}`) are ranked together: the stage searches for the look caption
+closest to the target centroid (all combinations of the best few values of each facet, then coordinate
+ascent over every value of each facet in turn), and each core value is scored by the look caption it makes
+with the others fixed at the best look ("red" scores as "a red striped dress"). Every other facet is scored in
+the context of that look ("a red striped dress, made of linen"). Scores are cosine similarities.
+
+Text embeddings are computed in batches and cached on disk under `<paths.cache_dir>/caption_embeddings/`, one
+file per model (keyed by the model folder's identity) holding every text embedded so far, so a second run
+with the same model and bank embeds only the few look captions it has not seen.
+
+Artifacts (in `<output_dir>/describe/`): `captions.json` (`look`, `overall` and `facets`, each [{text, facet,
+score}] best first, and whether the bank's embeddings came from the cache) and `top_text_embeddings.npy` (the
+overall top captions, in order; the generate stage reranks designs against them).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import string
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from trendgen.caption_bank import load_bank, resolve_bank_path
+from trendgen.embed import autocast_for, features_of, pick_device
+from trendgen.errors import TrendgenError
+from trendgen.stage_cache import stable_hash
+
+log = logging.getLogger(__name__)
+
+CAPTIONS = "captions.json"
+TOP_TEXT = "top_text_embeddings.npy"
+LOOK_BEAM = 6  # best values per core facet, combined exhaustively to start the coordinate ascent
+LOOK_STARTS = 4  # best combinations the ascent starts from
+LOOK_ROUNDS = 5
+LOOK_CONTEXTS = 8  # random looks each value is scored in (then averaged) to pick the beams
+
+
+def text_max_length(model: Any, tokenizer: Any) -> int:
+    positions = int(model.config.text_config.max_position_embeddings)
+    return min(positions, int(getattr(tokenizer, "model_max_length", positions) or positions))
+
+
+@torch.inference_mode()
+def embed_texts(model: Any, tokenizer: Any, texts: list[str], batch_size: int = 256) -> np.ndarray:
+    """L2-normalised float32 text embeddings, `batch_size` captions per forward."""
+    device = pick_device()
+    model.eval().to(device)
+    max_length = text_max_length(model, tokenizer)
+    chunks = []
+    for start in range(0, len(texts), batch_size):
+        tokens = tokenizer(
+            texts[start : start + batch_size],
+            padding=True,
+            truncation=True,
+            max_length=max_length,
+            return_tensors="pt",
+        )
+        with autocast_for(device):
+            out = model.get_text_features(
+                input_ids=tokens["input_ids"].to(device), attention_mask=tokens["attention_mask"].to(device)
+            )
+        chunks.append(torch.nn.functional.normalize(features_of(out).float(), dim=-1).cpu())
+    return torch.cat(chunks).numpy().astype(np.float32, copy=False)
+
+
+class TextEmbeddingCache:
+    """Text -> embedding for one model, kept in one .npz file; only unseen texts go through the model."""
+
+    def __init__(self, cache_dir: str | Path, model_identity: Any, embed: Callable[[list[str]], np.ndarray]):
+        self.path = (
+            Path(str(cache_dir)).expanduser() / "caption_embeddings" / f"{stable_hash(model_identity)}.npz"
+        )
+        self.embed = embed
+        self.table: dict[str, np.ndarray] = {}
+        self.embedded = 0
+        if self.path.is_file():
+            try:
+                with np.load(self.path) as cached:
+                    self.table = dict(zip(cached["texts"].tolist(), cached["embeddings"], strict=True))
+            except (OSError, ValueError, KeyError):
+                log.warning("caption cache %s unreadable: starting afresh", self.path)
+
+    def has_all(self, texts: list[str]) -> bool:
+        return all(t in self.table for t in texts)
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        missing = list(dict.fromkeys(t for t in texts if t not in self.table))
+        if missing:
+            self.table.update(zip(missing, self.embed(missing), strict=True))
+            self.embedded += len(missing)
+        return np.stack([self.table[t] for t in texts]).astype(np.float32)
+
+    def save(self) -> None:
+        if not self.embedded:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f"{self.path.stem}.{os.getpid()}.tmp.npz")
+        texts = list(self.table)
+        np.savez(tmp, texts=np.array(texts), embeddings=np.stack([self.table[t] for t in texts]))
+        os.replace(tmp, self.path)
+
+
+def look_facets(template: str | None, bank: dict[str, list[str]]) -> list[str]:
+    """The facets named in the look template (checked against the bank)."""
+    if not template:
+        return []
+    names = [field for _, field, _, _ in string.Formatter().parse(template) if field]
+    missing = [n for n in names if n not in bank]
+    if missing:
+        raise TrendgenError(
+            f"captions.look_template names facets the bank lacks: {missing} (bank: {list(bank)})"
+        )
+    return list(dict.fromkeys(names))
+
+
+def search_look(
+    score: Callable[[list[str]], np.ndarray],
+    template: str,
+    values: dict[str, list[str]],
+    beam: int = LOOK_BEAM,
+    starts: int = LOOK_STARTS,
+) -> tuple[dict[str, str], dict[str, np.ndarray]]:
+    """The best value of each core facet for `template`, and every value's score with the others at the best.
+
+    Each facet's `beam` best values (by their mean score over a few random looks, seeded) are combined
+    exhaustively; from each of the `starts` best combinations, coordinate ascent over all values of
+    one facet at a time runs until a round changes nothing; the best look found wins.
+    """
+    first = {f: vals[0] for f, vals in values.items()}
+    rng = np.random.default_rng(0)
+    contexts = [
+        {f: vals[rng.integers(len(vals))] for f, vals in values.items()} for _ in range(LOOK_CONTEXTS)
+    ]
+    beams = {}
+    for facet, vals in values.items():
+        texts = [template.format(**{**ctx, facet: v}) for ctx in contexts for v in vals]
+        marginal = score(texts).reshape(len(contexts), len(vals)).mean(axis=0)
+        beams[facet] = [vals[i] for i in np.argsort(-marginal, kind="stable")[:beam]]
+    combos = [dict(zip(beams, combo, strict=True)) for combo in itertools.product(*beams.values())]
+    combo_scores = score([template.format(**c) for c in combos])
+    best_score, best, conditional = -np.inf, first, {}
+    for i in np.argsort(-combo_scores, kind="stable")[:starts]:
+        look, look_conditional = _ascend(score, template, values, dict(combos[i]))
+        facet = next(iter(values))
+        look_score = float(look_conditional[facet][values[facet].index(look[facet])])
+        if look_score > best_score:
+            best_score, best, conditional = look_score, look, look_conditional
+    return best, conditional
+
+
+def _ascend(
+    score: Callable[[list[str]], np.ndarray],
+    template: str,
+    values: dict[str, list[str]],
+    look: dict[str, str],
+) -> tuple[dict[str, str], dict[str, np.ndarray]]:
+    """Coordinate ascent from `look`; every facet's scores end conditional on the final look."""
+    conditional: dict[str, np.ndarray] = {}
+    for _ in range(LOOK_ROUNDS):
+        changed = False
+        for facet, vals in values.items():
+            conditional[facet] = score([template.format(**{**look, facet: v}) for v in vals])
+            pick = vals[int(np.argmax(conditional[facet]))]
+            changed |= pick != look[facet]
+            look[facet] = pick
+        if not changed:
+            return look, conditional
+    return look, {f: score([template.format(**{**look, f: v}) for v in vals]) for f, vals in values.items()}
+
+
+def _fill(template: str | None, best: dict[str, str], facet: str, value: str) -> str:
+    return str(template).format(**{**best, facet: value})
+
+
+def rank_bank(
+    bank: dict[str, list[str]], score: Callable[[list[str]], np.ndarray], template: str | None
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """(the look {text, score} or None, every bank caption as {text, facet, score, scored_as})."""
+    core = look_facets(template, bank)
+    entries: list[dict[str, Any]] = []
+    look = None
+    context = "{caption}"
+    if core:
+        best, conditional = search_look(score, str(template), {f: bank[f] for f in core})
+        text = str(template).format(**best)
+        facet = core[0]
+        look = {"text": text, "score": round(float(conditional[facet][bank[facet].index(best[facet])]), 6)}
+        for facet in core:
+            entries += [
+                {
+                    "text": v,
+                    "facet": facet,
+                    "score": round(float(s), 6),
+                    "scored_as": _fill(template, best, facet, v),
+                }
+                for v, s in zip(bank[facet], conditional[facet], strict=True)
+            ]
+        context = text.replace("{", "{{").replace("}", "}}") + ", {caption}"
+    for facet, captions in bank.items():
+        if facet not in core:
+            scored_as = [context.format(caption=c) for c in captions]
+            entries += [
+                {"text": c, "facet": facet, "score": round(float(s), 6), "scored_as": t}
+                for c, s, t in zip(captions, score(scored_as), scored_as, strict=True)
+            ]
+    return look, entries
+
+
+def run(
+    cfg: Any, clip: Any, model_identity: Any, centroid: np.ndarray, stage_dir: Path
+) -> tuple[list[str], dict[str, Any]]:
+    """Rank the bank against `centroid` into `stage_dir`; returns the files written and manifest info."""
+    model, tokenizer, _ = clip
+    bank = load_bank(cfg.captions.bank)
+    batch = int(cfg.captions.batch_size)
+    cache = TextEmbeddingCache(
+        cfg.paths.cache_dir, model_identity, lambda t: embed_texts(model, tokenizer, t, batch)
+    )
+    bank_texts = [c for captions in bank.values() for c in captions]
+    hit = cache.has_all(bank_texts)
+    cache(bank_texts)  # the whole bank in a few batched forwards (or none, from the cache)
+    target = centroid / max(float(np.linalg.norm(centroid)), 1e-12)
+    look, entries = rank_bank(bank, lambda texts: cache(texts) @ target, cfg.captions.look_template)
+    cache.save()
+    entries.sort(key=lambda e: -e["score"])  # stable: bank order breaks ties
+    overall = ([{**look, "facet": "look", "scored_as": look["text"]}] if look else []) + entries
+    overall = overall[: int(cfg.captions.top_k)]
+    by_facet = {f: [e for e in entries if e["facet"] == f][: int(cfg.captions.per_facet)] for f in bank}
+    record = {
+        "look": look,
+        "look_facets": look_facets(cfg.captions.look_template, bank),
+        "overall": overall,
+        "facets": by_facet,
+        "bank": str(resolve_bank_path(cfg.captions.bank)),
+        "bank_size": len(bank_texts),
+        "text_cache_hit": hit,
+        "texts_embedded": cache.embedded,
+        "text_cache_file": str(cache.path),
+    }
+    (stage_dir / CAPTIONS).write_text(json.dumps(record, indent=1))
+    np.save(stage_dir / TOP_TEXT, cache([e["scored_as"] for e in overall]))
+    return [CAPTIONS, TOP_TEXT], {"text_cache_hit": hit}
+
+
+def load(stage_dir: Path) -> tuple[dict[str, Any], np.ndarray]:
+    """The ranked captions and top caption embeddings an earlier run of this stage wrote."""
+    return json.loads((stage_dir / CAPTIONS).read_text()), np.load(stage_dir / TOP_TEXT)

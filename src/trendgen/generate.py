@@ -1,0 +1,193 @@
+"""Generate stage: draw new designs from the prompt with diffusers, then rerank them with the fine-tuned CLIP.
+
+`generator=small_sd` loads a Stable Diffusion folder or hub id (`generator.name_or_path`) with a DPM-Solver
+multistep scheduler, fp16 on CUDA only, optional attention slicing and model CPU offload. `generator=tiny`
+loads the tiny random pipeline `trendgen.tiny_diffusion` builds and saves locally. `generator=none` draws
+nothing. All `generator.num_images` designs are drawn in one batched call, design i with seed `generator.seed
++ i`. Every PNG carries its prompt, seed and the run's config hash in its text chunks. Rerank: CLIP scores
+each design by its mean cosine similarity to the target centroid and to the top captions; designs are listed
+best first.
+
+Artifacts (in `<output_dir>/generate/`): `designs/*.png` (never overwriting a file) and `designs.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from trendgen.embed import embed_pixels, pick_device
+from trendgen.errors import TrendgenError
+
+log = logging.getLogger(__name__)
+
+DESIGNS = "designs.json"
+CLIP_TOKEN_LIMIT = 77
+
+
+def pipeline_source(gen: Any, cache_dir: str | Path, bank_texts: list[str]) -> str:
+    """Where the pipeline loads from: the tiny pipeline's saved folder, or `generator.name_or_path`."""
+    if gen.name == "tiny":
+        from trendgen.tiny_diffusion import tiny_pipeline_folder
+
+        return str(tiny_pipeline_folder(cache_dir, bank_texts))
+    if gen.name == "small_sd":
+        if not gen.name_or_path:
+            raise TrendgenError("generator.name_or_path is not set (a Stable Diffusion hub id or folder)")
+        return str(gen.name_or_path)
+    raise TrendgenError(f"generator.name must be small_sd, tiny or none, not {gen.name!r}")
+
+
+def generator_tokenizer(source: str) -> tuple[Any, int]:
+    """The generator's own tokenizer and its text-encoder limit (77 CLIP tokens at most)."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, subfolder="tokenizer")
+    except (OSError, ValueError) as err:
+        raise TrendgenError(
+            f"cannot load the generator's tokenizer from {source!r}: {_first_line(err)}"
+        ) from None
+    limit = int(min(tokenizer.model_max_length or CLIP_TOKEN_LIMIT, CLIP_TOKEN_LIMIT))
+    return tokenizer, limit
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _dtype_keyword() -> str:
+    """`dtype` where diffusers takes it (it deprecates `torch_dtype`), else `torch_dtype`."""
+    from diffusers.utils import deprecation_utils
+
+    return "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
+
+
+def load_pipeline(gen: Any, source: str, device: torch.device) -> Any:
+    """StableDiffusionPipeline.from_pretrained with DPM-Solver, fp16 on CUDA only, slicing and offload."""
+    from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
+
+    dtype = torch.float16 if device.type == "cuda" and gen.half_precision_on_cuda else torch.float32
+    try:
+        pipe = StableDiffusionPipeline.from_pretrained(source, **{_dtype_keyword(): dtype})
+    except (OSError, ValueError) as err:
+        raise TrendgenError(f"cannot load the diffusion pipeline {source!r}: {_first_line(err)}") from None
+    pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
+    if gen.attention_slicing:
+        pipe.enable_attention_slicing()
+    if gen.cpu_offload and device.type == "cuda":
+        try:
+            pipe.enable_model_cpu_offload()
+        except (ImportError, RuntimeError) as err:
+            raise TrendgenError(f"generator.cpu_offload: {_first_line(err)}") from None
+    else:
+        if gen.cpu_offload:
+            log.info("generator.cpu_offload has no effect without CUDA")
+        pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def draw(pipe: Any, prompt: str, gen: Any, device: torch.device) -> tuple[list[Image.Image], list[int]]:
+    """`generator.num_images` designs in one batched call; design i uses seed `generator.seed + i`."""
+    seeds = [int(gen.seed) + i for i in range(int(gen.num_images))]
+    generator_device = "cpu" if device.type != "cuda" else device
+    generators = [torch.Generator(device=generator_device).manual_seed(s) for s in seeds]
+    out = pipe(
+        prompt=[prompt] * len(seeds),
+        negative_prompt=[gen.negative_prompt] * len(seeds) if gen.negative_prompt else None,
+        num_inference_steps=int(gen.steps),
+        guidance_scale=float(gen.guidance),
+        height=int(gen.height),
+        width=int(gen.width),
+        generator=generators,
+    )
+    return list(out.images), seeds
+
+
+def unique_path(folder: Path, stem: str) -> Path:
+    """folder/stem.png, or stem-2.png, stem-3.png... when taken: an existing file is never overwritten."""
+    path, n = folder / f"{stem}.png", 1
+    while path.exists():
+        n += 1
+        path = folder / f"{stem}-{n}.png"
+    return path
+
+
+def save_design(image: Image.Image, path: Path, text: dict[str, str]) -> None:
+    """Save a PNG with the given text chunks (UTF-8 iTXt), refusing to replace an existing file."""
+    info = PngInfo()
+    for key, value in text.items():
+        info.add_itxt(key, value)
+    with open(path, "xb") as handle:
+        image.save(handle, format="PNG", pnginfo=info)
+
+
+@torch.inference_mode()
+def rerank(
+    clip: Any, images: list[Image.Image], centroid: np.ndarray, top_text: np.ndarray
+) -> list[dict[str, float]]:
+    """Per design: cosine to the target centroid, mean cosine to the top captions, and their mean (score)."""
+    model, _tokenizer, image_processor = clip
+    device = pick_device()
+    model.eval().to(device)
+    pixels = image_processor(images=images, return_tensors="pt")["pixel_values"]
+    feats = embed_pixels(model, pixels, device).numpy()
+    to_centroid = feats @ (centroid / max(float(np.linalg.norm(centroid)), 1e-12))
+    to_captions = (feats @ top_text.T).mean(axis=1) if len(top_text) else to_centroid
+    return [
+        {"score": float((a + b) / 2), "centroid_similarity": float(a), "caption_similarity": float(b)}
+        for a, b in zip(to_centroid, to_captions, strict=True)
+    ]
+
+
+def run(
+    cfg: Any,
+    clip: Any,
+    source: str | None,
+    prompt: str,
+    centroid: np.ndarray,
+    top_text: np.ndarray,
+    config_hash: str,
+    stage_key: str,
+    stage_dir: Path,
+) -> list[str]:
+    """Draw, save and rerank the designs into `stage_dir`; returns the files written."""
+    gen = cfg.generator
+    designs: list[dict[str, Any]] = []
+    files: list[str] = []
+    if gen.name != "none" and int(gen.num_images) > 0:
+        device = pick_device()
+        pipe = load_pipeline(gen, str(source), device)
+        images, seeds = draw(pipe, prompt, gen, device)
+        del pipe
+        scores = rerank(clip, images, centroid, top_text)
+        folder = stage_dir / "designs"
+        folder.mkdir(parents=True, exist_ok=True)
+        for image, seed, score in zip(images, seeds, scores, strict=True):
+            path = unique_path(folder, f"design-{stage_key[:8]}-seed{seed}")
+            chunks = {"prompt": prompt, "seed": str(seed), "config_hash": config_hash, "generator": gen.name}
+            save_design(image, path, chunks)
+            rel = str(path.relative_to(stage_dir))
+            files.append(rel)
+            designs.append({"path": str(path), "file": rel, "seed": seed, **score})
+        designs.sort(key=lambda d: -d["score"])
+    record = {"generator": gen.name, "source": source, "prompt": prompt, "designs": designs}
+    (stage_dir / DESIGNS).write_text(json.dumps(record, indent=1))
+    return [DESIGNS, *files]
+
+
+def load(stage_dir: Path) -> dict[str, Any]:
+    """The designs record; paths point into this run's stage folder (maybe restored from the store)."""
+    record = json.loads((stage_dir / DESIGNS).read_text())
+    for design in record["designs"]:
+        design["path"] = str(stage_dir / design["file"])
+    return record

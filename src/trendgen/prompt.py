@@ -1,0 +1,215 @@
+"""Prompt stage: the ranked captions become one diffusion prompt, written by an LLM or by a template.
+
+`llm=openai` calls any OpenAI-compatible chat server through the OpenAI Python SDK (`llm.base_url`,
+`llm.model`), with the key read from OPENAI_API_KEY only. Rate limits (429), server errors (5xx), time-outs
+and dropped connections are retried `llm.max_retries` times with exponential backoff (`llm.backoff_s` doubled
+each time, or the server's Retry-After when shorter than a minute). When the LLM still fails, or answers
+something unusable (empty, too short, a refusal, a malformed body), the template writer takes over and the
+reason is recorded: a run is never lost to the LLM. `llm=template` is that offline, deterministic writer: the
+trend's look caption, the best caption of every other facet (bank order) and a few photography words.
+
+Either way the prompt is cut to the generator's text-encoder limit (77 CLIP tokens) with the generator's own
+tokenizer, at phrase (comma) boundaries. Artifacts (in `<output_dir>/prompt/`): `prompt.json` ({text, source,
+fallback_reason, attempts, tokens}).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import openai
+
+from trendgen.errors import TrendgenError
+
+log = logging.getLogger(__name__)
+
+PROMPT = "prompt.json"
+API_KEY_ENV = "OPENAI_API_KEY"
+TEMPLATE_SUFFIX = ["fashion design", "studio photograph", "full body", "plain background", "high detail"]
+MIN_WORDS = 3
+_REFUSAL = re.compile(
+    r"^\s*(i'?m sorry|i am sorry|sorry,|i can(?:'|no)t|i cannot|i'?m unable|i am unable|as an ai\b"
+    r"|unfortunately)",
+    re.IGNORECASE,
+)
+
+
+TRANSIENT_ERRORS = (
+    openai.RateLimitError,
+    openai.InternalServerError,
+    openai.APITimeoutError,
+    openai.APIConnectionError,
+)
+
+
+class UnusableAnswer(Exception):
+    """The LLM answered, but nothing a diffusion model can use."""
+
+
+def template_prompt(captions: dict[str, Any]) -> str:
+    """The look, the best caption of every other facet (bank order), then photography words; deterministic.
+
+    `captions` is the describe stage's record: `look` ({text, score} or None), `look_facets` (the facets the
+    look already names) and `facets` (facet -> ranked [{text, facet, score}]).
+    """
+    look = captions.get("look")
+    named = set(captions.get("look_facets") or []) if look else set()
+    phrases = [look["text"]] if look else []
+    phrases += [
+        ranked[0]["text"] for facet, ranked in captions["facets"].items() if ranked and facet not in named
+    ]
+    return ", ".join([*phrases, *TEMPLATE_SUFFIX])
+
+
+def token_count(text: str, tokenizer: Any) -> int:
+    """Tokens the text encoder sees, BOS and EOS included."""
+    return len(tokenizer(text, truncation=False)["input_ids"])
+
+
+def cut_to_token_limit(text: str, tokenizer: Any, limit: int = 77) -> str:
+    """The longest run of leading comma-separated phrases that fits in `limit` tokens.
+
+    A first phrase longer than the limit is cut at a word boundary instead.
+    """
+    text = " ".join(text.split())
+    if token_count(text, tokenizer) <= limit:
+        return text
+    phrases = [p.strip() for p in text.split(",") if p.strip()]
+    kept: list[str] = []
+    for phrase in phrases:
+        if token_count(", ".join([*kept, phrase]), tokenizer) > limit:
+            break
+        kept.append(phrase)
+    if kept:
+        return ", ".join(kept)
+    words = phrases[0].split() if phrases else text.split()
+    while words and token_count(" ".join(words), tokenizer) > limit:
+        words.pop()
+    return " ".join(words)
+
+
+def clean_answer(content: Any) -> str:
+    """The prompt from an LLM answer, or UnusableAnswer saying why it cannot be used."""
+    if not isinstance(content, str):
+        raise UnusableAnswer(f"malformed answer: message content is {type(content).__name__}")
+    text = content.strip().strip("`").strip()
+    text = re.sub(r"^(prompt|diffusion prompt)\s*:\s*", "", text, flags=re.IGNORECASE)
+    text = " ".join(text.strip().strip('"').strip("'").split())
+    if not text:
+        raise UnusableAnswer("empty answer")
+    if _REFUSAL.match(text):
+        raise UnusableAnswer(f"refusal: {text[:80]!r}")
+    if len(text.split()) < MIN_WORDS:
+        raise UnusableAnswer(f"answer too short: {text!r}")
+    return text
+
+
+def format_captions(overall: list[dict[str, Any]]) -> str:
+    return "\n".join(f"- {c['text']} ({c['facet']}, {c['score']:.3f})" for c in overall)
+
+
+def _retry_after(err: Exception) -> float | None:
+    response = getattr(err, "response", None)
+    value = getattr(response, "headers", {}).get("retry-after") if response is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def ask_llm(llm: Any, captions_text: str, api_key: str, attempts: list[dict[str, Any]]) -> str:
+    """The LLM's prompt, retrying transient failures; raises the last error or UnusableAnswer.
+
+    Every failed try is appended to `attempts` (the error's kind and HTTP status; never the key).
+    """
+    client = openai.OpenAI(
+        base_url=llm.base_url or None, api_key=api_key, timeout=float(llm.timeout_s), max_retries=0
+    )
+    messages = [
+        {"role": "system", "content": llm.system_prompt},
+        {"role": "user", "content": llm.user_template.format(captions=captions_text)},
+    ]
+    for attempt in range(int(llm.max_retries) + 1):
+        try:
+            reply = client.chat.completions.create(
+                model=llm.model,
+                messages=messages,
+                temperature=float(llm.temperature),
+                max_tokens=int(llm.max_tokens),
+            )
+            return clean_answer(_content(reply))
+        except TRANSIENT_ERRORS as err:
+            attempts.append({"attempt": attempt + 1, "error": _describe_error(err)})
+            if attempt == int(llm.max_retries):
+                raise
+            delay = float(llm.backoff_s) * 2**attempt
+            server_says = _retry_after(err)
+            if server_says is not None and 0 <= server_says <= 60:
+                delay = max(delay, server_says)
+            log.warning("LLM call failed (%s); retrying in %.1f s", attempts[-1]["error"], delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _content(reply: Any) -> Any:
+    try:
+        return reply.choices[0].message.content
+    except (AttributeError, IndexError, TypeError) as err:
+        raise UnusableAnswer(f"malformed answer: {type(err).__name__}: {err}") from None
+
+
+def _describe_error(err: Exception) -> str:
+    status = getattr(err, "status_code", None)
+    name = type(err).__name__
+    return f"{name} (HTTP {status})" if status else name
+
+
+def write_prompt(cfg: Any, captions: dict[str, Any]) -> dict[str, Any]:
+    """{text, source, fallback_reason, attempts} before the token cut (`captions`: see `template_prompt`)."""
+    llm = cfg.llm
+    template = template_prompt(captions)
+    if llm.name == "template":
+        return {"text": template, "source": "template", "fallback_reason": None, "attempts": []}
+    if llm.name != "openai":
+        raise TrendgenError(f"llm.name must be 'openai' or 'template', not {llm.name!r}")
+    api_key = os.environ.get(API_KEY_ENV, "").strip()
+    if not api_key:
+        reason = f"{API_KEY_ENV} is not set"
+        return {"text": template, "source": "template", "fallback_reason": reason, "attempts": []}
+    attempts: list[dict[str, Any]] = []
+    try:
+        answer = ask_llm(llm, format_captions(captions["overall"]), api_key, attempts)
+        return {"text": answer, "source": "openai", "fallback_reason": None, "attempts": attempts}
+    except UnusableAnswer as err:
+        reason = f"unusable LLM answer: {err}"
+    except openai.APIResponseValidationError as err:
+        reason = f"unusable LLM answer: malformed body ({_describe_error(err)})"
+    except TRANSIENT_ERRORS as err:
+        reason = f"LLM failed after {len(attempts)} tries: {_describe_error(err)}"
+    except openai.APIError as err:
+        reason = f"LLM failed: {_describe_error(err)}"
+    except (ValueError, TypeError) as err:  # a body the SDK could not parse
+        reason = f"unusable LLM answer: malformed body ({type(err).__name__})"
+    log.warning("prompt: falling back to the template writer: %s", reason)
+    return {"text": template, "source": "template", "fallback_reason": reason, "attempts": attempts}
+
+
+def run(cfg: Any, captions: dict[str, Any], tokenizer: Any, stage_dir: Path, limit: int = 77) -> list[str]:
+    """Write the prompt, cut to `limit` tokens of `tokenizer`, into `stage_dir`; returns the files written."""
+    record = write_prompt(cfg, captions)
+    record["uncut_text"] = record["text"]
+    record["text"] = cut_to_token_limit(record["text"], tokenizer, limit)
+    record["tokens"] = token_count(record["text"], tokenizer)
+    record["token_limit"] = limit
+    (stage_dir / PROMPT).write_text(json.dumps(record, indent=1))
+    return [PROMPT]
+
+
+def load(stage_dir: Path) -> dict[str, Any]:
+    return json.loads((stage_dir / PROMPT).read_text())

@@ -1,0 +1,217 @@
+"""Report stage: one self-contained `report.html` (every picture a PNG data URI) a person can open anywhere.
+
+It shows the cluster shares as a bar chart (then and now, with a baseline), a 2-D PCA projection of the
+embeddings coloured by cluster, an exemplar montage per cluster, the ranked captions with their scores, the
+prompt and where it came from, and the designs with their scores.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from PIL import Image, ImageOps
+
+REPORT = "report.html"  # written at the top of the output dir
+_MAX_POINTS = 5000
+_THUMB = 96
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#222;line-height:1.4}
+h1{margin-bottom:.2rem} h2{margin-top:2rem;border-bottom:1px solid #ddd}
+table{border-collapse:collapse} td,th{padding:.2rem .6rem;border-bottom:1px solid #eee;text-align:left}
+.target{background:#fff4d6} .prompt{font-size:1.1rem;background:#f6f6f6;padding:.8rem;border-radius:6px}
+.designs{display:flex;flex-wrap:wrap;gap:1rem} figure{margin:0} figcaption{font-size:.85rem;color:#555}
+.muted{color:#777}
+"""
+
+
+def png_data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def figure_png(fig: Any) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def image_png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def shares_chart(clusters: list[dict[str, Any]], target: int) -> bytes:
+    """Bars of each cluster's share now (and then, with a baseline); the target cluster highlighted."""
+    ids = [c["id"] for c in clusters]
+    now = [c["share"] for c in clusters]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.7 * len(ids) + 2), 3.2))
+    x = np.arange(len(ids))
+    has_then = "share_then" in clusters[0] if clusters else False
+    width = 0.4 if has_then else 0.7
+    colors = ["#e8a33d" if i == target else "#4c72b0" for i in ids]
+    if has_then:
+        ax.bar(
+            x - width / 2,
+            [c["share_then"] for c in clusters],
+            width,
+            color="#bbbbbb",
+            label="then (baseline)",
+        )
+        ax.bar(x + width / 2, now, width, color=colors, label="now")
+        ax.legend(frameon=False)
+    else:
+        ax.bar(x, now, width, color=colors)
+    ax.set_xticks(x, [f"#{i}" for i in ids])
+    ax.set_ylabel("share of images")
+    ax.set_title(f"Cluster shares (target: #{target})")
+    ax.spines[["top", "right"]].set_visible(False)
+    return figure_png(fig)
+
+
+def projection_chart(embeddings: np.ndarray, labels: np.ndarray, sets: list[str], target: int) -> bytes:
+    """A 2-D PCA projection of the embeddings, coloured by cluster; baseline images drawn hollow."""
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(0)
+    rows = np.arange(len(embeddings))
+    if len(rows) > _MAX_POINTS:
+        rows = np.sort(rng.choice(rows, _MAX_POINTS, replace=False))
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    if len(rows) >= 2 and embeddings.shape[1] >= 2:
+        points = PCA(n_components=2, random_state=0).fit_transform(embeddings[rows])
+    else:
+        points = np.zeros((len(rows), 2))
+    cmap = plt.get_cmap("tab10")
+    is_current = np.array([sets[i] == "current" for i in rows])
+    for c in np.unique(labels[rows]):
+        mask = labels[rows] == c
+        color = cmap(int(c) % 10)
+        label = f"#{c}" + (" (target)" if c == target else "")
+        ax.scatter(*points[mask & is_current].T, s=10, color=color, label=label)
+        if (mask & ~is_current).any():
+            ax.scatter(*points[mask & ~is_current].T, s=10, facecolors="none", edgecolors=color)
+    ax.set_title(
+        "Embeddings (PCA), coloured by cluster" + ("; hollow: baseline" if not is_current.all() else "")
+    )
+    ax.legend(frameon=False, fontsize=8, markerscale=1.5, loc="best")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return figure_png(fig)
+
+
+def montage(paths: list[str], thumb: int = _THUMB) -> bytes:
+    """The exemplars side by side, each fitted into a `thumb` square; unreadable files left grey."""
+    from trendgen.data.images import load_rgb
+
+    sheet = Image.new("RGB", (max(1, len(paths)) * (thumb + 4) + 4, thumb + 8), (255, 255, 255))
+    for i, path in enumerate(paths):
+        image, _reason = load_rgb(path)
+        tile = Image.new("RGB", (thumb, thumb), (220, 220, 220))
+        if image is not None:
+            image = ImageOps.contain(image, (thumb, thumb))  # small images are scaled up too
+            tile.paste(image, ((thumb - image.width) // 2, (thumb - image.height) // 2))
+        sheet.paste(tile, (4 + i * (thumb + 4), 4))
+    return image_png(sheet)
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<img src="{png_data_uri(png)}" alt="{html.escape(alt)}">'
+
+
+def _captions_table(rows: list[dict[str, Any]]) -> str:
+    body = "".join(
+        f"<tr><td>{i + 1}</td><td>{html.escape(r['text'])}</td><td>{html.escape(r['facet'])}</td>"
+        f"<td>{r['score']:.3f}</td></tr>"
+        for i, r in enumerate(rows)
+    )
+    return f"<table><tr><th>#</th><th>caption</th><th>facet</th><th>score</th></tr>{body}</table>"
+
+
+def render(
+    trend: dict[str, Any], embeddings: np.ndarray | None, labels: np.ndarray | None, sets: list[str]
+) -> str:
+    """The report's HTML from the trend record (and the embeddings for the projection)."""
+    esc = html.escape
+    clusters = trend.get("clusters") or []
+    target = trend.get("target_cluster")
+    parts = [
+        f"<h1>trendgen design report</h1><p class='muted'>config {esc(str(trend.get('config_hash')))}</p>"
+    ]
+    images = trend.get("images") or {}
+    parts.append(
+        f"<p>{images.get('used', 0)} of {images.get('total', 0)} images used; "
+        f"{len(images.get('skipped', []))} skipped.</p>"
+    )
+    if images.get("skipped"):
+        rows = "".join(
+            f"<tr><td>{esc(s['path'])}</td><td>{esc(s['reason'])}</td></tr>" for s in images["skipped"][:50]
+        )
+        parts.append(f"<details><summary>skipped files</summary><table>{rows}</table></details>")
+    if clusters:
+        parts.append("<h2>Clusters</h2>")
+        parts.append(_img(shares_chart(clusters, target), "cluster shares"))
+        if embeddings is not None and labels is not None and len(embeddings):
+            parts.append(_img(projection_chart(embeddings, labels, sets, target), "embedding projection"))
+        for c in clusters:
+            then = f", then {c['share_then']:.1%}" if "share_then" in c else ""
+            mark = " class='target'" if c["id"] == target else ""
+            parts.append(
+                f"<h3{mark}>Cluster #{c['id']}{' (target)' if c['id'] == target else ''}: "
+                f"{c['size']} images, {c['share']:.1%}{then}</h3>"
+            )
+            parts.append(_img(montage(c["exemplars"]), f"exemplars of cluster {c['id']}"))
+    if trend.get("captions"):
+        parts.append("<h2>Captions closest to the trend</h2>")
+        if trend.get("look"):
+            look = trend["look"]
+            parts.append(f"<p class='prompt'>look: {esc(look['text'])} ({look['score']:.3f})</p>")
+        parts.append(_captions_table(trend["captions"]))
+        for facet, rows in (trend.get("facets") or {}).items():
+            parts.append(f"<h3>{esc(facet)}</h3>" + _captions_table(rows))
+    prompt = trend.get("prompt")
+    if prompt:
+        reason = f" (fallback: {esc(prompt['fallback_reason'])})" if prompt.get("fallback_reason") else ""
+        parts.append(f"<h2>Prompt</h2><p>source: {esc(prompt['source'])}{reason}</p>")
+        parts.append(f"<p class='prompt'>{esc(prompt['text'])}</p>")
+    designs = trend.get("designs") or []
+    if designs:
+        figures = []
+        for rank, d in enumerate(designs, 1):
+            png = Path(d["path"]).read_bytes()
+            figures.append(
+                f"<figure>{_img(png, f'design {rank}')}<figcaption>#{rank} seed {d['seed']}, "
+                f"score {d['score']:.3f}</figcaption></figure>"
+            )
+        parts.append("<h2>Designs, best first</h2><div class='designs'>" + "".join(figures) + "</div>")
+    seconds = trend.get("stage_seconds") or {}
+    if seconds:
+        timing = ", ".join(f"{esc(k)} {v:.1f} s" for k, v in seconds.items())
+        parts.append(f"<p class='muted'>stage times: {timing}</p>")
+    body = "\n".join(parts)
+    return (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>trendgen design report</title>"
+        f"<style>{_STYLE}</style></head><body>\n{body}\n</body></html>\n"
+    )
+
+
+def run(
+    trend: dict[str, Any],
+    embeddings: np.ndarray | None,
+    labels: np.ndarray | None,
+    sets: list[str],
+    stage_dir: Path,
+) -> list[str]:
+    """Write `report.html` into `stage_dir`; returns the files written."""
+    (stage_dir / REPORT).write_text(render(trend, embeddings, labels, sets), encoding="utf-8")
+    return [REPORT]

@@ -1,0 +1,168 @@
+"""Stage artifacts keyed by a hash of what produced them, so an unchanged stage is reused rather than rerun.
+
+Every design stage writes its files into `<output_dir>/<stage>/` and, last, a `manifest.json` holding the
+stage's key: a hash over the config subtree the stage reads, the identity of the files it reads (path, size,
+mtime) and the keys of the stages it builds on. A later run whose key matches reuses the files. A stage whose
+manifest is missing or holds another key runs again. With a store (`design.store`), finished stages are also
+hard-linked (copied where links fail) into `<store>/<stage>/<key>/`, so a fresh run dir reuses work done in an
+earlier one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+MANIFEST = "manifest.json"
+_MODEL_FILE_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model", ".pt")
+
+
+def _to_plain(value: Any) -> Any:
+    if isinstance(value, DictConfig) or OmegaConf.is_list(value):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+def stable_hash(*parts: Any, length: int = 16) -> str:
+    """A short sha256 over JSON-serialised parts (dict keys sorted), stable across runs and machines."""
+    text = json.dumps([_to_plain(p) for p in parts], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def file_identity(path: str | Path) -> list[Any]:
+    """(absolute path, size, mtime in ns) of one file: changes whenever the file is replaced or edited."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return [str(Path(path).absolute()), None, None]  # missing: the key changes when it appears
+    return [str(Path(path).resolve()), st.st_size, st.st_mtime_ns]
+
+
+def files_identity(paths: Iterable[str | Path]) -> str:
+    """One hash over the identities of many files (the inputs of a stage)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(json.dumps(file_identity(path)).encode())
+    return digest.hexdigest()[:16]
+
+
+def folder_identity(folder: str | Path) -> list[Any]:
+    """The identity of a saved model folder: its path plus every weight, config and tokenizer file in it."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return [str(folder)]  # a hub id: its name is all we know
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in _MODEL_FILE_SUFFIXES)
+    return [str(folder.resolve()), files_identity(files)]
+
+
+def content_hash(path: str | Path) -> str:
+    """sha256 of a file's bytes (small files such as the caption bank)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+@dataclass
+class StageDir:
+    """One stage's folder in the run dir and its key."""
+
+    name: str
+    path: Path
+    key: str
+    store: Path | None = None
+
+    @property
+    def stored(self) -> Path | None:
+        return None if self.store is None else self.store / self.name / self.key
+
+    def read_manifest(self) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.path / MANIFEST).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def is_fresh(self) -> bool:
+        """True when the run dir holds this stage's artifacts for this key (maybe restored from the store)."""
+        manifest = self.read_manifest()
+        if manifest is not None and manifest.get("key") == self.key and self._files_present(manifest):
+            return bool(manifest.get("reusable", True))
+        return self._restore_from_store()
+
+    def _files_present(self, manifest: Mapping[str, Any]) -> bool:
+        return all((self.path / name).is_file() for name in manifest.get("files", []))
+
+    def _restore_from_store(self) -> bool:
+        stored = self.stored
+        if stored is None or not (stored / MANIFEST).is_file():
+            return False
+        try:
+            manifest = json.loads((stored / MANIFEST).read_text())
+        except (OSError, ValueError):
+            return False
+        if manifest.get("key") != self.key or not all((stored / f).is_file() for f in manifest["files"]):
+            return False
+        self.path.mkdir(parents=True, exist_ok=True)
+        for name in [*manifest["files"], MANIFEST]:
+            _link_or_copy(stored / name, self.path / name)
+        return True
+
+    def prepare(self) -> Path:
+        """Create the stage folder for a fresh run; a stale manifest goes first, so a crash leaves no lie."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / MANIFEST).unlink(missing_ok=True)
+        return self.path
+
+    def commit(self, files: Iterable[str], info: Mapping[str, Any] | None = None) -> None:
+        """Record the stage as done: the manifest names its key and files (relative to the stage folder)."""
+        names = sorted(set(files))
+        missing = [n for n in names if not (self.path / n).is_file()]
+        if missing:
+            raise RuntimeError(f"stage {self.name} did not write {missing}")
+        manifest = {
+            "stage": self.name,
+            "key": self.key,
+            "files": names,
+            "created": time.time(),
+            **(info or {}),
+        }
+        tmp = self.path / (MANIFEST + ".tmp")
+        tmp.write_text(json.dumps(manifest, indent=2))
+        os.replace(tmp, self.path / MANIFEST)
+        if manifest.get("reusable", True):
+            self._save_to_store(names)
+
+    def _save_to_store(self, names: list[str]) -> None:
+        stored = self.stored
+        if stored is None:
+            return
+        partial = stored.with_name(stored.name + f".partial-{os.getpid()}")
+        try:
+            partial.mkdir(parents=True, exist_ok=True)
+            for name in [*names, MANIFEST]:
+                (partial / name).parent.mkdir(parents=True, exist_ok=True)
+                _link_or_copy(self.path / name, partial / name)
+            if stored.exists():
+                shutil.rmtree(stored)
+            os.replace(partial, stored)
+        except OSError:
+            shutil.rmtree(
+                partial, ignore_errors=True
+            )  # the store is an optimisation: never fail the run for it
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.exists() and dst.samefile(src):
+        return
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)

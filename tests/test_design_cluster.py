@@ -1,0 +1,98 @@
+"""The cluster stage on planted embeddings: k, auto k, MiniBatchKMeans past the threshold, emerging trends."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+from sklearn.cluster import KMeans, MiniBatchKMeans
+from sklearn.metrics import adjusted_rand_score
+
+from trendgen import cluster
+from trendgen.config import TrendConfig
+from trendgen.errors import TrendgenError
+
+
+def blobs(sizes: list[int], dim: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors around `len(sizes)` well-separated directions; the true labels."""
+    rng = np.random.default_rng(seed)
+    centres = np.eye(dim)[: len(sizes)] * 3.0
+    x = np.concatenate([c + 0.1 * rng.standard_normal((n, dim)) for c, n in zip(centres, sizes, strict=True)])
+    labels = np.repeat(np.arange(len(sizes)), sizes)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), labels
+
+
+def trend_cfg(**overrides):
+    return OmegaConf.merge(OmegaConf.structured(TrendConfig), {"n_init": 3, "exemplars": 2, **overrides})
+
+
+def index_for(n_now: int, n_then: int = 0) -> dict:
+    return {
+        "paths": [f"now_{i}.png" for i in range(n_now)] + [f"then_{i}.png" for i in range(n_then)],
+        "sets": ["current"] * n_now + ["baseline"] * n_then,
+    }
+
+
+def run_stage(tmp_path, x, index, **trend):
+    cfg = OmegaConf.create({"trend": trend_cfg(**trend)})
+    cluster.run(cfg, x, index, tmp_path)
+    return cluster.load(tmp_path)
+
+
+def test_clusters_sized_shared_and_numbered_by_size(tmp_path):
+    x, truth = blobs([5, 20, 10])
+    record, centroids, labels = run_stage(tmp_path, x, index_for(35), clusters=3)
+    assert [c["size"] for c in record["clusters"]] == [20, 10, 5]  # cluster 0 is the largest
+    assert [c["share"] for c in record["clusters"]] == pytest.approx([20 / 35, 10 / 35, 5 / 35], abs=1e-5)
+    assert record["dominant_cluster"] == record["target_cluster"] == 0
+    assert adjusted_rand_score(truth, labels) == 1.0
+    np.testing.assert_allclose(np.linalg.norm(centroids, axis=1), 1.0, rtol=1e-5)
+    # exemplars: the members nearest the centroid, best first
+    members = np.flatnonzero(labels == 0)
+    nearest = members[np.argsort(-(x[members] @ centroids[0]))][:2]
+    assert record["clusters"][0]["exemplars"] == [f"now_{i}.png" for i in nearest]
+
+
+def test_auto_k_picks_the_planted_number_of_clusters(tmp_path):
+    x, _ = blobs([12, 12, 12, 12])
+    record, _, _ = run_stage(tmp_path, x, index_for(48), clusters="auto", auto_range=[2, 7])
+    assert record["k"] == 4 and record["k_chosen_by"] == "silhouette"
+    assert set(record["silhouette"]) == {"2", "3", "4", "5", "6", "7"}
+
+
+def test_minibatch_kmeans_above_the_threshold_finds_the_same_clusters(tmp_path):
+    x, truth = blobs([40, 30, 30])
+    assert isinstance(cluster.make_kmeans(3, 100, 0, 3, minibatch_threshold=99), MiniBatchKMeans)
+    assert isinstance(cluster.make_kmeans(3, 100, 0, 3, minibatch_threshold=100), KMeans)
+    record, _, labels = run_stage(tmp_path, x, index_for(100), clusters=3, minibatch_threshold=50)
+    assert record["algorithm"] == "MiniBatchKMeans"
+    assert adjusted_rand_score(truth, labels) == 1.0
+
+
+def test_emerging_target_is_the_cluster_that_grew_most(tmp_path):
+    # now: 60 of look A, 40 of look B; then: 90 of A, 10 of B. A dominates, B is emerging.
+    now, _ = blobs([60, 40], seed=1)
+    then, _ = blobs([90, 10], seed=2)
+    x = np.concatenate([now, then])
+    record, _, _ = run_stage(tmp_path, x, index_for(100, 100), clusters=2, target="emerging")
+    a, b = record["clusters"]
+    assert (a["size"], a["share_now"], a["share_then"]) == (60, 0.6, 0.9)
+    assert (b["size"], b["share_now"], b["share_then"]) == (40, 0.4, 0.1)
+    assert b["growth"] == pytest.approx(0.3)
+    assert record["dominant_cluster"] == 0 and record["target_cluster"] == 1
+    assert all(p.startswith("now_") for p in b["exemplars"])
+    assert json.loads((tmp_path / "clusters.json").read_text())["target"] == "emerging"
+
+
+def test_bad_settings_are_user_errors(tmp_path):
+    x, _ = blobs([3, 3])
+    with pytest.raises(TrendgenError, match="more than the 6 usable images"):
+        run_stage(tmp_path, x, index_for(6), clusters=7)
+    with pytest.raises(TrendgenError, match=r"needs trend\.baseline_images"):
+        run_stage(tmp_path, x, index_for(6), clusters=2, target="emerging")
+    with pytest.raises(TrendgenError, match="whole number or 'auto'"):
+        run_stage(tmp_path, x, index_for(6), clusters="many")
+    with pytest.raises(TrendgenError, match="at least 3 usable images"):
+        run_stage(tmp_path, x[:2], index_for(2), clusters="auto")

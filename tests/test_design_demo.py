@@ -1,0 +1,80 @@
+"""The offline demo end to end: `trendgen-train experiment=demo` (a short real training run), then
+`trendgen-design experiment=demo` on the synthetic trending set with a planted look (red striped dresses).
+The trend found is the planted look, and its garment, colour and pattern lead the ranked captions."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from design_support import REPO
+
+BIN = Path(sys.executable).parent
+# A smaller CLIP than model=tiny and a shorter run, so the demo trains in a few minutes on 2 CPU cores.
+FAST_TRAINING = [
+    "trainer.max_steps=400",
+    "trainer.max_epochs=100",
+    "model.optimizer.lr=2e-3",
+    "model.geometry.patch_size=8",
+    "model.geometry.vision_hidden_size=64",
+    "model.geometry.vision_layers=2",
+    "model.geometry.vision_heads=2",
+    "model.geometry.vision_intermediate_size=128",
+    "model.geometry.text_hidden_size=64",
+    "model.geometry.text_layers=1",
+    "model.geometry.text_heads=2",
+    "model.geometry.text_intermediate_size=128",
+    "model.geometry.projection_dim=64",
+    "data.image_px=32",
+    "data.val_size=100",
+    "data.test_size=100",
+    "logger=csv",
+]
+
+
+def run(entrypoint: str, args: list[str], tmp: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OPENAI_API_KEY": "", "TRENDGEN_ROOT": str(REPO), "OMP_NUM_THREADS": "2"}
+    result = subprocess.run(
+        [str(BIN / entrypoint), *args], capture_output=True, text=True, env=env, cwd=tmp, timeout=timeout
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_demo_finds_and_names_the_planted_look(tmp_path):
+    common = [
+        "experiment=demo",
+        f"paths.log_dir={tmp_path / 'runs'}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+    ]
+    train_dir = tmp_path / "train"
+    run("trendgen-train", [*common, f"hydra.run.dir={train_dir}", *FAST_TRAINING], tmp_path, timeout=1500)
+    design_dir = tmp_path / "design"
+    design_args = [*common, f"hydra.run.dir={design_dir}", f"model.name_or_path={train_dir / 'model'}"]
+    result = run("trendgen-design", design_args, tmp_path, timeout=600)
+    assert f"report: {design_dir / 'report.html'}" in result.stdout
+
+    trend = json.loads((design_dir / "trend.json").read_text())
+    assert trend["prompt"]["source"] == "template"  # offline: no OPENAI_API_KEY
+    assert len(trend["designs"]) == 2 and (design_dir / "prompt.txt").is_file()
+
+    # The target is the planted look: its exemplars are red striped dresses, and it grew since the baseline.
+    looks = tmp_path / "cache" / "demo" / "trend_images"
+    planted = {row["path"] for row in csv.DictReader((looks / "looks.csv").open()) if row["planted"] == "1"}
+    target = trend["clusters"][trend["target_cluster"]]
+    assert all(Path(p).name in planted for p in target["exemplars"])
+    assert target["share_now"] > target["share_then"]
+
+    # ... and the ranked captions name it: garment, colour and pattern lead their facets.
+    assert trend["look"]["text"] == "a red striped dress"
+    facets = trend["facets"]
+    assert "dress" in facets["garment"][0]["text"], facets["garment"]
+    assert "red" in facets["colour"][0]["text"], facets["colour"]
+    assert "striped" in facets["pattern"][0]["text"], facets["pattern"]

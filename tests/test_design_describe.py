@@ -1,0 +1,93 @@
+"""The look search and the ranking of the bank, with a scorer whose best answer is known; the text cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trendgen.describe import TextEmbeddingCache, look_facets, rank_bank, search_look
+from trendgen.errors import TrendgenError
+
+BANK = {
+    "garment": ["coat", "skirt", "dress", "trousers"],
+    "colour": ["blue", "pink", "red", "green"],
+    "pattern": ["solid", "floral", "striped", "checked"],
+    "material": ["made of wool", "made of linen"],
+}
+TEMPLATE = "a {colour} {pattern} {garment}"
+
+
+def scorer(target: str, liked_context: str = "made of linen"):
+    """Words shared with the target look count; a whole match scores most; one context phrase is preferred.
+
+    The first values of each facet score highest on their own (a trap for a greedy start).
+    """
+    calls: list[list[str]] = []
+
+    def score(texts: list[str]) -> np.ndarray:
+        calls.append(list(texts))
+        out = []
+        for text in texts:
+            look, _, context = text.partition(", ")
+            shared = len(set(look.split()) & set(target.split()))
+            lure = 0.5 * sum(w in look.split() for w in ("coat", "blue", "solid"))
+            out.append(
+                shared + 3.0 * (look == target) + lure * (shared < 3) + 0.1 * (context == liked_context)
+            )
+        return np.array(out)
+
+    return score, calls
+
+
+def test_search_finds_the_best_look_and_scores_each_value_in_it():
+    score, _ = scorer("a red striped dress")
+    best, conditional = search_look(score, TEMPLATE, {f: BANK[f] for f in ("colour", "pattern", "garment")})
+    assert best == {"colour": "red", "pattern": "striped", "garment": "dress"}
+    # "red" scores as "a red striped dress", "pink" as "a pink striped dress"
+    colours = dict(zip(BANK["colour"], conditional["colour"], strict=True))
+    assert colours["red"] == score(["a red striped dress"])[0]
+    assert colours["pink"] == score(["a pink striped dress"])[0] < colours["red"]
+
+
+def test_rank_bank_composes_the_look_and_scores_other_facets_in_its_context():
+    score, calls = scorer("a red striped dress")
+    look, entries = rank_bank(BANK, score, TEMPLATE)
+    assert look["text"] == "a red striped dress"
+    by_text = {e["text"]: e for e in entries}
+    assert set(by_text) == {c for captions in BANK.values() for c in captions}
+    assert by_text["red"]["scored_as"] == "a red striped dress"
+    assert by_text["pink"]["scored_as"] == "a pink striped dress"
+    assert by_text["made of linen"]["scored_as"] == "a red striped dress, made of linen"
+    assert by_text["made of linen"]["score"] > by_text["made of wool"]["score"]
+    assert all(len(batch) > 1 for batch in calls)  # scored in batches, never one caption at a time
+
+
+def test_without_a_template_every_caption_is_scored_alone():
+    score, _ = scorer("a red striped dress")
+    look, entries = rank_bank(BANK, score, None)
+    assert look is None
+    assert all(e["scored_as"] == e["text"] for e in entries)
+
+
+def test_template_naming_a_missing_facet_is_a_user_error():
+    with pytest.raises(TrendgenError, match="names facets the bank lacks"):
+        look_facets("a {colour} {fabric} {garment}", BANK)
+
+
+def test_text_cache_embeds_only_unseen_texts_and_persists(tmp_path):
+    seen: list[list[str]] = []
+
+    def embed(texts: list[str]) -> np.ndarray:
+        seen.append(texts)
+        return np.array([[len(t), 1.0] for t in texts], dtype=np.float32)
+
+    cache = TextEmbeddingCache(tmp_path, ["model", 1], embed)
+    first = cache(["a", "bb", "a"])
+    assert seen == [["a", "bb"]] and first.shape == (3, 2)
+    cache.save()
+    again = TextEmbeddingCache(tmp_path, ["model", 1], embed)
+    assert again.has_all(["a", "bb"]) and not again.has_all(["ccc"])
+    np.testing.assert_array_equal(again(["bb", "ccc"]), [[2, 1], [3, 1]])
+    assert seen[-1] == ["ccc"] and again.embedded == 1
+    other_model = TextEmbeddingCache(tmp_path, ["model", 2], embed)
+    assert not other_model.has_all(["a"])

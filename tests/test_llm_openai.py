@@ -1,0 +1,224 @@
+"""The prompt stage's OpenAI client against a real OpenAI-compatible HTTP server on loopback.
+
+The server runs in a thread and answers from a script: a normal answer, a 429 then an answer, 500s, a reply
+slower than `llm.timeout_s`, a malformed body. The SDK talks to it over a real socket through `llm.base_url`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from design_support import base_overrides, compose_design, make_tiny_clip, write_looks
+
+from trendgen import prompt
+from trendgen.pipeline import run_design
+
+SECRET = "sk-test-not-a-real-key-7f3a9c"
+ANSWER = "a red striped midi dress, flowing silhouette, cotton, studio photograph, full body"
+FACETS = {
+    "garment": [{"text": "dress", "facet": "garment", "score": 0.9}],
+    "colour": [{"text": "red", "facet": "colour", "score": 0.8}],
+    "material": [{"text": "made of linen", "facet": "material", "score": 0.7}],
+}
+CAPTIONS = {
+    "look": {"text": "a red dress", "score": 0.9},
+    "look_facets": ["colour", "garment"],
+    "facets": FACETS,
+    "overall": [{"text": "a red dress", "facet": "look", "score": 0.9}, *(r[0] for r in FACETS.values())],
+}
+
+
+class ScriptedServer(ThreadingHTTPServer):
+    """Answers each POST with the next scripted action; records every request."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), ChatHandler)
+        self.script: list[tuple[Any, ...]] = []
+        self.requests: list[dict[str, Any]] = []
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that timed out closed its socket: expected in the time-out case
+
+
+class ChatHandler(BaseHTTPRequestHandler):
+    server: ScriptedServer
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        self.server.requests.append(
+            {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
+        )
+        kind, *args = self.server.script.pop(0) if self.server.script else ("ok", ANSWER)
+        if kind == "sleep":
+            time.sleep(args[0])
+            kind, args = "ok", [ANSWER]
+        if kind == "status":
+            error = {"error": {"message": f"scripted {args[0]}", "type": "server_error", "code": None}}
+            self._send(args[0], json.dumps(error).encode(), {"Retry-After": "0"})
+        elif kind == "malformed":
+            self._send(200, b'{"id": "chatcmpl-1", "choices": [{"index": 0, "mess')
+        else:
+            reply = {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body.get("model", "m"),
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": args[0]},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            }
+            self._send(200, json.dumps(reply).encode())
+
+
+@pytest.fixture()
+def server() -> Iterator[ScriptedServer]:
+    srv = ScriptedServer()
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def llm_cfg(server: ScriptedServer, *extra: str) -> Any:
+    overrides = [
+        "llm=openai",
+        f"llm.base_url={server.base_url}",
+        "llm.model=test-model",
+        "llm.backoff_s=0.01",
+        "llm.timeout_s=5",
+        "llm.max_retries=2",
+        *extra,
+    ]
+    return compose_design(overrides)
+
+
+def test_normal_answer_uses_conf_instructions_and_env_key(server, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    server.script = [("ok", f'"{ANSWER}"')]
+    cfg = llm_cfg(server)
+    record = prompt.write_prompt(cfg, CAPTIONS)
+    assert record == {"text": ANSWER, "source": "openai", "fallback_reason": None, "attempts": []}
+    (request,) = server.requests
+    assert request["path"] == "/v1/chat/completions"
+    assert request["headers"]["authorization"] == f"Bearer {SECRET}"
+    body = request["body"]
+    assert body["model"] == "test-model"
+    assert body["messages"][0] == {"role": "system", "content": cfg.llm.system_prompt}
+    assert "- a red dress (look, 0.900)\n- dress (garment, 0.900)" in body["messages"][1]["content"]
+    assert "made of linen (material, 0.700)" in body["messages"][1]["content"]
+
+
+def test_429_then_answer_is_retried(server, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    server.script = [("status", 429), ("ok", ANSWER)]
+    record = prompt.write_prompt(llm_cfg(server), CAPTIONS)
+    assert record["source"] == "openai" and record["text"] == ANSWER
+    assert len(server.requests) == 2
+    assert record["attempts"] == [{"attempt": 1, "error": "RateLimitError (HTTP 429)"}]
+
+
+def test_500s_until_retries_run_out_fall_back_to_template(server, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    server.script = [("status", 500)] * 3 + [("ok", ANSWER)]
+    record = prompt.write_prompt(llm_cfg(server, "llm.max_retries=2"), CAPTIONS)
+    assert len(server.requests) == 3  # one try and two retries, then no more
+    assert record["source"] == "template"
+    assert record["text"] == prompt.template_prompt(CAPTIONS)
+    assert record["fallback_reason"] == "LLM failed after 3 tries: InternalServerError (HTTP 500)"
+
+
+def test_timeout_falls_back_after_retries(server, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    server.script = [("sleep", 1.5), ("sleep", 1.5)]  # slower than llm.timeout_s, then a normal answer
+    record = prompt.write_prompt(llm_cfg(server, "llm.timeout_s=0.3", "llm.max_retries=1"), CAPTIONS)
+    assert len(server.requests) == 2
+    assert record["source"] == "template"
+    assert record["fallback_reason"] == "LLM failed after 2 tries: APITimeoutError"
+
+
+def test_malformed_body_falls_back(server, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    server.script = [("malformed",)]
+    record = prompt.write_prompt(llm_cfg(server), CAPTIONS)
+    assert record["source"] == "template"
+    assert record["fallback_reason"].startswith("unusable LLM answer: malformed")
+    assert len(server.requests) == 1  # a malformed answer is not retried
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        ("", "unusable LLM answer: empty answer"),
+        ("dress", "unusable LLM answer: answer too short: 'dress'"),
+        ("I'm sorry, but I can't help with that request.", "unusable LLM answer: refusal"),
+    ],
+)
+def test_unusable_answers_fall_back(server, monkeypatch, answer, reason):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    server.script = [("ok", answer)]
+    record = prompt.write_prompt(llm_cfg(server), CAPTIONS)
+    assert record["source"] == "template"
+    assert record["fallback_reason"].startswith(reason)
+
+
+def test_missing_key_falls_back_without_calling(server, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    record = prompt.write_prompt(llm_cfg(server), CAPTIONS)
+    assert record["source"] == "template"
+    assert record["fallback_reason"] == "OPENAI_API_KEY is not set"
+    assert server.requests == []
+
+
+def test_pipeline_prompt_from_llm_and_key_never_written(server, monkeypatch, tmp_path):
+    """Through the pipeline: the LLM's answer becomes prompt.txt; the key appears in no file the run wrote."""
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    model = make_tiny_clip(tmp_path / "model")
+    looks = write_looks(tmp_path / "looks", n=12)
+    overrides = [
+        *base_overrides(tmp_path, model, looks),
+        "llm=openai",
+        f"llm.base_url={server.base_url}",
+        "llm.backoff_s=0.01",
+        "generator=none",
+        "design.stages=[embed,cluster,describe,prompt]",
+    ]
+    trend = run_design(compose_design(overrides))
+    assert trend["prompt"] == {"text": ANSWER, "source": "openai", "fallback_reason": None}
+    out = tmp_path / "out"
+    assert (out / "prompt.txt").read_text() == ANSWER + "\n"
+    sent = server.requests[0]["body"]["messages"][1]["content"]
+    assert all(c["text"] in sent for c in trend["captions"])  # the ranked captions went to the LLM
+    for path in Path(tmp_path).rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
