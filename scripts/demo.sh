@@ -9,7 +9,8 @@ train_dir="runs/demo/train/${stamp}"
 design_dir="runs/demo/design/${stamp}"
 
 trendgen-train experiment=demo hydra.run.dir="${train_dir}" "$@"
-trendgen-design experiment=demo hydra.run.dir="${design_dir}" model.name_or_path="${train_dir}/model"
+trendgen-design experiment=demo hydra.run.dir="${design_dir}" model.name_or_path="${train_dir}/model" \
+  ${OPENAI_API_KEY:+llm=openai}  # the template writer unless a key is set
 
 echo
 echo "Demo finished."

@@ -13,19 +13,22 @@ from omegaconf import DictConfig
 from transformers import CLIPConfig, CLIPModel, CLIPProcessor
 from transformers.models.clip import CLIPImageProcessorPil
 
+from trendgen.caption_bank import load_bank
 from trendgen.cli import CONF_DIR
 from trendgen.config import register_configs
 from trendgen.data.synthetic import COLORS, GARMENTS, PATTERNS
 from trendgen.tokenizer import train_caption_tokenizer
 
 REPO = Path(CONF_DIR).parent
+BANK = REPO / "conf" / "captions" / "bank.yaml"
 DESIGN_BIN = Path(sys.executable).parent / "trendgen-design"
 
 
 def make_tiny_clip(folder: Path, seed: int = 0) -> Path:
     """A random tiny CLIP saved like the trainer saves it: CLIPModel + tokenizer + image processor."""
     texts = [f"a {c} {p} {g}" for g in GARMENTS for c in COLORS for p in PATTERNS]
-    tokenizer = train_caption_tokenizer(texts, vocab_size=512, model_max_length=32)
+    texts += [c for captions in load_bank(BANK).values() for c in captions]  # every bank word is known
+    tokenizer = train_caption_tokenizer(texts, vocab_size=4096, model_max_length=32)
     torch.manual_seed(seed)
     config = CLIPConfig(
         text_config={

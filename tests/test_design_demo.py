@@ -15,26 +15,6 @@ import pytest
 from design_support import REPO
 
 BIN = Path(sys.executable).parent
-# A smaller CLIP than model=tiny and a shorter run, so the demo trains in a few minutes on 2 CPU cores.
-FAST_TRAINING = [
-    "trainer.max_steps=400",
-    "trainer.max_epochs=100",
-    "model.optimizer.lr=2e-3",
-    "model.geometry.patch_size=8",
-    "model.geometry.vision_hidden_size=64",
-    "model.geometry.vision_layers=2",
-    "model.geometry.vision_heads=2",
-    "model.geometry.vision_intermediate_size=128",
-    "model.geometry.text_hidden_size=64",
-    "model.geometry.text_layers=1",
-    "model.geometry.text_heads=2",
-    "model.geometry.text_intermediate_size=128",
-    "model.geometry.projection_dim=64",
-    "data.image_px=32",
-    "data.val_size=100",
-    "data.test_size=100",
-    "logger=csv",
-]
 
 
 def run(entrypoint: str, args: list[str], tmp: Path, timeout: float) -> subprocess.CompletedProcess[str]:
@@ -55,7 +35,7 @@ def test_demo_finds_and_names_the_planted_look(tmp_path):
         f"paths.cache_dir={tmp_path / 'cache'}",
     ]
     train_dir = tmp_path / "train"
-    run("trendgen-train", [*common, f"hydra.run.dir={train_dir}", *FAST_TRAINING], tmp_path, timeout=1500)
+    run("trendgen-train", [*common, f"hydra.run.dir={train_dir}"], tmp_path, timeout=1500)
     design_dir = tmp_path / "design"
     design_args = [*common, f"hydra.run.dir={design_dir}", f"model.name_or_path={train_dir / 'model'}"]
     result = run("trendgen-design", design_args, tmp_path, timeout=600)

@@ -91,3 +91,14 @@ def test_text_cache_embeds_only_unseen_texts_and_persists(tmp_path):
     assert seen[-1] == ["ccc"] and again.embedded == 1
     other_model = TextEmbeddingCache(tmp_path, ["model", 2], embed)
     assert not other_model.has_all(["a"])
+
+
+def test_captions_with_words_a_from_scratch_model_never_learnt_are_left_out():
+    from trendgen.describe import drop_unknown_words
+    from trendgen.tokenizer import train_caption_tokenizer
+
+    tokenizer = train_caption_tokenizer(["a red striped dress", "a blue checked coat"], vocab_size=600)
+    bank = {"garment": ["dress", "cargo trousers"], "colour": ["red", "navy"], "material": ["made of linen"]}
+    kept, dropped = drop_unknown_words(bank, tokenizer)
+    assert kept == {"garment": ["dress"], "colour": ["red"]}
+    assert dropped == ["cargo trousers", "navy", "made of linen"]

@@ -216,12 +216,36 @@ def rank_bank(
     return look, entries
 
 
+LEARNT_VOCAB_LIMIT = 10_000  # below this, a tokenizer was learnt from a caption set (pretrained CLIP: 49,408)
+
+
+def drop_unknown_words(bank: dict[str, list[str]], tokenizer: Any) -> tuple[dict[str, list[str]], list[str]]:
+    """Leave out captions with a word the model never learnt, when its tokenizer was learnt from captions.
+
+    A from-scratch model (`model.pretrained=false`) has a vocabulary of its training captions only; any other
+    word falls apart into byte pieces whose embeddings never trained, so it scores noise. With a pretrained
+    CLIP tokenizer every caption is kept. Returns (bank, captions left out).
+    """
+    if len(tokenizer) >= LEARNT_VOCAB_LIMIT:
+        return bank, []
+    known = {token.removesuffix("</w>") for token in tokenizer.get_vocab() if token.endswith("</w>")}
+
+    def understood(caption: str) -> bool:
+        return all(word in known for word in caption.lower().replace("-", " ").split())
+
+    kept = {facet: [c for c in captions if understood(c)] for facet, captions in bank.items()}
+    dropped = [c for captions in bank.values() for c in captions if not understood(c)]
+    return {facet: captions for facet, captions in kept.items() if captions}, dropped
+
+
 def run(
     cfg: Any, clip: Any, model_identity: Any, centroid: np.ndarray, stage_dir: Path
 ) -> tuple[list[str], dict[str, Any]]:
     """Rank the bank against `centroid` into `stage_dir`; returns the files written and manifest info."""
     model, tokenizer, _ = clip
-    bank = load_bank(cfg.captions.bank)
+    bank, unknown = drop_unknown_words(load_bank(cfg.captions.bank), tokenizer)
+    if unknown:
+        log.info("left out %d captions with words the model never learnt", len(unknown))
     batch = int(cfg.captions.batch_size)
     cache = TextEmbeddingCache(
         cfg.paths.cache_dir, model_identity, lambda t: embed_texts(model, tokenizer, t, batch)
@@ -243,6 +267,7 @@ def run(
         "facets": by_facet,
         "bank": str(resolve_bank_path(cfg.captions.bank)),
         "bank_size": len(bank_texts),
+        "left_out_unknown_words": unknown,
         "text_cache_hit": hit,
         "texts_embedded": cache.embedded,
         "text_cache_file": str(cache.path),

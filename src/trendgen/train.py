@@ -85,6 +85,24 @@ def _wandb_offline_without_key(cfg: DictConfig) -> None:
         log.info("WANDB_API_KEY is unset: W&B logs offline (sync later with `wandb sync`)")
 
 
+def point_latest_at(output_dir: Path) -> None:
+    """Point `<parent>/latest` at this run dir (single runs only), so `.../latest/model` is the newest model.
+
+    Only a symlink is ever replaced: a real file or folder named `latest` is left alone.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return
+    latest = output_dir.parent / "latest"
+    if latest.exists() and not latest.is_symlink():
+        return
+    fresh = output_dir.parent / f".latest-{os.getpid()}"
+    fresh.symlink_to(output_dir.name)
+    fresh.replace(latest)  # atomic
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit CLIP as `cfg` says, save `OUTPUT/model/` and return the final logged metrics."""
     output_dir = Path(cfg.paths.output_dir)
@@ -129,4 +147,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics["global_step"] = float(trainer.global_step)
     if trainer.is_global_zero:  # read by trendgen-compare
         (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        if (model_dir / "config.json").exists():
+            point_latest_at(output_dir)
     return metrics
