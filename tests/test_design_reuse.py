@@ -104,14 +104,15 @@ def test_caption_cache_is_hit_on_a_second_run(tmp_path, inputs):
     )  # the bank came from the cache; only new look captions were embedded
 
     bank = tmp_path / "bank.yaml"
-    bank.write_text("garment:\n  - pinafore\n  - kaftan\ncolour:\n  - vermilion\n  - ultramarine\n")
+    # new garment captions (in words the model knows: a from-scratch model leaves out words it never learnt)
+    bank.write_text("garment:\n  - coat dress\n  - dress coat\ncolour:\n  - burgundy\n  - teal\n")
     own = [f"captions.bank={bank}", "captions.per_facet=1", "captions.look_template='a {colour} {garment}'"]
     other = run(tmp_path, inputs, stages, *own)
     assert json.loads((describe_dir / "captions.json").read_text())["text_cache_hit"] is False  # new texts
     assert other["look"]["text"] in {
-        f"a {c} {g}" for c in ("vermilion", "ultramarine") for g in ("pinafore", "kaftan")
+        f"a {c} {g}" for c in ("burgundy", "teal") for g in ("coat dress", "dress coat")
     }
-    assert {c["text"] for c in other["captions"][1:]} == {"pinafore", "kaftan", "vermilion", "ultramarine"}
+    assert {c["text"] for c in other["captions"][1:]} == {"coat dress", "dress coat", "burgundy", "teal"}
     assert [len(rows) for rows in other["facets"].values()] == [1, 1]
 
 

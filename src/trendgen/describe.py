@@ -246,6 +246,8 @@ def run(
     bank, unknown = drop_unknown_words(load_bank(cfg.captions.bank), tokenizer)
     if unknown:
         log.info("left out %d captions with words the model never learnt", len(unknown))
+    if not bank:
+        raise TrendgenError(f"no caption of {cfg.captions.bank} uses words the model has learnt")
     batch = int(cfg.captions.batch_size)
     cache = TextEmbeddingCache(
         cfg.paths.cache_dir, model_identity, lambda t: embed_texts(model, tokenizer, t, batch)
