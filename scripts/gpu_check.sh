@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# One-GPU check: a short bf16 training run through trendgen-train, then the training-step and embed-stage
+# benchmarks on the GPU, each printing images per second. Needs a CUDA device: without one it exits 1 with one
+# line. Models have random weights (no download): the ViT-B/32 geometry unless MODEL says otherwise.
+#   scripts/gpu_check.sh [MODEL]          e.g. scripts/gpu_check.sh clip_b32
+# Env: TRENDGEN_VENV (default .venv), GPU_CHECK_STEPS (default 50), GPU_CHECK_WORKERS (default min(8, nproc)).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv="${TRENDGEN_VENV:-.venv}"
+py="$venv/bin/python"
+if [[ ! -x "$py" ]]; then
+  echo "gpu_check.sh: no Python at $py (run \`make install\` or set TRENDGEN_VENV)" >&2
+  exit 1
+fi
+
+# The GPU and its bf16 support; a missing CUDA device ends the check here, in one line.
+precision=$("$py" - <<'PY'
+import sys
+
+import torch
+
+if not torch.cuda.is_available():
+    runtime = torch.version.cuda or "none: this torch is a CPU-only build"
+    sys.exit(f"gpu_check.sh: no CUDA device visible to torch {torch.__version__} (CUDA runtime: {runtime})")
+name = torch.cuda.get_device_name(0)
+bf16 = torch.cuda.is_bf16_supported()
+print(f"gpu_check.sh: {name}, torch {torch.__version__}, CUDA {torch.version.cuda}, bf16 {bf16}", file=sys.stderr)
+print("bf16-mixed" if bf16 else "16-mixed")
+PY
+) || exit 1
+
+model="${1:-clip_b32}"
+steps="${GPU_CHECK_STEPS:-50}"
+workers="${GPU_CHECK_WORKERS:-$(( $(nproc) < 8 ? $(nproc) : 8 ))}"
+out="$(mktemp -d "${TMPDIR:-/tmp}/trendgen-gpu-check.XXXXXX")"
+echo "gpu_check.sh: model=$model precision=$precision steps=$steps workers=$workers output=$out"
+
+echo "== 1/3 trendgen-train: $steps steps of $model at $precision on synthetic garments"
+start=$(date +%s.%N)
+"$venv/bin/trendgen-train" \
+  trainer=gpu trainer.precision="$precision" trainer.max_steps="$steps" \
+  model="$model" model.pretrained=false \
+  data.size=4096 data.val_size=256 data.batch_size=128 data.num_workers="$workers" data.image_px=224 \
+  logger=csv '~callbacks.progress_bar' trainer.enable_progress_bar=false \
+  hydra.run.dir="$out/train" > "$out/train.log" 2>&1 || {
+    echo "gpu_check.sh: trendgen-train failed; the last lines of $out/train.log:" >&2
+    tail -n 20 "$out/train.log" >&2
+    exit 1
+  }
+end=$(date +%s.%N)
+"$py" - "$out/train" "$start" "$end" <<'PY'
+import json
+import sys
+
+run, start, end = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+metrics = json.load(open(f"{run}/metrics.json"))
+steps = int(metrics["global_step"])
+print(f"trendgen-train: {steps} steps of 128 images in {end - start:.0f} s wall (start-up, validation and "
+      f"saving included): {steps * 128 / (end - start):.0f} images/s end to end; model saved in {run}/model")
+PY
+
+echo "== 2/3 training step rate (bench_train.py, after warm-up)"
+"$py" scripts/bench_train.py --device cuda --precision "$precision" --model "$model" \
+  --batch-size 128 --n 2048 --px 256 --steps 30 --warmup 5 --workers "$workers" --workdir "$out/bench"
+
+echo "== 3/3 embed stage rate (bench_embed.py)"
+"$py" scripts/bench_embed.py --device cuda --model "$model" \
+  --n 2048 --naive-n 128 --batch-size 256 --px 256 --workers "$workers" --workdir "$out/bench"
+
+echo "gpu_check.sh: done (outputs in $out)"
