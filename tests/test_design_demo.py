@@ -26,8 +26,7 @@ def run(entrypoint: str, args: list[str], tmp: Path, timeout: float) -> subproce
     return result
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(900)
 def test_demo_finds_and_names_the_planted_look(tmp_path):
     common = [
         "experiment=demo",
@@ -35,7 +34,7 @@ def test_demo_finds_and_names_the_planted_look(tmp_path):
         f"paths.cache_dir={tmp_path / 'cache'}",
     ]
     train_dir = tmp_path / "train"
-    run("trendgen-train", [*common, f"hydra.run.dir={train_dir}"], tmp_path, timeout=1500)
+    run("trendgen-train", [*common, f"hydra.run.dir={train_dir}"], tmp_path, timeout=800)
     design_dir = tmp_path / "design"
     design_args = [*common, f"hydra.run.dir={design_dir}", f"model.name_or_path={train_dir / 'model'}"]
     result = run("trendgen-design", design_args, tmp_path, timeout=600)
