@@ -114,5 +114,5 @@ def report(title: str, columns: list[str], rows: list[list[Any]], notes: list[st
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+        return f"{value:.4g}" if abs(value) < 100 else f"{value:.0f}"
     return str(value)
