@@ -117,6 +117,7 @@ class TrendConfig:
     exemplars: int = 6
     batch_size: int = 64
     num_workers: int = 2
+    devices: int = 1  # > 1: Lightning predict on that many devices (ddp_spawn), a shard per rank
     minibatch_threshold: int = 50000  # above this many embeddings, MiniBatchKMeans
     synthetic: SyntheticTrendConfig | None = None  # draw a synthetic set into `images` when it is missing
 

@@ -156,9 +156,21 @@ def run(cfg: Any, clip: Any, stage_dir: Path) -> list[str]:
     current, baseline = trend_files(cfg.trend)
     paths = [*current, *baseline]
     sets = ["current"] * len(current) + ["baseline"] * len(baseline)
-    embeddings, used, skipped = embed_files(
-        model, image_processor, paths, batch_size=cfg.trend.batch_size, num_workers=cfg.trend.num_workers
-    )
+    loader_args = {"batch_size": cfg.trend.batch_size, "num_workers": cfg.trend.num_workers}
+    if cfg.trend.get("devices", 1) > 1:  # one process per device; this process merges the shards
+        from trendgen.embed_distributed import embed_files_distributed
+
+        embeddings, used, skipped = embed_files_distributed(
+            model,
+            image_processor,
+            paths,
+            shard_dir=stage_dir / "shards",
+            **loader_args,
+            devices=int(cfg.trend.devices),
+            strategy="ddp_spawn",
+        )
+    else:
+        embeddings, used, skipped = embed_files(model, image_processor, paths, **loader_args)
     used_current = sum(1 for i in used if sets[i] == "current")
     if used_current == 0:
         raise TrendgenError(
