@@ -53,7 +53,9 @@ def test_trend_json_schema(design_run):
     )
     captions = trend["captions"]
     assert len(captions) == 12 and set(captions[0]) == {"text", "facet", "score"}
-    assert [c["score"] for c in captions] == sorted((c["score"] for c in captions), reverse=True)
+    assert captions[0]["facet"] == "look" and captions[0]["text"] == trend["look"]["text"]  # the look leads
+    scores = [c["score"] for c in captions[1:]]
+    assert scores == sorted(scores, reverse=True)  # then the best captions of the bank, best first
     assert all(len(rows) == 3 for rows in trend["facets"].values())
     assert {"garment", "colour", "pattern", "material"} <= set(trend["facets"])
     assert trend["prompt"]["source"] == "template" and trend["prompt"]["fallback_reason"] is None

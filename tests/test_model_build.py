@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -108,3 +109,30 @@ def test_pretrained_local_folder_goes_through_load_saved(tmp_path):
     cfg.name_or_path = str(tmp_path / "nowhere")
     with pytest.raises(TrendgenError, match="not found"):
         load_clip(cfg)
+
+
+def test_the_caption_tokenizer_is_the_same_every_time_it_is_trained():
+    """Same captions, same vocabulary and merges: a from-scratch run is reproducible from its seed."""
+    from trendgen.caption_bank import load_bank
+    from trendgen.tokenizer import train_caption_tokenizer
+
+    bank = [
+        c
+        for captions in load_bank(Path(__file__).parents[1] / "conf" / "captions" / "bank.yaml").values()
+        for c in captions
+    ]
+    texts = [*CAPTIONS, *bank]
+    first = train_caption_tokenizer(texts)
+    for _ in range(4):
+        again = train_caption_tokenizer(texts)
+        assert again.get_vocab() == first.get_vocab()
+        assert (
+            again("a blush pink polka-dot wrap dress")["input_ids"]
+            == first("a blush pink polka-dot wrap dress")["input_ids"]
+        )
+    assert first.convert_ids_to_tokens(first("zq")["input_ids"]) == [
+        "<|startoftext|>",
+        "z",
+        "q</w>",
+        "<|endoftext|>",
+    ]

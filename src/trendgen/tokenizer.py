@@ -41,10 +41,14 @@ def train_caption_tokenizer(
         ]
     )
     alphabet = pre_tokenizers.ByteLevel.alphabet()
+    # Every byte can also end a word, so any text tokenises without an unknown token. Registering these
+    # word-final tokens up front also makes training deterministic: the trainer would otherwise create them
+    # in hash-map order, and their ids break ties between equally frequent merges (huggingface/tokenizers#1794).
+    word_ends = [char + "</w>" for char in sorted(alphabet)]
     trainer = BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=1,
-        special_tokens=[BOS, EOS],
+        special_tokens=[BOS, EOS, *word_ends],
         initial_alphabet=alphabet,
         end_of_word_suffix="</w>",
         show_progress=False,
@@ -52,9 +56,6 @@ def train_caption_tokenizer(
     backend.train_from_iterator(list(texts), trainer=trainer)
     model = json.loads(backend.to_str())["model"]
     vocab: dict[str, int] = dict(model["vocab"])
-    # Every byte can also end a word, so any text tokenises without an unknown token.
-    for char in sorted(alphabet):
-        vocab.setdefault(char + "</w>", len(vocab))
     merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
     return CLIPTokenizer(
         vocab=vocab,
