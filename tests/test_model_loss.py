@@ -151,8 +151,8 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory) -> dict[str, list[dict]]:
     out = tmp_path_factory.mktemp("ranks")
-    # fork: the children inherit the imported modules instead of importing transformers again
-    mp.start_processes(_rank_main, args=(2, _free_port(), str(out)), nprocs=2, join=True, start_method="fork")
+    # spawn, not fork: forking a pytest process that earlier tests left with threads (gloo, OpenMP) can hang
+    mp.start_processes(_rank_main, args=(2, _free_port(), str(out)), nprocs=2, start_method="spawn")
     return {split: [torch.load(out / f"{split}{r}.pt") for r in range(2)] for split in SPLITS}
 
 

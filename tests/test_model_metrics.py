@@ -138,7 +138,7 @@ def test_two_ranks_score_the_whole_split_once(tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    mp.start_processes(_rank_scores, args=(port, str(tmp_path)), nprocs=2, start_method="fork")
+    mp.start_processes(_rank_scores, args=(port, str(tmp_path)), nprocs=2, start_method="spawn")
     single = _scores(_scored_rows(), torch.arange(11))
     assert single["n_images"] == 11
     for rank in range(2):
