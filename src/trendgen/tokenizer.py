@@ -43,7 +43,7 @@ def train_caption_tokenizer(
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     # Every byte can also end a word, so any text tokenises without an unknown token. Registering these
     # word-final tokens up front also makes training deterministic: the trainer would otherwise create them
-    # in hash-map order, and their ids break ties between equally frequent merges (huggingface/tokenizers#1794).
+    # in hash-map order, and their ids break ties between equally frequent merges (tokenizers issue 1794).
     word_ends = [char + "</w>" for char in sorted(alphabet)]
     trainer = BpeTrainer(
         vocab_size=vocab_size,
