@@ -117,7 +117,8 @@ class TrendConfig:
     exemplars: int = 6
     batch_size: int = 64
     num_workers: int = 2
-    devices: int = 1  # > 1: Lightning predict on that many devices (ddp_spawn), a shard per rank
+    devices: int = 1  # > 1: Lightning predict on that many devices per node, a shard per rank
+    num_nodes: int = 1  # > 1: under srun or torchrun, the ranks of every node embed; rank 0 runs the rest
     minibatch_threshold: int = 50000  # above this many embeddings, MiniBatchKMeans
     synthetic: SyntheticTrendConfig | None = None  # draw a synthetic set into `images` when it is missing
 

@@ -150,14 +150,22 @@ def embed_files(
     return embeddings.astype(np.float32, copy=False), used, skipped
 
 
-def run(cfg: Any, clip: Any, stage_dir: Path) -> list[str]:
-    """Embed `trend.images` (and `trend.baseline_images`) into `stage_dir`; returns the files written."""
+def run(cfg: Any, clip: Any, stage_dir: Path, group: Any = None) -> list[str]:
+    """Embed `trend.images` (and `trend.baseline_images`) into `stage_dir`; returns the files written.
+
+    `group`: the `EmbedGroup` of ranks srun or torchrun started, which share the work; without one,
+    `trend.devices > 1` starts that many ranks here (`ddp_spawn`).
+    """
     model, _tokenizer, image_processor = clip
     current, baseline = trend_files(cfg.trend)
     paths = [*current, *baseline]
     sets = ["current"] * len(current) + ["baseline"] * len(baseline)
     loader_args = {"batch_size": cfg.trend.batch_size, "num_workers": cfg.trend.num_workers}
-    if cfg.trend.get("devices", 1) > 1:  # one process per device; this process merges the shards
+    if group is not None:
+        embeddings, used, skipped = group.embed(
+            model, image_processor, paths, stage_dir / "shards", **loader_args
+        )
+    elif cfg.trend.get("devices", 1) > 1:  # one process per device; this process merges the shards
         from trendgen.embed_distributed import embed_files_distributed
 
         embeddings, used, skipped = embed_files_distributed(

@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 from trendgen.caption_bank import flatten, load_bank, resolve_bank_path
 from trendgen.errors import TrendgenError
 from trendgen.image_files import input_files, trend_files
+from trendgen.slurm import check_slurm_layout, slurm_launched, under_torchrun
 from trendgen.stage_cache import StageDir, content_hash, files_identity, folder_identity, stable_hash
 
 # The stage modules (torch, transformers, diffusers, sklearn, openai) load only when a stage runs, so a wrong
@@ -152,8 +153,9 @@ def stage_keys(cfg: Any, model_id: Any) -> dict[str, str]:
 class DesignRun:
     """One run of the pipeline: stage folders, lazily loaded models, and what each stage produced."""
 
-    def __init__(self, cfg: Any) -> None:
+    def __init__(self, cfg: Any, group: Any = None) -> None:
         self.cfg = cfg
+        self.group = group  # the EmbedGroup when srun or torchrun started several ranks; this is rank 0
         self.out = Path(str(cfg.paths.output_dir))
         self.store = Path(str(cfg.design.store)).expanduser() if cfg.design.store else None
         self.requested = requested_stages(cfg)
@@ -205,6 +207,8 @@ class DesignRun:
                     f"design.stages: {self.requested[-1]} needs the results of the {name} stage, which has "
                     f"not run with this config: add {name} to design.stages"
                 )
+            if name == "embed" and self.group is not None:
+                self.group.close()  # the other ranks are done (or were never needed); the rest runs here
             self.results[name] = self._load_stage(name, stage.path)
             self.seconds[name] = round(time.perf_counter() - start, 3)
         trend = self.trend_record()
@@ -217,7 +221,7 @@ class DesignRun:
         cfg, r = self.cfg, self.results
         log.info("stage %s: running", name)
         if name == "embed":
-            return embed.run(cfg, self.clip, stage.path), {}
+            return embed.run(cfg, self.clip, stage.path, self.group), {}
         if name == "cluster":
             embeddings, index = r["embed"]
             return cluster.run(cfg, embeddings, index, stage.path), {}
@@ -344,9 +348,42 @@ class DesignRun:
         (self.out / TREND_JSON).write_text(json.dumps(trend, indent=1))
 
 
+def join_embed_group(trend_cfg: Any) -> Any:
+    """The `EmbedGroup` of this run's ranks when srun or torchrun started several; None for one process."""
+    check_slurm_layout(trend_cfg, owner="trend")  # srun's tasks per node and nodes match the config
+    devices, num_nodes = int(trend_cfg.devices), int(trend_cfg.num_nodes)
+    if not (slurm_launched() or under_torchrun()):
+        if num_nodes > 1:
+            raise TrendgenError(
+                f"trend.num_nodes={num_nodes} needs one process per device on each node: start "
+                f"trendgen-design with `srun --nodes={num_nodes} --ntasks-per-node={devices}` (or torchrun)"
+            )
+        return None
+    from trendgen.embed_distributed import EmbedGroup, launched_environment
+
+    env = launched_environment()
+    if env.world_size() == 1 and devices == 1 and num_nodes == 1:
+        return None
+    return EmbedGroup(env, devices, num_nodes)
+
+
 def run_design(cfg: Any) -> dict[str, Any]:
-    """Run `design.stages`; write trend.json, prompt.txt, designs/ and report.html in paths.output_dir."""
-    trend = DesignRun(cfg).run()
+    """Run `design.stages`; write trend.json, prompt.txt, designs/ and report.html in paths.output_dir.
+
+    Started as several ranks (srun, torchrun), every rank embeds its share of the images; rank 0 alone runs
+    the rest of the pipeline and writes the outputs, the other ranks return {} once their share is done.
+    """
+    group = join_embed_group(cfg.trend)
+    if group is None:
+        trend = DesignRun(cfg).run()
+    else:
+        try:
+            if not group.is_leader:
+                group.serve(lambda: load_design_clip(cfg.model))
+                return {}
+            trend = DesignRun(cfg, group).run()
+        finally:
+            group.close()
     out = Path(trend["output_dir"])
     print(f"trend: {out / TREND_JSON}")
     if "prompt" in trend:

@@ -1,4 +1,4 @@
-"""SLURM and launcher awareness for the train recipe: process layout checks, requeue ownership, resuming.
+"""SLURM and launcher awareness for the train and design recipes: layout checks, requeue ownership, resuming.
 
 Who owns the requeue signal (exactly one owner per job):
 - jobs started by hydra-submitit-launcher (`hydra/launcher=slurm`): submitit (SIGUSR2). Lightning's SLURM
@@ -57,36 +57,37 @@ def _device_count(devices: Any) -> int | None:
     return None
 
 
-def check_slurm_layout(trainer_cfg: Mapping[str, Any]) -> None:
+def check_slurm_layout(node: Mapping[str, Any], owner: str = "trainer") -> None:
     """Refuse a SLURM process layout that Lightning's SLURM environment cannot run, with one clear line.
 
-    Lightning takes one process per device from srun: `--ntasks-per-node` must equal `trainer.devices` and
-    `--nodes` must equal `trainer.num_nodes`. A bare `--ntasks` leaves the tasks per node unknown: refused.
-    Does nothing outside SLURM, in interactive allocations and under torchrun.
+    Lightning takes one process per device from srun: `--ntasks-per-node` must equal `<owner>.devices` and
+    `--nodes` must equal `<owner>.num_nodes` (`owner`: the config node, `trainer` or `trend`). A bare
+    `--ntasks` leaves the tasks per node unknown: refused. Does nothing outside SLURM, in interactive
+    allocations and under torchrun.
     """
     if not slurm_launched():
         return
     ntasks = int(os.environ["SLURM_NTASKS"])
     per_node = os.environ.get("SLURM_NTASKS_PER_NODE")
     nodes = os.environ.get("SLURM_JOB_NUM_NODES") or os.environ.get("SLURM_NNODES") or "1"
-    devices = _device_count(trainer_cfg.get("devices", 1))
-    num_nodes = int(trainer_cfg.get("num_nodes", 1) or 1)
+    devices = _device_count(node.get("devices", 1))
+    num_nodes = int(node.get("num_nodes", 1) or 1)
     hint = (
         f"launch with `srun --nodes={num_nodes} --ntasks-per-node={devices or 'DEVICES'}` "
-        f"(trainer.num_nodes={num_nodes}, trainer.devices={devices or trainer_cfg.get('devices')})"
+        f"({owner}.num_nodes={num_nodes}, {owner}.devices={devices or node.get('devices')})"
     )
     if ntasks > 1 and per_node is None:
         raise TrendgenError(
             f"SLURM started {ntasks} tasks with a bare --ntasks, which Lightning cannot map to nodes; {hint}"
         )
     if per_node is not None and devices is not None and _first_int(per_node) != devices:
-        raise TrendgenError(f"SLURM runs {per_node} tasks per node but trainer.devices={devices}; {hint}")
+        raise TrendgenError(f"SLURM runs {per_node} tasks per node but {owner}.devices={devices}; {hint}")
     if _first_int(nodes) != num_nodes:
-        raise TrendgenError(f"SLURM allocated {nodes} node(s) but trainer.num_nodes={num_nodes}; {hint}")
+        raise TrendgenError(f"SLURM allocated {nodes} node(s) but {owner}.num_nodes={num_nodes}; {hint}")
     if devices is not None and devices * num_nodes != ntasks:
         raise TrendgenError(
-            f"trainer.devices={devices} x trainer.num_nodes={num_nodes} needs {devices * num_nodes} processes"
-            f" but SLURM started {ntasks} task(s) (run the trainer through srun); {hint}"
+            f"{owner}.devices={devices} x {owner}.num_nodes={num_nodes} needs {devices * num_nodes} processes"
+            f" but SLURM started {ntasks} task(s) (run trendgen through srun); {hint}"
         )
 
 
