@@ -27,8 +27,9 @@ def train_caption_tokenizer(
 ) -> CLIPTokenizer:
     """Train CLIP-style byte-level BPE on `texts`; every byte stays in the vocabulary, so nothing is unknown.
 
-    Token ids: 0 is BOS, 1 is EOS (also the pad token, as in CLIP). Whole caption words become single tokens
-    as long as `vocab_size` allows.
+    Token ids: 0 is BOS, 1 is EOS (also the pad token, as in CLIP). `vocab_size` counts what BPE learns
+    (specials, bytes, merges); the 256 word-final byte tokens come on top. Whole caption words become single
+    tokens as long as `vocab_size` allows. The same texts always give the same tokenizer.
     """
     backend = Tokenizer(BPE(unk_token=EOS, end_of_word_suffix="</w>", continuing_subword_prefix=""))
     backend.normalizer = normalizers.Sequence(
@@ -46,7 +47,7 @@ def train_caption_tokenizer(
     # in hash-map order, and their ids break ties between equally frequent merges (tokenizers issue 1794).
     word_ends = [char + "</w>" for char in sorted(alphabet)]
     trainer = BpeTrainer(
-        vocab_size=vocab_size,
+        vocab_size=vocab_size + len(word_ends),  # the word-final tokens come on top, as they always have
         min_frequency=1,
         special_tokens=[BOS, EOS, *word_ends],
         initial_alphabet=alphabet,
