@@ -2,9 +2,9 @@
 
 Images are decoded by `load_rgb` in DataLoader workers and turned into pixel tensors by the image processor in
 the collate function (also in the workers); the main process only runs the model, under bf16/fp16 autocast on
-CUDA. Bad files are skipped and recorded with their reason. The pieces (`ImageFileDataset`, `EmbedCollate`,
-`embed_pixels`) are the ones a Lightning `predict_step` with a shard-writing `BasePredictionWriter` reuses to
-spread the same work over several GPUs or nodes.
+CUDA. Bad files are skipped and recorded with their reason. The pieces (`image_loader`, `embed_pixels`) are
+the ones a Lightning `predict_step` with a shard-writing `BasePredictionWriter` reuses to spread the same work
+over several GPUs or nodes.
 
 Artifacts (in `<output_dir>/embed/`): `embeddings.npy` (float32, L2-normalised, one row per used image, in
 index order) and `index.json` (`paths`, `sets` (current | baseline) per row, `skipped` [{path, reason}],
@@ -114,6 +114,23 @@ def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def image_loader(
+    paths: Sequence[str | Path],
+    image_processor: Any,
+    batch_size: int,
+    num_workers: int,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """Batches of pixel tensors: files decoded and processed in `num_workers` workers, failures set aside."""
+    return DataLoader(
+        ImageFileDataset(paths),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=EmbedCollate(image_processor),
+        pin_memory=pin_memory,
+    )
+
+
 def embed_files(
     model: Any,
     image_processor: Any,
@@ -126,14 +143,7 @@ def embed_files(
     """Embed image files in batches. Returns (embeddings [n_used, d], indices of the used files, skipped)."""
     device = device or pick_device()
     model.eval().to(device)
-    loader = DataLoader(
-        ImageFileDataset(paths),
-        batch_size=batch_size,
-        num_workers=num_workers,
-        collate_fn=EmbedCollate(image_processor),
-        pin_memory=device.type == "cuda",
-        persistent_workers=False,
-    )
+    loader = image_loader(paths, image_processor, batch_size, num_workers, pin_memory=device.type == "cuda")
     chunks: list[torch.Tensor] = []
     used: list[int] = []
     skipped: list[tuple[int, str]] = []

@@ -28,9 +28,8 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
-from torch.utils.data import DataLoader
 
-from trendgen.embed import EmbedCollate, ImageFileDataset, embed_pixels
+from trendgen.embed import embed_pixels, image_loader
 from trendgen.errors import TrendgenError
 from trendgen.slurm import slurm_launched, under_torchrun
 
@@ -99,12 +98,7 @@ def predict_shards(
     **trainer_kwargs: Any,
 ) -> None:
     """This rank's share of `paths` through `Trainer.predict` into `<shard_dir>/shard-<rank>.npz`."""
-    loader = DataLoader(
-        ImageFileDataset(paths),
-        batch_size=batch_size,
-        num_workers=num_workers,
-        collate_fn=EmbedCollate(image_processor),
-    )
+    loader = image_loader(paths, image_processor, batch_size, num_workers)
     trainer = pl.Trainer(
         callbacks=[ShardWriter(shard_dir)],
         logger=False,
@@ -116,16 +110,11 @@ def predict_shards(
 
 
 def embed_files_distributed(
-    model: Any,
-    image_processor: Any,
-    paths: Sequence[str | Path],
-    shard_dir: str | Path,
-    batch_size: int = 64,
-    num_workers: int = 2,
-    **trainer_kwargs: Any,
+    model: Any, image_processor: Any, paths: Sequence[str | Path], shard_dir: str | Path, **kwargs: Any
 ) -> tuple[np.ndarray, list[int], list[tuple[int, str]]]:
-    """`embed.embed_files` through `Trainer.predict`; `trainer_kwargs`: devices, num_nodes, strategy..."""
-    predict_shards(model, image_processor, paths, shard_dir, batch_size, num_workers, **trainer_kwargs)
+    """`embed.embed_files` through `Trainer.predict`, started from one process (`strategy="ddp_spawn"`);
+    `kwargs`: those of `predict_shards` (batch_size, num_workers, then Trainer arguments)."""
+    predict_shards(model, image_processor, paths, shard_dir, **kwargs)
     return merge_shards(shard_dir)
 
 
