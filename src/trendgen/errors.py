@@ -16,6 +16,12 @@ class TrendgenError(Exception):
     """An error the user can fix (bad path, bad input, bad setting). Printed as one line."""
 
 
+def first_line(err: BaseException) -> str:
+    """An exception's first line of text (its type's name when it has none), for one-line messages."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def exit_on_user_error(fn: F) -> F:
     """Run a task; a TrendgenError becomes `trendgen: error: ...` on stderr and exit code 2."""
 

@@ -1,8 +1,10 @@
 """Generate stage: draw new designs from the prompt with diffusers, then rerank them with the fine-tuned CLIP.
 
 `generator=small_sd` loads a Stable Diffusion folder or hub id (`generator.name_or_path`) with a DPM-Solver
-multistep scheduler, fp16 on CUDA only, optional attention slicing and model CPU offload. `generator=tiny`
-loads the tiny random pipeline `trendgen.tiny_diffusion` builds and saves locally. `generator=none` draws
+multistep scheduler, fp16 on CUDA only, optional attention slicing and model CPU offload.
+`generator=trained` loads a folder `trendgen-train-generator` wrote (its pixel pipeline, or its LoRA on the
+recorded base) and draws from the prompt in the words that generator learnt (`generator_text`).
+`generator=tiny` loads the tiny random pipeline `trendgen.tiny_diffusion` builds and saves locally. `generator=none` draws
 nothing. All `generator.num_images` designs are drawn in one batched call, design i with seed `generator.seed
 + i`. Every PNG carries its prompt, seed and the run's config hash in its text chunks. Rerank: CLIP scores
 each design by its mean cosine similarity to the target centroid and to the top captions; designs are listed
@@ -24,7 +26,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from trendgen.embed import embed_pixels, pick_device
-from trendgen.errors import TrendgenError
+from trendgen.errors import TrendgenError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -38,33 +40,49 @@ def pipeline_source(gen: Any, cache_dir: str | Path, bank_texts: list[str]) -> s
         from trendgen.tiny_diffusion import tiny_pipeline_folder
 
         return str(tiny_pipeline_folder(cache_dir, bank_texts))
+    if gen.name == "trained":
+        from trendgen.generator.export import read_record
+
+        read_record(str(gen.name_or_path))  # a folder that is not a trendgen generator fails here, at once
+        return str(Path(str(gen.name_or_path)).expanduser())
     if gen.name == "small_sd":
         if not gen.name_or_path:
             raise TrendgenError("generator.name_or_path is not set (a Stable Diffusion hub id or folder)")
         return str(gen.name_or_path)
-    raise TrendgenError(f"generator.name must be small_sd, tiny or none, not {gen.name!r}")
+    raise TrendgenError(f"generator.name must be small_sd, tiny, trained or none, not {gen.name!r}")
+
+
+def trained_record(source: str) -> dict[str, Any] | None:
+    """The generator.json of a trendgen-trained generator folder, None for any other source."""
+    from trendgen.generator.export import RECORD, read_record
+
+    return read_record(source) if (Path(source) / RECORD).is_file() else None
 
 
 def generator_tokenizer(source: str) -> tuple[Any, int]:
     """The generator's own tokenizer and its text-encoder limit (77 CLIP tokens at most)."""
     from transformers import AutoTokenizer
 
+    record = trained_record(source)
+    if record is not None and record["kind"] == "lora":
+        source = record["base"]  # a LoRA uses its base's tokenizer
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, subfolder="tokenizer")
     except (OSError, ValueError) as err:
         raise TrendgenError(
-            f"cannot load the generator's tokenizer from {source!r}: {_first_line(err)}"
+            f"cannot load the generator's tokenizer from {source!r}: {first_line(err)}"
         ) from None
     limit = int(min(tokenizer.model_max_length or CLIP_TOKEN_LIMIT, CLIP_TOKEN_LIMIT))
     return tokenizer, limit
 
 
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+def generator_vocabulary(source: str | None) -> list[str] | None:
+    """The words a trained pixel generator learnt from its captions; None when its vocabulary is open."""
+    record = trained_record(source) if source else None
+    return record.get("vocabulary") if record else None
 
 
-def _dtype_keyword() -> str:
+def dtype_keyword() -> str:
     """`dtype` where diffusers takes it (it deprecates `torch_dtype`), else `torch_dtype`."""
     from diffusers.utils import deprecation_utils
 
@@ -76,10 +94,16 @@ def load_pipeline(gen: Any, source: str, device: torch.device) -> Any:
     from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
 
     dtype = torch.float16 if device.type == "cuda" and gen.half_precision_on_cuda else torch.float32
+    if gen.name == "trained":
+        from trendgen.generator.export import load_generator
+
+        pipe = load_generator(source, device, dtype)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
     try:
-        pipe = StableDiffusionPipeline.from_pretrained(source, **{_dtype_keyword(): dtype})
+        pipe = StableDiffusionPipeline.from_pretrained(source, **{dtype_keyword(): dtype})
     except (OSError, ValueError) as err:
-        raise TrendgenError(f"cannot load the diffusion pipeline {source!r}: {_first_line(err)}") from None
+        raise TrendgenError(f"cannot load the diffusion pipeline {source!r}: {first_line(err)}") from None
     pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
     if gen.attention_slicing:
         pipe.enable_attention_slicing()
@@ -87,7 +111,7 @@ def load_pipeline(gen: Any, source: str, device: torch.device) -> Any:
         try:
             pipe.enable_model_cpu_offload()
         except (ImportError, RuntimeError) as err:
-            raise TrendgenError(f"generator.cpu_offload: {_first_line(err)}") from None
+            raise TrendgenError(f"generator.cpu_offload: {first_line(err)}") from None
     else:
         if gen.cpu_offload:
             log.info("generator.cpu_offload has no effect without CUDA")
@@ -106,8 +130,8 @@ def draw(pipe: Any, prompt: str, gen: Any, device: torch.device) -> tuple[list[I
         negative_prompt=[gen.negative_prompt] * len(seeds) if gen.negative_prompt else None,
         num_inference_steps=int(gen.steps),
         guidance_scale=float(gen.guidance),
-        height=int(gen.height),
-        width=int(gen.width),
+        height=int(gen.height) if gen.height else None,
+        width=int(gen.width) if gen.width else None,
         generator=generators,
     )
     return list(out.images), seeds
@@ -153,7 +177,7 @@ def run(
     cfg: Any,
     clip: Any,
     source: str | None,
-    prompt: str,
+    prompt: dict[str, Any],
     centroid: np.ndarray,
     top_text: np.ndarray,
     config_hash: str,
@@ -167,20 +191,26 @@ def run(
     if gen.name != "none" and int(gen.num_images) > 0:
         device = pick_device()
         pipe = load_pipeline(gen, str(source), device)
-        images, seeds = draw(pipe, prompt, gen, device)
+        images, seeds = draw(pipe, prompt.get("generator_text") or prompt["text"], gen, device)
         del pipe
         scores = rerank(clip, images, centroid, top_text)
         folder = stage_dir / "designs"
         folder.mkdir(parents=True, exist_ok=True)
         for image, seed, score in zip(images, seeds, scores, strict=True):
             path = unique_path(folder, f"design-{stage_key[:8]}-seed{seed}")
-            chunks = {"prompt": prompt, "seed": str(seed), "config_hash": config_hash, "generator": gen.name}
+            chunks = {
+                "prompt": prompt["text"],
+                "generator_prompt": prompt.get("generator_text") or prompt["text"],
+                "seed": str(seed),
+                "config_hash": config_hash,
+                "generator": gen.name,
+            }
             save_design(image, path, chunks)
             rel = str(path.relative_to(stage_dir))
             files.append(rel)
             designs.append({"path": str(path), "file": rel, "seed": seed, **score})
         designs.sort(key=lambda d: -d["score"])
-    record = {"generator": gen.name, "source": source, "prompt": prompt, "designs": designs}
+    record = {"generator": gen.name, "source": source, "prompt": prompt["text"], "designs": designs}
     (stage_dir / DESIGNS).write_text(json.dumps(record, indent=1))
     return [DESIGNS, *files]
 

@@ -20,7 +20,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from trendgen.caption_bank import flatten, load_bank, resolve_bank_path
-from trendgen.errors import TrendgenError
+from trendgen.errors import TrendgenError, first_line
 from trendgen.image_files import input_files, trend_files
 from trendgen.slurm import check_slurm_layout, slurm_launched, under_torchrun
 from trendgen.stage_cache import StageDir, content_hash, files_identity, folder_identity, stable_hash
@@ -109,8 +109,9 @@ def load_design_clip(model_cfg: Any) -> Any:
     except TrendgenError:
         raise
     except Exception as err:  # corrupt weights raise the loader's own errors (e.g. SafetensorError)
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise TrendgenError(f"model.name_or_path: could not load a CLIP model from {name}: {first}") from err
+        raise TrendgenError(
+            f"model.name_or_path: could not load a CLIP model from {name}: {first_line(err)}"
+        ) from err
 
 
 def config_hash(cfg: Any) -> str:
@@ -142,10 +143,13 @@ def stage_keys(cfg: Any, model_id: Any) -> dict[str, str]:
     )
     llm = OmegaConf.to_container(cfg.llm, resolve=True)
     key_present = bool(os.environ.get(API_KEY_ENV)) if cfg.llm.name == "openai" else None
-    gen_tokenizer = [cfg.generator.name, cfg.generator.name_or_path, bank_id]
+    gen = cfg.generator
+    trained = folder_identity(Path(str(gen.name_or_path)).expanduser()) if gen.name == "trained" else None
+    gen_tokenizer = [gen.name, gen.name_or_path, trained, bank_id]
     keys["prompt"] = stable_hash("prompt", keys["describe"], llm, key_present, gen_tokenizer)
-    gen = OmegaConf.to_container(cfg.generator, resolve=True)
-    keys["generate"] = stable_hash("generate", keys["prompt"], gen, bank_id)
+    keys["generate"] = stable_hash(
+        "generate", keys["prompt"], OmegaConf.to_container(gen, resolve=True), trained
+    )
     keys["report"] = stable_hash("report", keys["generate"])
     return keys
 
@@ -236,7 +240,9 @@ class DesignRun:
                 tokenizer, limit = self.clip[1], CLIP_TOKEN_LIMIT
             else:
                 tokenizer, limit = generate.generator_tokenizer(source)
-            files = prompt.run(cfg, captions, tokenizer, stage.path, limit)
+            files = prompt.run(
+                cfg, captions, tokenizer, stage.path, limit, generate.generator_vocabulary(source)
+            )
             return files, {"reusable": prompt.load(stage.path)["fallback_reason"] is None}
         if name == "generate":
             record, centroids, _ = r["cluster"]
@@ -245,7 +251,7 @@ class DesignRun:
                 cfg,
                 self.clip,
                 self.generator_source(),
-                r["prompt"]["text"],
+                r["prompt"],
                 centroids[record["target_cluster"]],
                 top_text,
                 self.config_hash,
@@ -302,6 +308,7 @@ class DesignRun:
             p = r["prompt"]
             trend["prompt"] = {
                 "text": p["text"],
+                "generator_text": p.get("generator_text", p["text"]),
                 "source": p["source"],
                 "fallback_reason": p["fallback_reason"],
             }

@@ -200,11 +200,27 @@ def write_prompt(cfg: Any, captions: dict[str, Any]) -> dict[str, Any]:
     return {"text": template, "source": "template", "fallback_reason": reason, "attempts": attempts}
 
 
-def run(cfg: Any, captions: dict[str, Any], tokenizer: Any, stage_dir: Path, limit: int = 77) -> list[str]:
-    """Write the prompt, cut to `limit` tokens of `tokenizer`, into `stage_dir`; returns the files written."""
+def run(
+    cfg: Any,
+    captions: dict[str, Any],
+    tokenizer: Any,
+    stage_dir: Path,
+    limit: int = 77,
+    vocabulary: list[str] | None = None,
+) -> list[str]:
+    """Write the prompt, cut to `limit` tokens of `tokenizer`, into `stage_dir`; returns the files written.
+
+    `generator_text` is what the generator is given: for a generator that learnt a closed vocabulary (a
+    trendgen-trained pixel generator), the prompt in the words it knows; otherwise the prompt itself.
+    """
+    from trendgen.generator.export import restrict_to_vocabulary
+
     record = write_prompt(cfg, captions)
     record["uncut_text"] = record["text"]
     record["text"] = cut_to_token_limit(record["text"], tokenizer, limit)
+    record["generator_text"] = cut_to_token_limit(
+        restrict_to_vocabulary(record["text"], vocabulary), tokenizer, limit
+    )
     record["tokens"] = token_count(record["text"], tokenizer)
     record["token_limit"] = limit
     (stage_dir / PROMPT).write_text(json.dumps(record, indent=1))

@@ -184,6 +184,9 @@ def render(
         reason = f" (fallback: {esc(prompt['fallback_reason'])})" if prompt.get("fallback_reason") else ""
         parts.append(f"<h2>Prompt</h2><p>source: {esc(prompt['source'])}{reason}</p>")
         parts.append(f"<p class='prompt'>{esc(prompt['text'])}</p>")
+        if prompt.get("generator_text") and prompt["generator_text"] != prompt["text"]:
+            said = esc(prompt["generator_text"])
+            parts.append(f"<p>in the generator's words: <span class='prompt'>{said}</span></p>")
     designs = trend.get("designs") or []
     if designs:
         figures = []
@@ -192,6 +195,12 @@ def render(
             figures.append(
                 f"<figure>{_img(png, f'design {rank}')}<figcaption>#{rank} seed {d['seed']}, "
                 f"score {d['score']:.3f}</figcaption></figure>"
+            )
+        target_cluster = next((c for c in clusters if c["id"] == target), None)
+        if target_cluster is not None:  # the designs beside the trend they should carry
+            figures.append(
+                f"<figure>{_img(montage(target_cluster['exemplars']), 'trend exemplars')}"
+                f"<figcaption>the trend: exemplars of cluster #{target}</figcaption></figure>"
             )
         parts.append("<h2>Designs, best first</h2><div class='designs'>" + "".join(figures) + "</div>")
     seconds = trend.get("stage_seconds") or {}

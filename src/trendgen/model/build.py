@@ -10,7 +10,7 @@ from typing import Any
 from transformers import AutoProcessor, CLIPConfig, CLIPModel, CLIPProcessor
 from transformers.models.clip import CLIPImageProcessorPil
 
-from trendgen.errors import TrendgenError
+from trendgen.errors import TrendgenError, first_line
 from trendgen.tokenizer import train_caption_tokenizer
 
 log = logging.getLogger(__name__)
@@ -87,8 +87,7 @@ def _from_pretrained(name_or_path: str) -> ClipParts:
         model = CLIPModel.from_pretrained(name_or_path)
         processor = AutoProcessor.from_pretrained(name_or_path)
     except (OSError, ValueError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise TrendgenError(f"could not load CLIP {name_or_path!r}: {first_line}") from err
+        raise TrendgenError(f"could not load CLIP {name_or_path!r}: {first_line(err)}") from err
     return model, processor.tokenizer, processor.image_processor
 
 
@@ -103,8 +102,7 @@ def load_saved(folder: str | Path) -> ClipParts:
         model = CLIPModel.from_pretrained(path)
         processor = AutoProcessor.from_pretrained(path)
     except (OSError, ValueError, KeyError, TypeError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise TrendgenError(f"could not load a CLIP model from {path}: {first_line}") from err
+        raise TrendgenError(f"could not load a CLIP model from {path}: {first_line(err)}") from err
     tokenizer = getattr(processor, "tokenizer", None)
     image_processor = getattr(processor, "image_processor", None)
     if tokenizer is None or image_processor is None:

@@ -1,0 +1,36 @@
+"""trendgen-train-generator: train the diffusion model that draws designs (Hydra app over
+conf/train_generator.yaml).
+
+Examples:
+    trendgen-train-generator experiment=fashion_mnist_generator diffusion.text_encoder=runs/fmnist/model
+    trendgen-train-generator diffusion=small_sd_lora data=folder data.root=~/catalogue trainer=gpu_bf16
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from trendgen.cli import CONF_DIR
+from trendgen.config import register_configs
+from trendgen.errors import exit_on_user_error
+from trendgen.slurm import check_slurm_layout
+
+register_configs()
+
+
+def run(cfg: DictConfig) -> float | None:
+    check_slurm_layout(cfg.trainer)
+    from trendgen.train_generator import train_generator  # heavy imports after Hydra has checked the config
+
+    metrics = train_generator(cfg)
+    return metrics.get("val/prompt_fidelity")  # the value Hydra sweepers (Optuna) optimise
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train_generator")
+def main(cfg: DictConfig) -> float | None:
+    return exit_on_user_error(run)(cfg)
+
+
+if __name__ == "__main__":
+    main()
