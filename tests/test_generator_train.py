@@ -142,3 +142,36 @@ def test_design_draws_with_the_trained_generator(trained, tmp_path):
     assert design.text["generator_prompt"] == trend["prompt"]["generator_text"]
     assert design.text["prompt"] == trend["prompt"]["text"]
     assert "the trend: exemplars of cluster" in (out / "report.html").read_text()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("diffusion.text_encoder={root}", "is not a CLIP folder"),
+        (
+            "diffusion.unet.cross_attention_dim=64",
+            "text encoder's width 32 does not fit the UNet's cross-attention",
+        ),
+        ("data.templates=['']", "the dataset has no captions"),
+    ],
+)
+def test_bad_generator_training_input_is_one_line_and_exit_2(trained, tmp_path, override, message):
+    args = [*generator_overrides(trained["clip"], tmp_path / "run"), override.format(root=tmp_path)]
+    proc = run_tool("trendgen-train-generator", args, tmp_path)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "run" / "generator").exists()
+
+
+def test_design_refuses_a_folder_that_is_not_a_generator(trained, tmp_path):
+    args = [
+        f"hydra.run.dir={tmp_path / 'design'}",
+        f"model.name_or_path={trained['clip']}",
+        f"trend.images={tmp_path}",
+        "generator=trained",
+        f"generator.name_or_path={trained['clip']}",
+    ]
+    proc = run_tool("trendgen-design", args, tmp_path)
+    assert proc.returncode == 2
+    assert "is not a trendgen generator (no generator.json)" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "design" / "trend.json").exists()

@@ -171,6 +171,8 @@ class DesignRun:
         prepare_synthetic_trend(cfg)
         self.model_id = model_identity(cfg.model)
         check_cluster_count(cfg.trend)
+        if cfg.generator.name == "trained":
+            self.generator_source()  # a folder that is not a trendgen generator is refused before any work
         self.keys = stage_keys(cfg, self.model_id)
         self.config_hash = config_hash(cfg)
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 from omegaconf import DictConfig
 
@@ -20,54 +18,13 @@ from trendgen.data.datamodule import FashionDataModule
 from trendgen.errors import TrendgenError
 from trendgen.fit import build_trainer, fit_and_export, refuse_existing
 from trendgen.generator.export import export_generator, words
-from trendgen.generator.metrics import Judge
+from trendgen.generator.metrics import judge_with_reference
 from trendgen.generator.module import DiffusionTrainer
 from trendgen.generator.parts import build_parts
-from trendgen.generator.pipeline import to_pil
+from trendgen.generator.pipeline import pixel_processor
 from trendgen.slurm import cluster_plugins, continues_run, resolve_ckpt_path
 
 log = logging.getLogger(__name__)
-
-
-def pixel_processor(resolution: int) -> Any:
-    """Resize the short side, centre-crop to `resolution`, scale to [-1, 1] (in the DataLoader workers)."""
-    from transformers.models.clip import CLIPImageProcessorPil
-
-    return CLIPImageProcessorPil(
-        size={"shortest_edge": resolution},
-        crop_size={"height": resolution, "width": resolution},
-        image_mean=[0.5, 0.5, 0.5],
-        image_std=[0.5, 0.5, 0.5],
-    )
-
-
-def at_resolution(dataset: Any, n: int, seed: int, processor: Any) -> list[Any]:
-    """Up to `n` images of a split as the generator sees them (its resolution), for the novelty yardstick."""
-    rows = np.random.default_rng(seed).permutation(len(dataset))[:n]
-    images = [dataset[int(r)]["image"] for r in rows]
-    images = [im for im in images if im is not None]
-    if not images:
-        return []
-    return to_pil(processor(images=images, return_tensors="pt")["pixel_values"])
-
-
-def build_judge(cfg: DictConfig, datamodule: FashionDataModule, processor: Any) -> Judge | None:
-    """The CLIP that scores validation samples (`sampling.judge`, else the pixel generator's text tower)."""
-    folder = cfg.sampling.judge or (cfg.diffusion.text_encoder if cfg.diffusion.kind == "pixel" else None)
-    if not folder:
-        log.info("no judge CLIP (sampling.judge): validation logs the loss and sample grids only")
-        return None
-    judge = Judge(folder, datamodule.category_prompts)
-    s = cfg.sampling
-    train = at_resolution(
-        datamodule.dataset(cfg.data.train_split), s.novelty_train_images, cfg.seed, processor
-    )
-    heldout = at_resolution(
-        datamodule.dataset(cfg.data.val_split), s.novelty_heldout_images, cfg.seed, processor
-    )
-    if train and heldout:
-        judge.set_reference(train, heldout, float(s.near_copy_quantile))
-    return judge
 
 
 def check_captions(captions: list[str], data_name: str) -> None:
@@ -90,11 +47,12 @@ def train_generator(cfg: DictConfig) -> dict[str, float]:
     pl.seed_everything(cfg.seed, workers=True)
     processor = pixel_processor(int(cfg.diffusion.resolution))
     datamodule = FashionDataModule(cfg.data, image_processor=processor)
+    check_captions(datamodule.dataset(cfg.data.train_split).captions, str(cfg.data.name))
     captions = datamodule.all_captions()
-    check_captions(captions, str(cfg.data.name))
     parts = build_parts(cfg.diffusion)
     datamodule.tokenizer, datamodule.max_length = parts.tokenizer, parts.max_length
-    judge = build_judge(cfg, datamodule, processor)
+    judge_folder = cfg.sampling.judge or (cfg.diffusion.text_encoder if parts.kind == "pixel" else None)
+    judge = judge_with_reference(judge_folder, datamodule, processor, cfg.sampling, cfg.seed)
     module = DiffusionTrainer(
         parts, cfg.diffusion, cfg.sampling, datamodule.category_prompts, judge, output_dir / "samples"
     )

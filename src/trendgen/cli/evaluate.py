@@ -1,7 +1,9 @@
 """trendgen-eval: score a saved model folder on one split and write OUTPUT/eval.json (conf/eval.yaml).
 
-Example:
+Examples:
     trendgen-eval model.name_or_path=runs/train/runs/<run>/model data=fashion_mnist data.split=test
+    trendgen-eval mode=generator generator_path=runs/<run>/generator model.name_or_path=<judge CLIP> \
+        data=fashion_mnist sampling.samples_per_prompt=100
 """
 
 from __future__ import annotations
@@ -11,12 +13,19 @@ from omegaconf import DictConfig
 
 from trendgen.cli import CONF_DIR
 from trendgen.config import register_configs
-from trendgen.errors import exit_on_user_error
+from trendgen.errors import TrendgenError, exit_on_user_error
 
 register_configs()
 
 
 def run(cfg: DictConfig) -> None:
+    if cfg.mode == "generator":
+        from trendgen.evaluate_generator import evaluate_generator
+
+        evaluate_generator(cfg)
+        return
+    if cfg.mode != "clip":
+        raise TrendgenError(f"mode must be clip or generator, not {cfg.mode!r}")
     from trendgen.evaluate import evaluate  # heavy imports after Hydra has checked the config
 
     evaluate(cfg)

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,8 @@ from PIL import Image
 
 from trendgen.model.build import load_saved
 from trendgen.model.metrics import image_features, text_features
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -133,6 +136,36 @@ class Judge:
             scores["heldout_nearest_train_similarity"] = float(self.reference.heldout_nearest.mean())
             scores["near_copy_rate"] = float((nearest > self.reference.threshold).mean())
         return scores
+
+
+def at_resolution(dataset: Any, n: int, seed: int, processor: Any) -> list[Image.Image]:
+    """Up to `n` images of a split as the generator sees them (through its `pixel_processor`)."""
+    from trendgen.generator.pipeline import to_pil
+
+    rows = np.random.default_rng(seed).permutation(len(dataset))[:n]
+    images = [im for im in (dataset[int(r)]["image"] for r in rows) if im is not None]
+    return to_pil(processor(images=images, return_tensors="pt")["pixel_values"]) if images else []
+
+
+def judge_with_reference(
+    folder: str | None, datamodule: Any, processor: Any, sampling: Any, seed: int
+) -> Judge | None:
+    """The judge CLIP in `folder` over the datamodule's category prompts, with its novelty reference (training
+    and held-out images at the generator's resolution); None without a folder."""
+    if not folder:
+        log.info("no judge CLIP (sampling.judge): generator validation logs the loss and sample grids only")
+        return None
+    judge = Judge(folder, datamodule.category_prompts)
+    data = datamodule.cfg
+    train = at_resolution(
+        datamodule.dataset(data.train_split), sampling.novelty_train_images, seed, processor
+    )
+    heldout = at_resolution(
+        datamodule.dataset(data.val_split), sampling.novelty_heldout_images, seed, processor
+    )
+    if train and heldout:
+        judge.set_reference(train, heldout, float(sampling.near_copy_quantile))
+    return judge
 
 
 def nearest_similarity(queries: torch.Tensor, gallery: torch.Tensor) -> np.ndarray:

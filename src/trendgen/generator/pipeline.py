@@ -38,6 +38,18 @@ def to_pil(pixels: Tensor) -> list[Image.Image]:
     return [Image.fromarray(a) for a in array.permute(0, 2, 3, 1).cpu().numpy().astype(np.uint8)]
 
 
+def pixel_processor(resolution: int) -> Any:
+    """Resize the short side, centre-crop to `resolution`, scale to [-1, 1]: what the generator learns."""
+    from transformers.models.clip import CLIPImageProcessorPil
+
+    return CLIPImageProcessorPil(
+        size={"shortest_edge": resolution},
+        crop_size={"height": resolution, "width": resolution},
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
+    )
+
+
 class TrendgenPipeline(DiffusionPipeline):
     """Text-to-image sampling in pixel space with classifier-free guidance."""
 
