@@ -6,9 +6,9 @@ multistep scheduler, fp16 on CUDA only, optional attention slicing and model CPU
 recorded base) and draws from the prompt in the words that generator learnt (`generator_text`).
 `generator=tiny` loads the tiny random pipeline `trendgen.tiny_diffusion` builds and saves locally.
 `generator=none` draws nothing. All `generator.num_images` designs are drawn in one batched call, design i
-with seed `generator.seed + i`. Every PNG carries its prompt, seed and the run's config hash in its text chunks. Rerank: CLIP scores
-each design by its mean cosine similarity to the target centroid and to the top captions; designs are listed
-best first.
+with seed `generator.seed + i`. Every PNG carries its prompt, seed and the run's config hash in its text
+chunks. Rerank: CLIP scores each design by its mean cosine similarity to the target centroid and to the top
+captions; designs are listed best first.
 
 Artifacts (in `<output_dir>/generate/`): `designs/*.png` (never overwriting a file) and `designs.json`.
 """
