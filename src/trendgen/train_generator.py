@@ -34,6 +34,33 @@ def check_captions(captions: list[str], data_name: str) -> None:
         )
 
 
+def build_generator_training(
+    cfg: DictConfig, with_judge: bool = True
+) -> tuple[FashionDataModule, DiffusionTrainer, list[str]]:
+    """Datamodule (images at the generator's resolution, its tokenizer), module and the training captions."""
+    processor = pixel_processor(int(cfg.diffusion.resolution))
+    datamodule = FashionDataModule(cfg.data, image_processor=processor)
+    check_captions(datamodule.dataset(cfg.data.train_split).captions, str(cfg.data.name))
+    captions = datamodule.all_captions()
+    parts = build_parts(cfg.diffusion)
+    datamodule.tokenizer, datamodule.max_length = parts.tokenizer, parts.max_length
+    judge_folder = cfg.sampling.judge or (cfg.diffusion.text_encoder if parts.kind == "pixel" else None)
+    judge = (
+        judge_with_reference(judge_folder, datamodule, processor, cfg.sampling, cfg.seed)
+        if with_judge
+        else None
+    )
+    module = DiffusionTrainer(
+        parts,
+        cfg.diffusion,
+        cfg.sampling,
+        datamodule.category_prompts,
+        judge,
+        Path(cfg.paths.output_dir) / "samples",
+    )
+    return datamodule, module, captions
+
+
 def train_generator(cfg: DictConfig) -> dict[str, float]:
     """Fit the generator as `cfg` says, export `OUTPUT/generator/` and return the final logged metrics."""
     output_dir = Path(cfg.paths.output_dir)
@@ -45,24 +72,11 @@ def train_generator(cfg: DictConfig) -> dict[str, float]:
         refuse_existing(generator_dir, "a generator")
 
     pl.seed_everything(cfg.seed, workers=True)
-    processor = pixel_processor(int(cfg.diffusion.resolution))
-    datamodule = FashionDataModule(cfg.data, image_processor=processor)
-    check_captions(datamodule.dataset(cfg.data.train_split).captions, str(cfg.data.name))
-    captions = datamodule.all_captions()
-    parts = build_parts(cfg.diffusion)
-    datamodule.tokenizer, datamodule.max_length = parts.tokenizer, parts.max_length
-    judge_folder = cfg.sampling.judge or (cfg.diffusion.text_encoder if parts.kind == "pixel" else None)
-    judge = judge_with_reference(judge_folder, datamodule, processor, cfg.sampling, cfg.seed)
-    module = DiffusionTrainer(
-        parts, cfg.diffusion, cfg.sampling, datamodule.category_prompts, judge, output_dir / "samples"
-    )
+    datamodule, module, captions = build_generator_training(cfg)
+    parts = module.parts
     trainer, _ = build_trainer(cfg, plugins, resuming)
 
     def export() -> None:
-        if resuming and generator_dir.exists():  # a requeued run replaces its own earlier export
-            import shutil
-
-            shutil.rmtree(generator_dir)
         module.swap_in_ema()
         try:
             info = {
@@ -74,7 +88,7 @@ def train_generator(cfg: DictConfig) -> dict[str, float]:
                 "category_prompts": datamodule.category_prompts,
             }
             vocabulary = [w for c in captions for w in words(c)]
-            export_generator(generator_dir, parts, info, vocabulary)
+            export_generator(generator_dir, parts, info, vocabulary, replace=resuming)
         finally:
             module.swap_out_ema()
 

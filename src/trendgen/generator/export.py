@@ -58,10 +58,11 @@ def assemble_pipeline(parts: GeneratorParts) -> Any:
 
 
 def export_generator(
-    folder: Path, parts: GeneratorParts, info: dict[str, Any], vocabulary: list[str]
+    folder: Path, parts: GeneratorParts, info: dict[str, Any], vocabulary: list[str], replace: bool = False
 ) -> Path:
-    """Write the generator folder atomically (a partial folder renamed into place); never overwrites one."""
-    if folder.exists() and any(folder.iterdir()):
+    """Write the generator folder atomically (a partial folder renamed into place). An existing one is never
+    overwritten, except with `replace` (a run resuming itself), and then only once the new one is complete."""
+    if folder.exists() and any(folder.iterdir()) and not replace:
         raise TrendgenError(f"{folder} already holds a generator; it is never overwritten") from None
     partial = folder.with_name(f".{folder.name}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
@@ -86,8 +87,12 @@ def export_generator(
     }
     (partial / RECORD).write_text(json.dumps(record, indent=1) + "\n")
     if folder.exists():
-        folder.rmdir()  # empty (checked above)
-    os.replace(partial, folder)
+        earlier = folder.with_name(f".{folder.name}.earlier-{os.getpid()}")
+        os.replace(folder, earlier)
+        os.replace(partial, folder)
+        shutil.rmtree(earlier)
+    else:
+        os.replace(partial, folder)
     return folder
 
 
