@@ -175,3 +175,20 @@ def test_design_refuses_a_folder_that_is_not_a_generator(trained, tmp_path):
     assert proc.returncode == 2
     assert "is not a trendgen generator (no generator.json)" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "design" / "trend.json").exists()
+
+
+def test_two_ranks_train_validate_and_export(trained, tmp_path):
+    run_dir = tmp_path / "run"
+    args = [
+        *generator_overrides(trained["clip"], run_dir),
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.max_steps=3",
+        "trainer.limit_train_batches=3",  # the epoch ends, and validates, at step 3
+    ]
+    proc = run_tool("trendgen-train-generator", args, tmp_path, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["global_step"] == 3 and "val/prompt_fidelity" in metrics
+    assert read_record(run_dir / "generator")["global_step"] == 3

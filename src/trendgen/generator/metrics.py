@@ -109,13 +109,16 @@ class Judge:
 
         if self._clip_score is None:
             processor = CLIPProcessor(image_processor=self.processor, tokenizer=self.tokenizer)
-            self._clip_score = CLIPScore(model_name_or_path=lambda: (FeatureCLIP(self.model), processor))
+            self._clip_score = CLIPScore(
+                model_name_or_path=lambda: (FeatureCLIP(self.model), processor),
+                sync_on_compute=False,  # rank 0 scores alone; the other ranks wait at the broadcast
+            )
         metric = self._clip_score
         metric.reset()
         for start in range(0, len(images), self.batch_size):
             chunk = images[start : start + self.batch_size]
             pixels = torch.stack(
-                [torch.from_numpy(np.asarray(im.convert("RGB"))).permute(2, 0, 1) for im in chunk]
+                [torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1) for im in chunk]
             )
             metric.update(pixels, list(prompts[start : start + self.batch_size]))
         return float(metric.compute())
