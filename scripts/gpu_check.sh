@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # One-GPU check: a short bf16 training run through trendgen-train, then the training-step and embed-stage
-# benchmarks on the GPU, each printing images per second. Needs a CUDA device: without one it exits 1 with one
+# benchmarks on the GPU, then a short bf16 LoRA run of trendgen-train-generator on a Stable Diffusion (SD_BASE,
+# default OFA-Sys/small-stable-diffusion-v0: a hub id or a local diffusers folder) and the generator benchmark,
+# each printing images per second. Needs a CUDA device: without one it exits 1 with one
 # line. Models have random weights (no download): the ViT-B/32 geometry unless MODEL says otherwise.
 #   scripts/gpu_check.sh [MODEL]          e.g. scripts/gpu_check.sh clip_b32
 # Env: TRENDGEN_VENV (default .venv), GPU_CHECK_STEPS (default 50), GPU_CHECK_WORKERS (default min(8, nproc)).
@@ -36,7 +38,7 @@ workers="${GPU_CHECK_WORKERS:-$(( $(nproc) < 8 ? $(nproc) : 8 ))}"
 out="$(mktemp -d "${TMPDIR:-/tmp}/trendgen-gpu-check.XXXXXX")"
 echo "gpu_check.sh: model=$model precision=$precision steps=$steps workers=$workers output=$out"
 
-echo "== 1/3 trendgen-train: $steps steps of $model at $precision on synthetic garments"
+echo "== 1/5 trendgen-train: $steps steps of $model at $precision on synthetic garments"
 start=$(date +%s.%N)
 "$venv/bin/trendgen-train" \
   trainer=gpu trainer.precision="$precision" trainer.max_steps="$steps" \
@@ -60,12 +62,41 @@ print(f"trendgen-train: {steps} steps of 128 images in {end - start:.0f} s wall 
       f"saving included): {steps * 128 / (end - start):.0f} images/s end to end; model saved in {run}/model")
 PY
 
-echo "== 2/3 training step rate (bench_train.py, after warm-up)"
+echo "== 2/5 training step rate (bench_train.py, after warm-up)"
 "$py" scripts/bench_train.py --device cuda --precision "$precision" --model "$model" \
   --batch-size 128 --n 2048 --px 256 --steps 30 --warmup 5 --workers "$workers" --workdir "$out/bench"
 
-echo "== 3/3 embed stage rate (bench_embed.py)"
+echo "== 3/5 embed stage rate (bench_embed.py)"
 "$py" scripts/bench_embed.py --device cuda --model "$model" \
   --n 2048 --naive-n 128 --batch-size 256 --px 256 --workers "$workers" --workdir "$out/bench"
+
+base="${SD_BASE:-OFA-Sys/small-stable-diffusion-v0}"
+echo "== 4/5 trendgen-train-generator: $steps steps of a LoRA on $base at $precision, 512 px"
+start=$(date +%s.%N)
+"$venv/bin/trendgen-train-generator" \
+  diffusion=small_sd_lora diffusion.name_or_path="$base" diffusion.resolution=512 diffusion.cache_latents=true \
+  trainer=gpu trainer.precision="$precision" trainer.max_steps="$steps" trainer.limit_val_batches=2 \
+  data.size=1024 data.val_size=64 data.batch_size=16 data.num_workers="$workers" data.image_px=512 \
+  sampling.samples_per_prompt=2 sampling.steps=20 \
+  logger=csv '~callbacks.progress_bar' trainer.enable_progress_bar=false \
+  hydra.run.dir="$out/generator" > "$out/generator.log" 2>&1 || {
+    echo "gpu_check.sh: trendgen-train-generator failed; the last lines of $out/generator.log:" >&2
+    tail -n 20 "$out/generator.log" >&2
+    exit 1
+  }
+end=$(date +%s.%N)
+"$py" - "$out/generator" "$start" "$end" <<'PY'
+import json
+import sys
+
+run, start, end = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+steps = int(json.load(open(f"{run}/metrics.json"))["global_step"])
+print(f"trendgen-train-generator: {steps} LoRA steps of 16 images in {end - start:.0f} s wall (start-up, "
+      f"validation sampling and saving included); LoRA in {run}/generator (pipe.load_lora_weights)")
+PY
+
+echo "== 5/5 tiny generator step and sampling rate (bench_generator.py)"
+"$py" scripts/bench_generator.py --device cuda --precision "$precision" --batch-size 256 --steps 30 \
+  --workers "$workers" --workdir "$out/bench"
 
 echo "gpu_check.sh: done (outputs in $out)"

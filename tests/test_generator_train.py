@@ -192,3 +192,39 @@ def test_two_ranks_train_validate_and_export(trained, tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["global_step"] == 3 and "val/prompt_fidelity" in metrics
     assert read_record(run_dir / "generator")["global_step"] == 3
+
+
+def test_eval_scores_a_generator_folder(trained, tmp_path):
+    from generator_support import SMALL_DATA
+
+    out = tmp_path / "eval"
+    args = [
+        "mode=generator",
+        f"generator_path={trained['run'] / 'generator'}",
+        f"model.name_or_path={trained['clip']}",
+        *SMALL_DATA,
+        "sampling.samples_per_prompt=2",
+        "sampling.steps=2",
+        "sampling.novelty_train_images=16",
+        "sampling.novelty_heldout_images=8",
+        f"hydra.run.dir={out}",
+    ]
+    proc = run_tool("trendgen-eval", args, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = json.loads((out / "eval_generator.json").read_text())
+    per_class = [result[f"prompt_fidelity/{c}"] for c in range(10)]
+    assert result["prompt_fidelity"] == pytest.approx(sum(per_class) / 10)
+    assert all(v in (0.0, 0.5, 1.0) for v in per_class)  # two images per prompt
+    assert 0 <= result["near_copy_rate"] <= 1 and result["near_copy_threshold"] is not None
+    assert Image.open(out / "samples.png").size == (2 * 16, 10 * 16)
+    assert "prompt_fidelity=" in proc.stdout
+
+
+def test_eval_refuses_a_folder_that_is_not_a_generator(trained, tmp_path):
+    args = ["mode=generator", f"generator_path={trained['clip']}", f"hydra.run.dir={tmp_path / 'eval'}"]
+    proc = run_tool("trendgen-eval", args, tmp_path)
+    assert (
+        proc.returncode == 2
+        and "is not a trendgen generator" in proc.stderr
+        and "Traceback" not in proc.stderr
+    )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from trendgen.errors import TrendgenError
+from trendgen.errors import TrendgenError, first_line
 
 
 def resolve_bank_path(bank: str | Path) -> Path:
@@ -32,7 +32,7 @@ def load_bank(bank: str | Path) -> dict[str, list[str]]:
     try:
         raw = yaml.safe_load(path.read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise TrendgenError(f"captions.bank: cannot read {path}: {str(err).splitlines()[0]}") from None
+        raise TrendgenError(f"captions.bank: cannot read {path}: {first_line(err)}") from None
     if not isinstance(raw, dict) or not raw:
         raise TrendgenError(f"captions.bank: {path} must map each facet to a list of captions")
     seen: set[str] = set()

@@ -234,7 +234,8 @@ class DiffusionConfig:
     snr_gamma: float | None = None  # min-SNR loss weighting (5.0 in the paper); None: plain MSE
     noise_seed: int = 0  # noise and timesteps follow (seed, step, sample): the same on 1 rank or N
     cache_text_embeddings: bool = True  # encode every distinct caption once (the text encoder is frozen)
-    cache_latents: bool = False  # lora: encode every training image with the VAE once, before fitting
+    cache_latents: bool = False  # lora: each training image goes through the VAE once, then from memory
+    gradient_checkpointing: bool = False  # recompute the UNet's activations in backward (less memory)
     unet: UNetConfig = field(default_factory=UNetConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     ema: EmaConfig = field(default_factory=EmaConfig)

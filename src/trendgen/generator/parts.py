@@ -184,4 +184,7 @@ def build_lora_parts(diffusion: Any) -> GeneratorParts:
 def build_parts(diffusion: Any) -> GeneratorParts:
     if diffusion.kind not in KINDS:
         raise TrendgenError(f"diffusion.kind must be one of {', '.join(KINDS)}, not {diffusion.kind!r}")
-    return build_pixel_parts(diffusion) if diffusion.kind == "pixel" else build_lora_parts(diffusion)
+    parts = build_pixel_parts(diffusion) if diffusion.kind == "pixel" else build_lora_parts(diffusion)
+    if diffusion.gradient_checkpointing:
+        parts.unet.enable_gradient_checkpointing()
+    return parts
