@@ -97,6 +97,8 @@ def plain_run(cfg, args, device) -> tuple[float, float]:
         dataset, batch_size=cfg.data.batch_size, shuffle=True, drop_last=True, collate_fn=collate
     )
     clock = StepClock(args.warmup, device)
+    half = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(args.precision)
+    autocast = torch.autocast(device.type, dtype=half or torch.float32, enabled=half is not None)
     batches = iter(loader)
     clock.batch_end()
     for _ in range(args.warmup + args.steps):
@@ -112,23 +114,24 @@ def plain_run(cfg, args, device) -> tuple[float, float]:
         noise = torch.randn_like(x0)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), device=device)
         target = scheduler.get_velocity(x0, noise, t)
-        pred = unet(
-            scheduler.add_noise(x0, noise, t), t, encoder_hidden_states=hidden, class_labels=pooled
-        ).sample
-        F.mse_loss(pred, target).backward()
+        with autocast:
+            pred = unet(
+                scheduler.add_noise(x0, noise, t), t, encoder_hidden_states=hidden, class_labels=pooled
+            ).sample
+        F.mse_loss(pred.float(), target).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         clock.batch_end()
     return clock.summary(cfg.data.batch_size)
 
 
-def sampling_rate(cfg, n: int) -> float:
+def sampling_rate(cfg, n: int, device) -> float:
     import torch
 
     from trendgen.generator.export import assemble_pipeline
     from trendgen.generator.parts import build_parts
 
-    pipe = assemble_pipeline(build_parts(cfg.diffusion))
+    pipe = assemble_pipeline(build_parts(cfg.diffusion)).to(device)
     prompts = ["a red striped dress"] * n
     start = time.perf_counter()
     pipe(
@@ -174,7 +177,7 @@ def main() -> None:
         )
         ours_rate, ours_wait = recipe_run(cfg, args, device)
     plain_rate, plain_wait = plain_run(cfg, args, device)
-    sample_rate = sampling_rate(cfg, args.samples)
+    sample_rate = sampling_rate(cfg, args.samples, device)
     report(
         f"generator: diffusion=tiny ({cfg.diffusion.resolution}px), batch {args.batch_size}, "
         f"{args.px}px PNGs, "

@@ -27,10 +27,20 @@ def exit_on_user_error(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from omegaconf.errors import MissingMandatoryValue
+
         try:
             return fn(*args, **kwargs)
         except TrendgenError as err:
             print(f"trendgen: error: {err}", file=sys.stderr, flush=True)
+            sys.exit(EXIT_USER_ERROR)
+        except MissingMandatoryValue as err:  # a `???` in the config nobody set
+            key = getattr(err, "full_key", None) or first_line(err)
+            print(
+                f"trendgen: error: {key} is not set (it has no default: give it on the command line)",
+                file=sys.stderr,
+                flush=True,
+            )
             sys.exit(EXIT_USER_ERROR)
 
     return wrapper  # type: ignore[return-value]

@@ -33,15 +33,21 @@ def evaluate_generator(cfg: DictConfig) -> dict[str, Any]:
         raise TrendgenError("mode=generator needs generator_path=<the generator/ folder of a training run>")
     folder = Path(str(cfg.generator_path)).expanduser()
     record = read_record(folder)
+    judge_folder = Path(str(cfg.model.name_or_path)).expanduser()
+    if not (judge_folder / "config.json").is_file():
+        raise TrendgenError(
+            f"model.name_or_path: {judge_folder} is not a CLIP folder; mode=generator needs the judge CLIP "
+            "(e.g. the model/ of trendgen-train experiment=fashion_mnist)"
+        )
+    if int(cfg.sampling.samples_per_prompt) < 1:
+        raise TrendgenError("sampling.samples_per_prompt must be at least 1")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     pipe = load_generator(folder, device, torch.float32)
     pipe.set_progress_bar_config(disable=True)
     datamodule = FashionDataModule(cfg.data)
     resolution = int(record.get("resolution") or pipe.unet.config.sample_size)
     s = cfg.sampling
-    judge = judge_with_reference(
-        str(cfg.model.name_or_path), datamodule, pixel_processor(resolution), s, cfg.seed
-    )
+    judge = judge_with_reference(str(judge_folder), datamodule, pixel_processor(resolution), s, cfg.seed)
     prompts = datamodule.category_prompts
     images, category_ids = sample_per_category(
         pipe,

@@ -53,6 +53,7 @@ def assemble_pipeline(parts: GeneratorParts) -> Any:
             feature_extractor=None,
             requires_safety_checker=False,
         )
+        pipe.enable_vae_slicing()  # validation decodes a whole sampling batch
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -74,7 +75,12 @@ def export_generator(
         from peft.utils import get_peft_model_state_dict
 
         layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(parts.unet))
-        StableDiffusionPipeline.save_lora_weights(partial, unet_lora_layers=layers, safe_serialization=True)
+        StableDiffusionPipeline.save_lora_weights(
+            partial,
+            unet_lora_layers=layers,
+            unet_lora_adapter_metadata=parts.unet.peft_config["default"].to_dict(),  # rank, alpha, targets
+            safe_serialization=True,
+        )
     record = {
         "format": FORMAT,
         "trendgen_version": __version__,

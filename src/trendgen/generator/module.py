@@ -139,11 +139,12 @@ class DiffusionTrainer(pl.LightningModule):
             first = {r: i for i, r in reversed(list(enumerate(rows)))}
             pick = torch.tensor([first[r] for r in missing], device=ids.device)
             hidden, pooled = self._encode(ids[pick], mask[pick])
-            for k, r in enumerate(missing):
-                self._text_cache[r] = (hidden[k], None if pooled is None else pooled[k])
-        hidden = torch.stack([self._text_cache[r][0] for r in rows])
-        pooled = None if not self.parts.uses_pooled else torch.stack([self._text_cache[r][1] for r in rows])
-        return hidden, pooled
+            for k, r in enumerate(missing):  # kept in host memory: a large caption set must not fill a GPU
+                self._text_cache[r] = (hidden[k].cpu(), None if pooled is None else pooled[k].cpu())
+        hidden = torch.stack([self._text_cache[r][0] for r in rows]).to(self.device)
+        if not self.parts.uses_pooled:
+            return hidden, None
+        return hidden, torch.stack([self._text_cache[r][1] for r in rows]).to(self.device)
 
     @torch.no_grad()
     def clean_inputs(self, batch: dict[str, Any]) -> Tensor:
@@ -152,11 +153,12 @@ class DiffusionTrainer(pl.LightningModule):
         vae = self.parts.vae
         if vae is None:
             return pixels
-        rows = batch["index"].tolist()
-        if self.cfg.cache_latents and all(r in self._latent_cache for r in rows):
-            return torch.stack([self._latent_cache[r] for r in rows]).to(self.device)
+        rows = batch["index"].tolist()  # rows of the training split: only training batches use the cache
+        use_cache = self.cfg.cache_latents and self.trainer is not None and self.trainer.training
+        if use_cache and all(r in self._latent_cache for r in rows):
+            return torch.stack([self._latent_cache[r] for r in rows]).to(self.device, torch.float32)
         latents = vae.encode(pixels.to(vae.dtype)).latent_dist.mode() * vae.config.scaling_factor
-        if self.cfg.cache_latents:
+        if use_cache:
             for r, latent in zip(rows, latents, strict=True):
                 self._latent_cache[r] = latent.to("cpu", torch.float16)
         return latents.float()
@@ -219,15 +221,19 @@ class DiffusionTrainer(pl.LightningModule):
         )
         return loss
 
-    def on_before_zero_grad(self, optimizer: Any) -> None:
-        if self.ema is not None and self.trainer.training:  # once per optimizer step
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        if self.ema is not None:  # once per optimizer step, after it
             self.ema.step(self.parts.trainable_parameters())
 
     # ---- EMA in checkpoints, validation and export
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        trained = {n for n, p in self.named_parameters() if p.requires_grad}
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trained}
+        trained = [n for n, p in self.named_parameters() if p.requires_grad]
+        state = {k: v for k, v in checkpoint["state_dict"].items() if k in set(trained)}
+        if self.ema is not None and self.ema.temp_stored_params is not None:  # saved while EMA is swapped in
+            state.update(zip(trained, self.ema.temp_stored_params, strict=True))  # (e.g. a SLURM signal)
+        checkpoint["state_dict"] = state
         if self.ema is not None:
             checkpoint["ema"] = self.ema.state_dict()
 

@@ -57,12 +57,15 @@ def noise_scheduler_for(diffusion: Any) -> Any:
         raise TrendgenError(
             f"diffusion.prediction_type must be epsilon or v_prediction, not {diffusion.prediction_type!r}"
         )
-    return DDPMScheduler(
-        num_train_timesteps=int(diffusion.num_train_timesteps),
-        beta_schedule=str(diffusion.beta_schedule),
-        prediction_type=str(diffusion.prediction_type),
-        clip_sample=False,
-    )
+    try:
+        return DDPMScheduler(
+            num_train_timesteps=int(diffusion.num_train_timesteps),
+            beta_schedule=str(diffusion.beta_schedule),
+            prediction_type=str(diffusion.prediction_type),
+            clip_sample=False,
+        )
+    except (ValueError, NotImplementedError) as err:
+        raise TrendgenError(f"diffusion.beta_schedule: {first_line(err)}") from None
 
 
 def load_text_tower(folder: str) -> tuple[Any, Any]:
@@ -111,11 +114,20 @@ def build_pixel_parts(diffusion: Any) -> GeneratorParts:
         raise TrendgenError(
             "diffusion.unet: block_out_channels, down_block_types and up_block_types differ in length"
         )
+    try:
+        unet = UNet2DConditionModel(**unet_kwargs(diffusion, int(width), text_encoder, u.pooled_condition))
+    except (ValueError, TypeError) as err:
+        raise TrendgenError(f"diffusion.unet: {first_line(err)}") from None
+    return GeneratorParts("pixel", unet, noise_scheduler_for(diffusion), text_encoder, tokenizer)
+
+
+def unet_kwargs(diffusion: Any, width: int, text_encoder: Any, pooled_condition: bool) -> dict[str, Any]:
+    u = diffusion.unet
     pooled = dict(
         class_embed_type="projection",
         projection_class_embeddings_input_dim=int(text_encoder.config.projection_dim),
     )
-    unet = UNet2DConditionModel(
+    return dict(
         sample_size=int(diffusion.resolution),
         in_channels=3,
         out_channels=3,
@@ -125,10 +137,9 @@ def build_pixel_parts(diffusion: Any) -> GeneratorParts:
         layers_per_block=int(u.layers_per_block),
         attention_head_dim=int(u.attention_head_dim),
         norm_num_groups=int(u.norm_num_groups),
-        cross_attention_dim=int(width),
-        **(pooled if u.pooled_condition else {}),
+        cross_attention_dim=width,
+        **(pooled if pooled_condition else {}),
     )
-    return GeneratorParts("pixel", unet, noise_scheduler_for(diffusion), text_encoder, tokenizer)
 
 
 def _sd_part(cls: Any, base: str, subfolder: str, revision: str | None) -> Any:
@@ -166,15 +177,18 @@ def build_lora_parts(diffusion: Any) -> GeneratorParts:
     for frozen in (unet, vae, text_encoder):
         frozen.requires_grad_(False).eval()
     lora = diffusion.lora
-    unet.add_adapter(
-        LoraConfig(
-            r=int(lora.rank),
-            lora_alpha=float(lora.alpha),
-            lora_dropout=float(lora.dropout),
-            init_lora_weights="gaussian",
-            target_modules=list(lora.target_modules),
+    try:
+        unet.add_adapter(
+            LoraConfig(
+                r=int(lora.rank),
+                lora_alpha=float(lora.alpha),
+                lora_dropout=float(lora.dropout),
+                init_lora_weights="gaussian",
+                target_modules=list(lora.target_modules),
+            )
         )
-    )
+    except ValueError as err:
+        raise TrendgenError(f"diffusion.lora: {first_line(err)}") from None
     for param in unet.parameters():  # the adapter trains in fp32 even when the base is half precision
         if param.requires_grad:
             param.data = param.data.float()

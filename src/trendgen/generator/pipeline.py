@@ -68,7 +68,7 @@ class TrendgenPipeline(DiffusionPipeline):
         tokens = self.tokenizer(
             prompts,
             padding="max_length",
-            max_length=self.tokenizer.model_max_length,
+            max_length=min(self.tokenizer.model_max_length, self.text_encoder.config.max_position_embeddings),
             truncation=True,
             return_tensors="pt",
         )
