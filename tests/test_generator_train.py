@@ -228,3 +228,11 @@ def test_eval_refuses_a_folder_that_is_not_a_generator(trained, tmp_path):
         and "is not a trendgen generator" in proc.stderr
         and "Traceback" not in proc.stderr
     )
+
+
+def test_a_generator_without_its_text_encoder_is_one_line(tmp_path):
+    from generator_support import SMALL_DATA
+
+    proc = run_tool("trendgen-train-generator", [*SMALL_DATA, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    assert proc.returncode == 2
+    assert "diffusion.text_encoder is not set" in proc.stderr and "Traceback" not in proc.stderr
