@@ -33,12 +33,11 @@ def base(tmp_path_factory) -> Path:
     return tiny_pipeline_folder(tmp_path_factory.mktemp("sd"), [PROMPT, "a blue plain coat"])
 
 
-def lora_cfg(base: Path):
+def lora_cfg(base: Path, *extra: str):
     register_configs()
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        cfg = compose(
-            "train_generator", overrides=["diffusion=small_sd_lora", f"diffusion.name_or_path={base}"]
-        )
+        overrides = ["diffusion=small_sd_lora", f"diffusion.name_or_path={base}", *extra]
+        cfg = compose("train_generator", overrides=overrides)
     return cfg.diffusion
 
 
@@ -56,7 +55,7 @@ def draw(pipe, seed: int = 0):
 
 def test_only_the_adapter_trains_and_load_lora_weights_reproduces_it(base, tmp_path):
     torch.manual_seed(0)
-    parts = build_parts(lora_cfg(base))
+    parts = build_parts(lora_cfg(base, "diffusion.lora.rank=4", "diffusion.lora.alpha=16"))  # scale 4
     trainable = [n for n, p in parts.unet.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
     assert not any(p.requires_grad for p in parts.text_encoder.parameters())
