@@ -4,6 +4,7 @@ EMA export, W&B offline, and `trendgen-design generator=trained` drawing with wh
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -153,13 +154,28 @@ def test_design_draws_with_the_trained_generator(trained, tmp_path):
             "text encoder's width 32 does not fit the UNet's cross-attention",
         ),
         ("data.templates=['']", "the dataset has no captions"),
+        ("diffusion.unet.norm_num_groups=7", "diffusion.unet:"),
     ],
 )
-def test_bad_generator_training_input_is_one_line_and_exit_2(trained, tmp_path, override, message):
-    args = [*generator_overrides(trained["clip"], tmp_path / "run"), override.format(root=tmp_path)]
-    proc = run_tool("trendgen-train-generator", args, tmp_path)
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    assert message in proc.stderr and "Traceback" not in proc.stderr
+def test_bad_generator_training_input_is_refused_before_training(trained, tmp_path, override, message):
+    from hydra import compose, initialize_config_dir
+
+    from trendgen.cli import CONF_DIR
+    from trendgen.config import register_configs
+    from trendgen.errors import TrendgenError
+    from trendgen.train_generator import train_generator
+
+    register_configs()
+    overrides = [
+        o for o in generator_overrides(trained["clip"], tmp_path / "run") if not o.startswith("hydra.")
+    ]
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose(
+            "train_generator",
+            [*overrides, f"paths.output_dir={tmp_path / 'run'}", override.format(root=tmp_path)],
+        )
+    with pytest.raises(TrendgenError, match=re.escape(message)):
+        train_generator(cfg)
     assert not (tmp_path / "run" / "generator").exists()
 
 
