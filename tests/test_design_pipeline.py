@@ -119,8 +119,8 @@ def test_report_is_self_contained_with_valid_pngs(design_run):
     page = (out / "report.html").read_text()
     parser = ImageCollector()
     parser.feed(page)
-    # shares chart, projection, one montage per cluster, every design
-    assert len(parser.sources) == 2 + len(trend["clusters"]) + len(trend["designs"])
+    # shares chart, projection, one montage per cluster, every design, the trend's montage beside the designs
+    assert len(parser.sources) == 2 + len(trend["clusters"]) + len(trend["designs"]) + 1
     assert parser.links == []
     for src in parser.sources:
         assert src.startswith("data:image/png;base64,")

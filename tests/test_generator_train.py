@@ -180,10 +180,12 @@ def test_bad_generator_training_input_is_refused_before_training(trained, tmp_pa
 
 
 def test_design_refuses_a_folder_that_is_not_a_generator(trained, tmp_path):
+    from design_support import write_looks
+
     args = [
         f"hydra.run.dir={tmp_path / 'design'}",
         f"model.name_or_path={trained['clip']}",
-        f"trend.images={tmp_path}",
+        f"trend.images={write_looks(tmp_path / 'looks', n=6)}",
         "generator=trained",
         f"generator.name_or_path={trained['clip']}",
     ]

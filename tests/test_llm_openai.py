@@ -214,7 +214,13 @@ def test_pipeline_prompt_from_llm_and_key_never_written(server, monkeypatch, tmp
         "design.stages=[embed,cluster,describe,prompt]",
     ]
     trend = run_design(compose_design(overrides))
-    assert trend["prompt"] == {"text": ANSWER, "source": "openai", "fallback_reason": None}
+    # generator=none has an open vocabulary: the generator would be given the prompt as written
+    assert trend["prompt"] == {
+        "text": ANSWER,
+        "generator_text": ANSWER,
+        "source": "openai",
+        "fallback_reason": None,
+    }
     out = tmp_path / "out"
     assert (out / "prompt.txt").read_text() == ANSWER + "\n"
     sent = server.requests[0]["body"]["messages"][1]["content"]

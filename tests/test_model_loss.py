@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import socket
+from datetime import timedelta
 
 import pytest
 import torch
@@ -129,7 +130,7 @@ SPLITS = {"equal": [4, 4], "unequal": [5, 3]}  # rows per rank; "unequal": a ran
 def _rank_main(rank: int, world_size: int, port: int, out_dir: str) -> None:
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    dist.init_process_group("gloo", rank=rank, world_size=world_size, timeout=timedelta(seconds=120))
     try:
         batch = global_batch()
         for split, sizes in SPLITS.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import socket
+from datetime import timedelta
 
 import pytest
 import torch
@@ -126,7 +127,7 @@ def _scores(rows: dict[str, torch.Tensor], index: torch.Tensor) -> dict[str, flo
 
 def _rank_scores(rank: int, port: int, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
+    dist.init_process_group("gloo", rank=rank, world_size=2, timeout=timedelta(seconds=120))
     try:
         index = torch.arange(12) % 11  # 11 rows padded to 12 (row 0 again), then split like the sampler
         torch.save(_scores(_scored_rows(), index[rank::2]), f"{out}/rank{rank}.pt")

@@ -53,7 +53,7 @@ def assemble_pipeline(parts: GeneratorParts) -> Any:
             feature_extractor=None,
             requires_safety_checker=False,
         )
-        pipe.enable_vae_slicing()  # validation decodes a whole sampling batch
+        pipe.vae.enable_slicing()  # validation decodes a whole sampling batch
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
