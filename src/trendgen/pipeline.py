@@ -188,7 +188,8 @@ class DesignRun:
         if self._generator_source is None:
             from trendgen import generate
 
-            texts, _ = flatten(load_bank(self.cfg.captions.bank))
+            # only the tiny random pipeline learns its tokenizer from the bank
+            texts = flatten(load_bank(self.cfg.captions.bank))[0] if self.cfg.generator.name == "tiny" else []
             self._generator_source = generate.pipeline_source(
                 self.cfg.generator, self.cfg.paths.cache_dir, texts
             )
