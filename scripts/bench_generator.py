@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_train import StepClock
+from bench_train import StepClock, timed_fit
 from benchlib import base_parser, compose, look_folder, report, setup_torch
 
 
@@ -38,35 +38,10 @@ def text_encoder_folder(workdir: Path, captions: list[str]) -> Path:
 
 
 def recipe_run(cfg, args, device) -> tuple[float, float]:
-    import pytorch_lightning as pl
-
     from trendgen.train_generator import build_generator_training
 
     datamodule, module, _captions = build_generator_training(cfg, with_judge=False)
-    clock = StepClock(args.warmup, device)
-
-    class Timer(pl.Callback):
-        def on_train_batch_start(self, *_args) -> None:
-            clock.batch_start()
-
-        def on_train_batch_end(self, *_args) -> None:
-            clock.batch_end()
-
-    trainer = pl.Trainer(
-        accelerator="gpu" if device.type == "cuda" else "cpu",
-        devices=1,
-        precision=args.precision,
-        max_steps=args.warmup + args.steps + 1,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[Timer()],
-    )
-    trainer.fit(module, datamodule=datamodule)
-    return clock.summary(cfg.data.batch_size)
+    return timed_fit(module, datamodule, cfg.data.batch_size, args, device)
 
 
 def plain_run(cfg, args, device) -> tuple[float, float]:

@@ -52,11 +52,16 @@ class StepClock:
 
 
 def lightning_run(cfg, args, device) -> tuple[float, float]:
-    import pytorch_lightning as pl
-
     from trendgen.train import build_training
 
     datamodule, module, _tokenizer, _processor = build_training(cfg)
+    return timed_fit(module, datamodule, cfg.data.batch_size, args, device)
+
+
+def timed_fit(module, datamodule, batch_size: int, args, device) -> tuple[float, float]:
+    """(images/s, share waiting for data) of a bare Lightning fit: no validation, logging or checkpoints."""
+    import pytorch_lightning as pl
+
     clock = StepClock(args.warmup, device)
 
     class Timer(pl.Callback):
@@ -80,7 +85,7 @@ def lightning_run(cfg, args, device) -> tuple[float, float]:
         callbacks=[Timer()],
     )
     trainer.fit(module, datamodule=datamodule)
-    return clock.summary(cfg.data.batch_size)
+    return clock.summary(batch_size)
 
 
 def naive_run(cfg, args, device) -> tuple[float, float]:
