@@ -88,7 +88,7 @@ def point_latest_at(output_dir: Path) -> None:
     fresh.replace(latest)  # atomic
 
 
-def build_trainer(cfg: DictConfig, plugins: list[Any], resuming: bool) -> tuple[pl.Trainer, list[Any]]:
+def build_trainer(cfg: DictConfig, plugins: list[Any], resuming: bool) -> pl.Trainer:
     """The Trainer of `cfg.trainer` with the config's loggers (hyperparameters logged, secrets out)."""
     wandb_offline_without_key(cfg)
     set_run_identity(cfg, resuming)  # W&B id/group/name; CSV kept on resume
@@ -98,7 +98,7 @@ def build_trainer(cfg: DictConfig, plugins: list[Any], resuming: bool) -> tuple[
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, **extra)
     for logger in loggers:
         logger.log_hyperparams(public_config(cfg))
-    return trainer, loggers
+    return trainer
 
 
 def fit_and_export(

@@ -48,11 +48,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     pl.seed_everything(cfg.seed, workers=True)
     datamodule, module, tokenizer, image_processor = build_training(cfg)
-    trainer, _ = build_trainer(cfg, plugins, resuming)
+    trainer = build_trainer(cfg, plugins, resuming)
 
     def export() -> None:
         save_clip(model_dir, module.model, tokenizer, image_processor)
 
-    return fit_and_export(
-        trainer, module, datamodule, ckpt_path, export, output_dir, model_dir / "config.json"
-    )
+    return fit_and_export(trainer, module, datamodule, ckpt_path, export, output_dir, model_dir)

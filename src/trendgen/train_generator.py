@@ -74,7 +74,7 @@ def train_generator(cfg: DictConfig) -> dict[str, float]:
     pl.seed_everything(cfg.seed, workers=True)
     datamodule, module, captions = build_generator_training(cfg)
     parts = module.parts
-    trainer, _ = build_trainer(cfg, plugins, resuming)
+    trainer = build_trainer(cfg, plugins, resuming)
 
     def export() -> None:
         module.swap_in_ema()
