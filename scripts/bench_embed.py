@@ -2,7 +2,8 @@
 
 Side by side on one model (ViT-B/32 geometry with random weights: `model=clip_b32 model.pretrained=false`) and
 one folder of PNGs:
-- embed stage: `trendgen.embed.embed_files` (decode + image processor in DataLoader workers, batched forward);
+- embed stage: `trendgen.clip_inference.embed_files` (decode + image processor in DataLoader workers,
+  batched forward);
 - naive loop: per file, open, run the processor, one forward per image (the original project's way);
 - forward-only: batched forwards on pixel tensors prepared beforehand: the compute limit.
 Target: the embed stage at >= 0.85 of the forward-only rate.
@@ -35,7 +36,7 @@ def main() -> None:
     import torch
     from PIL import Image
 
-    from trendgen.embed import embed_files, embed_pixels
+    from trendgen.clip_inference import embed_files, embed_pixels
     from trendgen.model.build import load_clip
 
     folder, paths = look_folder(args.workdir, args.n, args.px)

@@ -13,7 +13,7 @@ import pytest
 from design_support import REPO, compose_design, make_tiny_clip, write_looks
 from scale_support import VENV_BIN, SlurmCluster, job_env
 
-from trendgen.embed import embed_files
+from trendgen.clip_inference import embed_files
 from trendgen.errors import TrendgenError
 from trendgen.image_files import trend_files
 from trendgen.model.build import load_saved

@@ -6,7 +6,7 @@ import numpy as np
 from design_support import make_tiny_clip
 from PIL import Image
 
-from trendgen.embed import embed_files
+from trendgen.clip_inference import embed_files
 from trendgen.embed_distributed import embed_files_distributed
 from trendgen.model.build import load_saved
 

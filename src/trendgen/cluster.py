@@ -22,6 +22,7 @@ from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.metrics import silhouette_score
 
 from trendgen.errors import TrendgenError
+from trendgen.stage_cache import Stage, config_subset
 
 CLUSTERS = "clusters.json"
 CENTROIDS = "centroids.npy"
@@ -160,3 +161,15 @@ def load(stage_dir: Path) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """The record, centroids and labels an earlier run of this stage wrote."""
     record = json.loads((stage_dir / CLUSTERS).read_text())
     return record, np.load(stage_dir / CENTROIDS), np.load(stage_dir / LABELS)
+
+
+STAGE = Stage(
+    "cluster",
+    inputs=("embed",),
+    settings=lambda design: config_subset(
+        design.cfg.trend,
+        ["clusters", "auto_range", "seed", "n_init", "target", "exemplars", "minibatch_threshold"],
+    ),
+    run=lambda design, folder: (run(design.cfg, *design.results["embed"], folder), {}),
+    load=load,
+)

@@ -78,6 +78,7 @@ class ModelConfig:
     """CLIP in a LightningModule (see conf/model/)."""
 
     name_or_path: str = MISSING  # hub id or local folder
+    revision: str | None = None  # a hub id's commit, tag or branch (pins what the design stage keys use)
     pretrained: bool = True
     geometry: ClipGeometry = field(default_factory=ClipGeometry)
     freeze: FreezeConfig = field(default_factory=FreezeConfig)
@@ -117,6 +118,7 @@ class TrendConfig:
     exemplars: int = 6
     batch_size: int = 64
     num_workers: int = 2
+    part_batches: int = 16  # one process: parts of this many batches are saved as they finish (resume)
     devices: int = 1  # > 1: Lightning predict on that many devices per node, a shard per rank
     num_nodes: int = 1  # > 1: under srun or torchrun, the ranks of every node embed; rank 0 runs the rest
     minibatch_threshold: int = 50000  # above this many embeddings, MiniBatchKMeans
@@ -156,6 +158,7 @@ class GeneratorConfig:
 
     name: str = MISSING  # small_sd | tiny | trained | none
     name_or_path: str | None = None  # trained: the OUTPUT/generator folder of trendgen-train-generator
+    revision: str | None = None  # small_sd from the hub: the commit, tag or branch to load
     num_images: int = 4
     seed: int = 0
     steps: int = 25

@@ -31,9 +31,9 @@ import numpy as np
 import torch
 
 from trendgen.caption_bank import load_bank, resolve_bank_path
-from trendgen.embed import autocast_for, features_of, pick_device
+from trendgen.clip_inference import autocast_for, features_of, pick_device
 from trendgen.errors import TrendgenError
-from trendgen.stage_cache import stable_hash
+from trendgen.stage_cache import Stage, config_subset, stable_hash
 
 log = logging.getLogger(__name__)
 
@@ -270,15 +270,32 @@ def run(
         "bank": str(resolve_bank_path(cfg.captions.bank)),
         "bank_size": len(bank_texts),
         "left_out_unknown_words": unknown,
-        "text_cache_hit": hit,
-        "texts_embedded": cache.embedded,
-        "text_cache_file": str(cache.path),
     }
     (stage_dir / CAPTIONS).write_text(json.dumps(record, indent=1))
     np.save(stage_dir / TOP_TEXT, cache([e["scored_as"] for e in overall]))
-    return [CAPTIONS, TOP_TEXT], {"text_cache_hit": hit}
+    # how this run got its text embeddings goes to the manifest: the artifacts hold only the result
+    info = {"text_cache_hit": hit, "texts_embedded": cache.embedded, "text_cache_file": str(cache.path)}
+    return [CAPTIONS, TOP_TEXT], info
 
 
 def load(stage_dir: Path) -> tuple[dict[str, Any], np.ndarray]:
     """The ranked captions and top caption embeddings an earlier run of this stage wrote."""
     return json.loads((stage_dir / CAPTIONS).read_text()), np.load(stage_dir / TOP_TEXT)
+
+
+def _run_stage(design: Any, folder: Path) -> tuple[list[str], dict[str, Any]]:
+    record, centroids, _ = design.results["cluster"]
+    return run(design.cfg, design.clip, design.model_id, centroids[record["target_cluster"]], folder)
+
+
+STAGE = Stage(
+    "describe",
+    inputs=("cluster",),
+    settings=lambda design: {
+        "model": design.model_id,  # the text tower that ranks the bank
+        "bank": design.bank_id,
+        "captions": config_subset(design.cfg.captions, ["top_k", "per_facet", "look_template"]),
+    },
+    run=_run_stage,
+    load=load,
+)

@@ -29,7 +29,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 
-from trendgen.embed import embed_pixels, image_loader
+from trendgen.clip_inference import embed_pixels, image_loader
 from trendgen.errors import TrendgenError
 from trendgen.slurm import slurm_launched, under_torchrun
 
@@ -112,8 +112,8 @@ def predict_shards(
 def embed_files_distributed(
     model: Any, image_processor: Any, paths: Sequence[str | Path], shard_dir: str | Path, **kwargs: Any
 ) -> tuple[np.ndarray, list[int], list[tuple[int, str]]]:
-    """`embed.embed_files` through `Trainer.predict`, started from one process (`strategy="ddp_spawn"`);
-    `kwargs`: those of `predict_shards` (batch_size, num_workers, then Trainer arguments)."""
+    """`clip_inference.embed_files` through `Trainer.predict`, started from one process
+    (`strategy="ddp_spawn"`); `kwargs`: those of `predict_shards` (batch_size, num_workers, Trainer args)."""
     predict_shards(model, image_processor, paths, shard_dir, **kwargs)
     return merge_shards(shard_dir)
 

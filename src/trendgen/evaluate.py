@@ -17,7 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import RichProgressBar
 
 from trendgen.data.datamodule import FashionDataModule
-from trendgen.model.build import load_clip, load_saved, looks_local
+from trendgen.hub import is_local
+from trendgen.model.build import load_clip, load_saved
 from trendgen.model.metrics import EVAL_KEYS
 from trendgen.model.module import ClipFineTuner
 
@@ -30,7 +31,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     The model is a saved folder (e.g. a training run's `model/`) or, with `model.pretrained=true`, a hub id.
     """
     name = str(cfg.model.name_or_path)
-    if cfg.model.pretrained and not looks_local(name):  # a hub id: the zero-shot baseline before fine-tuning
+    if cfg.model.pretrained and not is_local(name):  # a hub id: the zero-shot baseline before fine-tuning
         model, tokenizer, image_processor = load_clip(cfg.model)
     else:
         model, tokenizer, image_processor = load_saved(name)
@@ -50,7 +51,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     result: dict[str, Any] = {key: logged.get(name) for name, key in EVAL_KEYS.items()}
     result.update(
         {
-            "model": str(Path(name).resolve()) if looks_local(name) else name,
+            "model": str(Path(name).resolve()) if is_local(name) else name,
             "data": OmegaConf.to_container(cfg.data, resolve=True)["name"],
             "split": cfg.data.split,
             "n_images": int(logged.get("n_images", 0)),

@@ -25,13 +25,13 @@ import torch
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from trendgen.embed import embed_pixels, pick_device
+from trendgen.clip_inference import CLIP_TOKEN_LIMIT, embed_pixels, pick_device
 from trendgen.errors import TrendgenError, first_line
+from trendgen.stage_cache import Stage, config_subset
 
 log = logging.getLogger(__name__)
 
 DESIGNS = "designs.json"
-CLIP_TOKEN_LIMIT = 77
 
 
 def pipeline_source(gen: Any, cache_dir: str | Path, bank_texts: list[str]) -> str:
@@ -101,7 +101,9 @@ def load_pipeline(gen: Any, source: str, device: torch.device) -> Any:
         pipe.set_progress_bar_config(disable=True)
         return pipe
     try:
-        pipe = StableDiffusionPipeline.from_pretrained(source, **{dtype_keyword(): dtype})
+        pipe = StableDiffusionPipeline.from_pretrained(
+            source, revision=gen.get("revision"), **{dtype_keyword(): dtype}
+        )
     except (OSError, ValueError) as err:
         raise TrendgenError(f"cannot load the diffusion pipeline {source!r}: {first_line(err)}") from None
     pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
@@ -221,3 +223,34 @@ def load(stage_dir: Path) -> dict[str, Any]:
     for design in record["designs"]:
         design["path"] = str(stage_dir / design["file"])
     return record
+
+
+def _run_stage(design: Any, folder: Path) -> tuple[list[str], dict[str, Any]]:
+    record, centroids, _ = design.results["cluster"]
+    _, top_text = design.results["describe"]
+    files = run(
+        design.cfg,
+        design.clip,
+        design.generator_source(),
+        design.results["prompt"],
+        centroids[record["target_cluster"]],
+        top_text,
+        design.config_hash,
+        design.keys["generate"],
+        folder,
+    )
+    return files, {}
+
+
+STAGE = Stage(
+    "generate",
+    inputs=("cluster", "describe", "prompt"),  # the target centroid, the top captions, the prompt
+    settings=lambda design: {
+        "generator": config_subset(design.cfg.generator, list(design.cfg.generator.keys())),
+        "weights": design.generator_id,
+        "bank": design.bank_id if design.cfg.generator.name == "tiny" else None,
+        "reranker": design.model_id,
+    },
+    run=_run_stage,
+    load=load,
+)

@@ -1,14 +1,17 @@
 """The design pipeline: trending photos -> trend -> captions -> prompt -> designs -> report.
 
-`design.stages` names the stages to run (always in the order of `STAGES`). Each stage's artifacts live in
-`<output_dir>/<stage>/` with a manifest holding the stage's key (see `trendgen.stage_cache`); a stage whose
-key matches is reused, so a rerun with another llm or generator does not embed again. A stage left out of
-`design.stages` but needed by a later one must have fresh artifacts. The run ends with `trend.json` (the one
-machine-readable record), `prompt.txt`, `designs/` and `report.html` in the output dir.
+`design.stages` names the stages to run (always in the order of `STAGES`). Each stage is declared beside its
+code (`STAGE` in `trendgen.embed`, `.cluster`, `.describe`, `.prompt`, `.generate`: what it reads, what its
+key covers, how it runs and loads; see `trendgen.stage_cache.Stage`). Its artifacts live in
+`<output_dir>/<stage>/` with a manifest holding its key; a stage whose key matches is reused, so a rerun with
+another llm or generator does not embed again, and a stage whose inputs wrote something new runs again. A
+stage left out of `design.stages` but needed by a later one must have fresh artifacts. The run ends with
+`trend.json` (the one machine-readable record), `prompt.txt`, `designs/` and `report.html` in the output dir.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -20,98 +23,32 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from trendgen.caption_bank import flatten, load_bank, resolve_bank_path
-from trendgen.errors import TrendgenError, first_line
-from trendgen.image_files import input_files, trend_files
+from trendgen.design_inputs import (
+    STAGES,
+    check_cluster_count,
+    generator_identity,
+    load_design_clip,
+    model_identity,
+    prepare_synthetic_trend,
+    requested_stages,
+)
+from trendgen.errors import TrendgenError
 from trendgen.slurm import check_slurm_layout, slurm_launched, under_torchrun
-from trendgen.stage_cache import StageDir, content_hash, files_identity, folder_identity, stable_hash
+from trendgen.stage_cache import Stage, StageDir, content_hash, stable_hash
 
 # The stage modules (torch, transformers, diffusers, sklearn, openai) load only when a stage runs, so a wrong
 # path or setting is reported at once.
 
 log = logging.getLogger(__name__)
 
-STAGES = ["embed", "cluster", "describe", "prompt", "generate", "report"]
 TREND_JSON = "trend.json"
 PROMPT_TXT = "prompt.txt"
 REPORT_HTML = "report.html"
-API_KEY_ENV = "OPENAI_API_KEY"
-CLIP_TOKEN_LIMIT = 77
 
 
-def requested_stages(cfg: Any) -> list[str]:
-    names = [str(s) for s in cfg.design.stages]
-    unknown = [s for s in names if s not in STAGES]
-    if unknown:
-        raise TrendgenError(f"design.stages: unknown stage(s) {unknown}; choose from {STAGES}")
-    if not names:
-        raise TrendgenError("design.stages is empty")
-    return [s for s in STAGES if s in names]
-
-
-def prepare_synthetic_trend(cfg: Any) -> None:
-    """Draw the synthetic trend (and baseline) set when `trend.synthetic` is set and a folder is missing."""
-    syn = cfg.trend.synthetic
-    if syn is None:
-        return
-    from trendgen.data.synthetic import write_trend_folder
-
-    planted = dict(syn.planted) or None
-    wanted = [(cfg.trend.images, syn.n, syn.planted_share, syn.seed)]
-    if cfg.trend.baseline_images and syn.baseline_n > 0:
-        wanted.append((cfg.trend.baseline_images, syn.baseline_n, syn.baseline_planted_share, syn.seed + 1))
-    for folder, n, share, seed in wanted:
-        if folder and not Path(str(folder)).exists():
-            log.info("drawing %d synthetic looks (%.0f%% planted) into %s", n, 100 * share, folder)
-            write_trend_folder(
-                Path(str(folder)), n=n, planted=planted, planted_share=share, seed=seed, px=syn.px
-            )
-
-
-def model_identity(model_cfg: Any) -> list[Any]:
-    """The model's identity for the stage keys; a missing model folder is a user error, said at once."""
-    name = str(model_cfg.name_or_path)
-    path = Path(name).expanduser()
-    if path.exists() or name.startswith((".", "/", "~")) or not model_cfg.pretrained:
-        if not path.is_dir():
-            raise TrendgenError(
-                f"model.name_or_path: model folder not found: {path} "
-                "(point it at the model/ folder a trendgen-train run saved)"
-            )
-        if not (path / "config.json").is_file():
-            raise TrendgenError(f"model.name_or_path: {path} is not a saved model folder (no config.json)")
-        try:
-            json.loads((path / "config.json").read_text())
-        except (OSError, UnicodeDecodeError, ValueError) as err:
-            raise TrendgenError(f"model.name_or_path: unreadable {path / 'config.json'}: {err}") from None
-    return folder_identity(path if path.exists() else name)
-
-
-def check_cluster_count(trend: Any) -> None:
-    """k larger than the number of image files can never work: say so before any image is decoded."""
-    setting = str(trend.clusters).strip().lower()
-    if setting == "auto" or not setting.lstrip("-").isdigit():
-        return
-    current, baseline = trend_files(trend)
-    if int(setting) > len(current) + len(baseline):
-        raise TrendgenError(
-            f"trend.clusters={setting} is more than the {len(current) + len(baseline)} images given: lower k"
-        )
-
-
-def load_design_clip(model_cfg: Any) -> Any:
-    """(CLIPModel, tokenizer, image processor): a saved folder, or a pretrained hub id."""
-    from trendgen.model.build import load_clip, load_saved
-
-    name = str(model_cfg.name_or_path)
-    path = Path(name).expanduser()
-    try:
-        return load_saved(path) if path.exists() or not model_cfg.pretrained else load_clip(model_cfg)
-    except TrendgenError:
-        raise
-    except Exception as err:  # corrupt weights raise the loader's own errors (e.g. SafetensorError)
-        raise TrendgenError(
-            f"model.name_or_path: could not load a CLIP model from {name}: {first_line(err)}"
-        ) from err
+def stage(name: str) -> Stage:
+    """The `STAGE` declared in the stage's own module."""
+    return importlib.import_module(f"trendgen.{name}").STAGE
 
 
 def config_hash(cfg: Any) -> str:
@@ -120,38 +57,6 @@ def config_hash(cfg: Any) -> str:
     for key in ("paths", "hydra"):
         plain.pop(key, None)
     return stable_hash(plain)
-
-
-def _subset(node: Any, keys: list[str]) -> dict[str, Any]:
-    return {k: OmegaConf.to_container(node, resolve=True).get(k) for k in keys}
-
-
-def stage_keys(cfg: Any, model_id: Any) -> dict[str, str]:
-    """Every stage's key: its config subtree, its input files and the key of the stage before it."""
-    trend = cfg.trend
-    bank_id = content_hash(resolve_bank_path(cfg.captions.bank))
-    keys: dict[str, str] = {}
-    keys["embed"] = stable_hash(
-        "embed", model_id, str(trend.images), str(trend.baseline_images), files_identity(input_files(trend))
-    )
-    cluster_cfg = _subset(
-        trend, ["clusters", "auto_range", "seed", "n_init", "target", "exemplars", "minibatch_threshold"]
-    )
-    keys["cluster"] = stable_hash("cluster", keys["embed"], cluster_cfg)
-    keys["describe"] = stable_hash(
-        "describe", keys["cluster"], bank_id, _subset(cfg.captions, ["top_k", "per_facet", "look_template"])
-    )
-    llm = OmegaConf.to_container(cfg.llm, resolve=True)
-    key_present = bool(os.environ.get(API_KEY_ENV)) if cfg.llm.name == "openai" else None
-    gen = cfg.generator
-    trained = folder_identity(Path(str(gen.name_or_path)).expanduser()) if gen.name == "trained" else None
-    gen_tokenizer = [gen.name, gen.name_or_path, trained, bank_id]
-    keys["prompt"] = stable_hash("prompt", keys["describe"], llm, key_present, gen_tokenizer)
-    keys["generate"] = stable_hash(
-        "generate", keys["prompt"], OmegaConf.to_container(gen, resolve=True), trained
-    )
-    keys["report"] = stable_hash("report", keys["generate"])
-    return keys
 
 
 class DesignRun:
@@ -168,12 +73,14 @@ class DesignRun:
         self.results: dict[str, Any] = {}
         self._clip: Any = None
         self._generator_source: str | None = None
+        self.keys: dict[str, str] = {}  # each stage's key, set as the run reaches it
         prepare_synthetic_trend(cfg)
         self.model_id = model_identity(cfg.model)
+        self.bank_id = content_hash(resolve_bank_path(cfg.captions.bank))
+        self.generator_id = generator_identity(cfg.generator)
         check_cluster_count(cfg.trend)
         if cfg.generator.name == "trained":
             self.generator_source()  # a folder that is not a trendgen generator is refused before any work
-        self.keys = stage_keys(cfg, self.model_id)
         self.config_hash = config_hash(cfg)
 
     @property
@@ -197,17 +104,21 @@ class DesignRun:
 
     def run(self) -> dict[str, Any]:
         last = STAGES.index(self.requested[-1])
+        contents: dict[str, str] = {}  # the digest of each finished stage's artifacts
         for name in STAGES[: last + 1]:
             if name == "report":
                 continue
             start = time.perf_counter()
-            stage = StageDir(name, self.out / name, self.keys[name], self.store)
-            if name in self.requested and not (self.cfg.design.reuse and stage.is_fresh()):
-                stage.prepare()
-                files, info = self._run_stage(name, stage)
-                stage.commit(files, info)
+            spec = stage(name)
+            self.keys[name] = spec.key(self, contents)
+            folder = StageDir(name, self.out / name, self.keys[name], self.store)
+            if name in self.requested and not (self.cfg.design.reuse and folder.is_fresh()):
+                log.info("stage %s: running", name)
+                folder.prepare()
+                files, info = spec.run(self, folder.path)
+                folder.commit(files, info)
                 self.status[name] = "ran"
-            elif stage.is_fresh():
+            elif folder.is_fresh():
                 self.status[name] = "reused"
             else:
                 raise TrendgenError(
@@ -216,64 +127,12 @@ class DesignRun:
                 )
             if name == "embed" and self.group is not None:
                 self.group.close()  # the other ranks are done (or were never needed); the rest runs here
-            self.results[name] = self._load_stage(name, stage.path)
+            contents[name] = folder.content()
+            self.results[name] = spec.load(folder.path)
             self.seconds[name] = round(time.perf_counter() - start, 3)
         trend = self.trend_record()
         self.write_outputs(trend)
         return trend
-
-    def _run_stage(self, name: str, stage: StageDir) -> tuple[list[str], dict[str, Any]]:
-        from trendgen import cluster, describe, embed, generate, prompt
-
-        cfg, r = self.cfg, self.results
-        log.info("stage %s: running", name)
-        if name == "embed":
-            return embed.run(cfg, self.clip, stage.path, self.group), {}
-        if name == "cluster":
-            embeddings, index = r["embed"]
-            return cluster.run(cfg, embeddings, index, stage.path), {}
-        if name == "describe":
-            record, centroids, _ = r["cluster"]
-            centroid = centroids[record["target_cluster"]]
-            return describe.run(cfg, self.clip, self.model_id, centroid, stage.path)
-        if name == "prompt":
-            captions, _ = r["describe"]
-            source = self.generator_source()
-            if source is None:
-                tokenizer, limit = self.clip[1], CLIP_TOKEN_LIMIT
-            else:
-                tokenizer, limit = generate.generator_tokenizer(source)
-            files = prompt.run(
-                cfg, captions, tokenizer, stage.path, limit, generate.generator_vocabulary(source)
-            )
-            return files, {"reusable": prompt.load(stage.path)["fallback_reason"] is None}
-        if name == "generate":
-            record, centroids, _ = r["cluster"]
-            _, top_text = r["describe"]
-            files = generate.run(
-                cfg,
-                self.clip,
-                self.generator_source(),
-                r["prompt"],
-                centroids[record["target_cluster"]],
-                top_text,
-                self.config_hash,
-                self.keys["generate"],
-                stage.path,
-            )
-            return files, {}
-        raise AssertionError(name)
-
-    def _load_stage(self, name: str, path: Path) -> Any:
-        from trendgen import cluster, describe, embed, generate, prompt
-
-        return {
-            "embed": embed.load,
-            "cluster": cluster.load,
-            "describe": describe.load,
-            "prompt": prompt.load,
-            "generate": generate.load,
-        }[name](path)
 
     def trend_record(self) -> dict[str, Any]:
         """trend.json: images, clusters, dominant/target, captions, prompt, designs, hash, stage times."""
@@ -284,6 +143,7 @@ class DesignRun:
             skipped = [{"path": s["path"], "reason": s["reason"]} for s in index["skipped"]]
             total = sum(index["totals"].values())
             trend["images"] = {"total": total, "used": len(index["paths"]), "skipped": skipped}
+            trend["images"]["reused_from_parts"] = index.get("reused_from_parts", 0)
             if index["totals"]["baseline"]:
                 used_then = sum(1 for s in index["sets"] if s == "baseline")
                 trend["images"]["baseline"] = {"total": index["totals"]["baseline"], "used": used_then}

@@ -25,7 +25,9 @@ from typing import Any
 
 import openai
 
+from trendgen.clip_inference import CLIP_TOKEN_LIMIT
 from trendgen.errors import TrendgenError
+from trendgen.stage_cache import Stage, config_subset
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +74,7 @@ def token_count(text: str, tokenizer: Any) -> int:
     return len(tokenizer(text, truncation=False)["input_ids"])
 
 
-def cut_to_token_limit(text: str, tokenizer: Any, limit: int = 77) -> str:
+def cut_to_token_limit(text: str, tokenizer: Any, limit: int = CLIP_TOKEN_LIMIT) -> str:
     """The longest run of leading comma-separated phrases that fits in `limit` tokens.
 
     A first phrase longer than the limit is cut at a word boundary instead.
@@ -205,7 +207,7 @@ def run(
     captions: dict[str, Any],
     tokenizer: Any,
     stage_dir: Path,
-    limit: int = 77,
+    limit: int = CLIP_TOKEN_LIMIT,
     vocabulary: list[str] | None = None,
 ) -> list[str]:
     """Write the prompt, cut to `limit` tokens of `tokenizer`, into `stage_dir`; returns the files written.
@@ -229,3 +231,36 @@ def run(
 
 def load(stage_dir: Path) -> dict[str, Any]:
     return json.loads((stage_dir / PROMPT).read_text())
+
+
+def _tokenizer_identity(design: Any) -> list[Any]:
+    """What decides the tokenizer the prompt is cut with: the generator's, or the CLIP's without one."""
+    gen = design.cfg.generator
+    if gen.name == "none":
+        return ["clip", design.model_id]
+    return [gen.name, gen.name_or_path, design.generator_id, design.bank_id if gen.name == "tiny" else None]
+
+
+def _settings(design: Any) -> dict[str, Any]:
+    llm = design.cfg.llm
+    return {
+        "llm": config_subset(llm, list(llm.keys())),
+        "key_present": bool(os.environ.get(API_KEY_ENV)) if llm.name == "openai" else None,
+        "tokenizer": _tokenizer_identity(design),
+    }
+
+
+def _run_stage(design: Any, folder: Path) -> tuple[list[str], dict[str, Any]]:
+    from trendgen import generate
+
+    captions, _ = design.results["describe"]
+    source = design.generator_source()
+    if source is None:
+        tokenizer, limit = design.clip[1], CLIP_TOKEN_LIMIT
+    else:
+        tokenizer, limit = generate.generator_tokenizer(source)
+    files = run(design.cfg, captions, tokenizer, folder, limit, generate.generator_vocabulary(source))
+    return files, {"reusable": load(folder)["fallback_reason"] is None}  # a fallback is retried next run
+
+
+STAGE = Stage("prompt", inputs=("describe",), settings=_settings, run=_run_stage, load=load)

@@ -1,11 +1,15 @@
-"""Stage artifacts keyed by a hash of what produced them, so an unchanged stage is reused rather than rerun.
+"""Design stages and their artifacts, keyed by what produced them, so an unchanged stage is reused.
 
-Every design stage writes its files into `<output_dir>/<stage>/` and, last, a `manifest.json` holding the
-stage's key: a hash over the config subtree the stage reads, the identity of the files it reads (path, size,
-mtime) and the keys of the stages it builds on. A later run whose key matches reuses the files. A stage whose
-manifest is missing or holds another key runs again. With a store (`design.store`), finished stages are also
-hard-linked (copied where links fail) into `<store>/<stage>/<key>/`, so a fresh run dir reuses work done in an
-earlier one.
+A `Stage` declares, beside its code, the stages whose artifacts it reads (`inputs`), what else its key covers
+(`settings`: its own config and outside inputs such as model folders or image files), how it runs and how its
+artifacts load. Its key is a hash of the package version, its settings and the *content* of its inputs'
+artifacts, so a stage whose upstream wrote something new (a prompt from the LLM instead of the fallback
+template) runs again even when the upstream's own key did not change.
+
+Every stage writes its files into `<output_dir>/<stage>/` and, last, a `manifest.json` holding its key and a
+digest of the files' bytes. A later run whose key matches reuses the files; a stage whose manifest is missing
+or holds another key runs again. With a store (`design.store`), finished stages are also hard-linked (copied
+where links fail) into `<store>/<stage>/<key>/`, so a fresh run dir reuses work done in an earlier one.
 """
 
 from __future__ import annotations
@@ -15,12 +19,14 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+from trendgen import __version__
 
 MANIFEST = "manifest.json"
 _MODEL_FILE_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model", ".pt")
@@ -30,6 +36,12 @@ def _to_plain(value: Any) -> Any:
     if isinstance(value, DictConfig) or OmegaConf.is_list(value):
         return OmegaConf.to_container(value, resolve=True)
     return value
+
+
+def config_subset(node: Any, keys: list[str]) -> dict[str, Any]:
+    """The resolved values of `keys` in a config node (what a stage's key covers of that node)."""
+    plain = _to_plain(node)
+    return {k: plain.get(k) for k in keys}
 
 
 def stable_hash(*parts: Any, length: int = 16) -> str:
@@ -69,6 +81,37 @@ def content_hash(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
+def artifacts_digest(folder: Path, names: Iterable[str]) -> str:
+    """sha256 over the names and bytes of a stage's files: what a downstream stage's key is built from."""
+    digest = hashlib.sha256()
+    for name in sorted(names):
+        digest.update(name.encode() + b"\0")
+        with open(folder / name, "rb") as handle:
+            while chunk := handle.read(1 << 22):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One design stage: what it reads, what its key covers, how it runs and how its artifacts load.
+
+    `settings(run)` and `run(run, folder)` take the `DesignRun` (its config, models and upstream results);
+    `run` returns the files it wrote (relative to `folder`) and extra manifest fields.
+    """
+
+    name: str
+    inputs: tuple[str, ...]
+    settings: Callable[[Any], Any]
+    run: Callable[[Any, Path], tuple[list[str], dict[str, Any]]]
+    load: Callable[[Path], Any]
+
+    def key(self, design_run: Any, contents: Mapping[str, str]) -> str:
+        """The package version, this stage's settings and the content digest of each input's artifacts."""
+        upstream = {name: contents[name] for name in self.inputs}
+        return stable_hash(self.name, __version__, self.settings(design_run), upstream)
+
+
 @dataclass
 class StageDir:
     """One stage's folder in the run dir and its key."""
@@ -87,6 +130,11 @@ class StageDir:
             return json.loads((self.path / MANIFEST).read_text())
         except (OSError, ValueError):
             return None
+
+    def content(self) -> str:
+        """The digest of the artifacts a fresh (or just committed) stage holds."""
+        manifest = self.read_manifest() or {}
+        return manifest.get("content") or artifacts_digest(self.path, manifest.get("files", []))
 
     def is_fresh(self) -> bool:
         """True when the run dir holds this stage's artifacts for this key (maybe restored from the store)."""
@@ -128,6 +176,8 @@ class StageDir:
         manifest = {
             "stage": self.name,
             "key": self.key,
+            "version": __version__,
+            "content": artifacts_digest(self.path, names),
             "files": names,
             "created": time.time(),
             **(info or {}),

@@ -15,7 +15,7 @@ from typing import Any
 from torch import nn
 
 from trendgen.errors import TrendgenError, first_line
-from trendgen.model.build import looks_local
+from trendgen.hub import is_local
 
 KINDS = ("pixel", "lora")
 
@@ -163,7 +163,7 @@ def build_lora_parts(diffusion: Any) -> GeneratorParts:
         raise TrendgenError(
             "diffusion.name_or_path is not set: the Stable Diffusion (hub id or folder) to adapt"
         )
-    if looks_local(base) and not (Path(base).expanduser() / "model_index.json").is_file():
+    if is_local(base) and not (Path(base).expanduser() / "model_index.json").is_file():
         raise TrendgenError(
             f"diffusion.name_or_path: {base} is not a diffusers pipeline folder (no model_index.json)"
         )

@@ -11,6 +11,7 @@ from transformers import AutoProcessor, CLIPConfig, CLIPModel, CLIPProcessor
 from transformers.models.clip import CLIPImageProcessorPil
 
 from trendgen.errors import TrendgenError, first_line
+from trendgen.hub import is_local
 from trendgen.tokenizer import train_caption_tokenizer
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def load_clip(model_cfg: Any, captions_for_tokenizer: Iterable[str] | None = Non
     captions and category prompts), so nothing needs the network.
     """
     if model_cfg.pretrained:
-        return _from_pretrained(str(model_cfg.name_or_path))
+        return _from_pretrained(str(model_cfg.name_or_path), model_cfg.get("revision"))
     if captions_for_tokenizer is None:
         raise TrendgenError("model.pretrained=false needs the dataset captions to learn a tokenizer")
     geometry = model_cfg.geometry
@@ -75,17 +76,12 @@ def load_clip(model_cfg: Any, captions_for_tokenizer: Iterable[str] | None = Non
     return model, tokenizer, image_processor_for(geometry.image_size)
 
 
-def looks_local(name_or_path: str) -> bool:
-    """A path rather than a hub id (`org/name`)."""
-    return name_or_path.startswith((".", "/", "~")) or Path(name_or_path).exists()
-
-
-def _from_pretrained(name_or_path: str) -> ClipParts:
-    if looks_local(name_or_path):
+def _from_pretrained(name_or_path: str, revision: str | None = None) -> ClipParts:
+    if is_local(name_or_path):
         return load_saved(name_or_path)
     try:
-        model = CLIPModel.from_pretrained(name_or_path)
-        processor = AutoProcessor.from_pretrained(name_or_path)
+        model = CLIPModel.from_pretrained(name_or_path, revision=revision)
+        processor = AutoProcessor.from_pretrained(name_or_path, revision=revision)
     except (OSError, ValueError) as err:
         raise TrendgenError(f"could not load CLIP {name_or_path!r}: {first_line(err)}") from err
     return model, processor.tokenizer, processor.image_processor

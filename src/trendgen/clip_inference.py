@@ -1,0 +1,175 @@
+"""CLIP inference shared by every stage that runs a tower: image decoding in workers, batched forwards.
+
+Images are decoded by `load_rgb` in DataLoader workers and turned into pixel tensors by the image processor in
+the collate function (also in the workers); the main process only runs the model, under bf16/fp16 autocast on
+CUDA. Bad files are set aside with their reason. The embed stage (`trendgen.embed`), its multi-rank form
+(`trendgen.embed_distributed`), describe and the design rerank all use these pieces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from torch.utils.data import DataLoader, Dataset
+
+CLIP_TOKEN_LIMIT = 77  # CLIP's text context, also the cut for prompts given to CLIP-conditioned generators
+
+
+class ImageFileDataset(Dataset):
+    """Image files decoded with `load_rgb`; a bad file yields `image=None` and the reason."""
+
+    def __init__(
+        self,
+        paths: Sequence[str | Path],
+        max_pixels: int | None = None,
+        indices: Sequence[int] | None = None,
+    ) -> None:
+        self.paths = [str(p) for p in paths]
+        self.max_pixels = max_pixels
+        self.indices = list(range(len(self.paths))) if indices is None else list(indices)  # a subset
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> dict[str, Any]:
+        from trendgen.data.images import DEFAULT_MAX_PIXELS, load_rgb
+
+        index = self.indices[position]
+        image, reason = load_rgb(self.paths[index], max_pixels=self.max_pixels or DEFAULT_MAX_PIXELS)
+        return {"image": image, "reason": reason, "index": index}
+
+
+class EmbedCollate:
+    """Turns decoded images into one pixel tensor with the CLIP image processor; keeps the failures aside."""
+
+    def __init__(self, image_processor: Any) -> None:
+        self.image_processor = image_processor
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        good = [it for it in items if it["image"] is not None]
+        skipped = [(it["index"], it["reason"]) for it in items if it["image"] is None]
+        pixels = None
+        if good:
+            pixels = self.image_processor(images=[it["image"] for it in good], return_tensors="pt")[
+                "pixel_values"
+            ]
+        return {"pixel_values": pixels, "indices": [it["index"] for it in good], "skipped": skipped}
+
+
+def features_of(output: Any) -> torch.Tensor:
+    """The projected features from `get_image_features`/`get_text_features` (a tensor or a model output)."""
+    if isinstance(output, torch.Tensor):
+        return output
+    pooled = getattr(output, "pooler_output", None)
+    if pooled is None:
+        pooled = output[0]
+    return pooled
+
+
+def autocast_for(device: torch.device) -> torch.autocast:
+    """bf16 autocast on CUDA where supported (fp16 otherwise); disabled on CPU."""
+    if device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast("cpu", enabled=False)
+
+
+@torch.inference_mode()
+def embed_pixels(model: Any, pixel_values: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """L2-normalised float32 image embeddings of one batch, on the CPU."""
+    with autocast_for(device):
+        out = model.get_image_features(pixel_values=pixel_values.to(device, non_blocking=True))
+    feats = features_of(out).float()
+    return torch.nn.functional.normalize(feats, dim=-1).cpu()
+
+
+def progress_bar() -> Progress:
+    """A rich progress bar with rate and time left (quiet when the output is not a terminal)."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        transient=False,
+    )
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def image_loader(
+    paths: Sequence[str | Path],
+    image_processor: Any,
+    batch_size: int,
+    num_workers: int,
+    pin_memory: bool = False,
+    indices: Sequence[int] | None = None,
+) -> DataLoader:
+    """Batches of pixel tensors: files decoded and processed in `num_workers` workers, failures set aside.
+
+    `indices`: only these files, in this order (batches carry the files' own indices).
+    """
+    return DataLoader(
+        ImageFileDataset(paths, indices=indices),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=EmbedCollate(image_processor),
+        pin_memory=pin_memory,
+    )
+
+
+def embed_batches(model: Any, loader: DataLoader, device: torch.device, description: str) -> Iterator[dict]:
+    """Each batch of `loader` embedded: {indices, features (None when no file was usable), skipped}."""
+    with progress_bar() as progress:
+        task = progress.add_task(description, total=len(loader.dataset))
+        for batch in loader:
+            features = None
+            if batch["pixel_values"] is not None:
+                features = embed_pixels(model, batch["pixel_values"], device)
+            yield {"indices": batch["indices"], "features": features, "skipped": batch["skipped"]}
+            progress.advance(task, len(batch["indices"]) + len(batch["skipped"]))
+
+
+def stack_features(chunks: list[torch.Tensor]) -> np.ndarray:
+    """float32 rows of every chunk, [0, d] when there is none."""
+    dim = int(chunks[0].shape[1]) if chunks else 0
+    embeddings = torch.cat(chunks).numpy() if chunks else np.zeros((0, dim), dtype=np.float32)
+    return embeddings.astype(np.float32, copy=False)
+
+
+def embed_files(
+    model: Any,
+    image_processor: Any,
+    paths: Sequence[str | Path],
+    batch_size: int = 64,
+    num_workers: int = 2,
+    device: torch.device | None = None,
+    description: str = "embedding images",
+) -> tuple[np.ndarray, list[int], list[tuple[int, str]]]:
+    """Embed image files in batches. Returns (embeddings [n_used, d], indices of the used files, skipped)."""
+    device = device or pick_device()
+    model.eval().to(device)
+    loader = image_loader(paths, image_processor, batch_size, num_workers, pin_memory=device.type == "cuda")
+    chunks: list[torch.Tensor] = []
+    used: list[int] = []
+    skipped: list[tuple[int, str]] = []
+    for batch in embed_batches(model, loader, device, description):
+        skipped.extend(batch["skipped"])
+        if batch["features"] is not None:
+            chunks.append(batch["features"])
+            used.extend(batch["indices"])
+    return stack_features(chunks), used, skipped
