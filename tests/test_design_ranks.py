@@ -19,7 +19,7 @@ from trendgen.image_files import trend_files
 from trendgen.model.build import load_saved
 from trendgen.pipeline import join_embed_group
 
-N_LOOKS = 13  # odd, plus one broken file: the sampler pads the second rank with a repeated file
+N_LOOKS = 13  # odd, plus one broken file: the ranks get unequal shares
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ def assert_rank0_wrote_the_run(run_dir: Path, one_process: tuple[list[str], np.n
     assert index["paths"] == paths  # merged back in file order
     assert [Path(s["path"]).name for s in index["skipped"]] == ["broken.png"]
     np.testing.assert_allclose(np.load(run_dir / "embed" / "embeddings.npy"), expected, atol=1e-5)
-    assert not (run_dir / "embed" / "shards").exists()  # the shards are merged, then removed
+    assert not (run_dir / "embed" / "parts").exists()  # the parts are collected, then removed
     trend = json.loads((run_dir / "trend.json").read_text())
     assert trend["images"]["used"] == N_LOOKS
     assert sum(c["size"] for c in trend["clusters"]) == N_LOOKS

@@ -1,35 +1,35 @@
-"""The embed stage on several devices or nodes: Lightning predict, a shard per rank, merged in input order.
+"""The embed stage on several devices or nodes: Lightning predict, whole parts per rank, collected in order.
 
-Each rank embeds its share of the files (Lightning's distributed sampler), and a `BasePredictionWriter` writes
-`shard-<rank>.npz` (file indices, embeddings, skipped files) at the end of the epoch; once every rank has
-written, rank 0 (or the caller, after a `ddp_spawn` run) merges the shards back into the files' original
-order. The sampler pads the last ranks with repeated files; a file written twice carries the same embedding
-both times, so the merge keeps one.
+The files still to embed are the parts not on disk yet (`trendgen.embed_parts`); rank r takes parts
+`todo[r::world]` (`RankParts`, in place of Lightning's distributed sampler, so no file is embedded twice) and
+a `BasePredictionWriter` saves each part the moment the rank finishes it. Once every rank is done, rank 0 (or
+the caller, after a `ddp_spawn` run) collects the parts in file order. A run killed halfway leaves its
+finished parts; the next run embeds only the rest.
 
 Two ways in:
 - one process, `trend.devices=N`: `embed_files_distributed(..., strategy="ddp_spawn")` starts N ranks itself;
 - srun or torchrun started the ranks (`srun --nodes=M --ntasks-per-node=N trendgen-design trend.devices=N
   trend.num_nodes=M`): an `EmbedGroup` joins them. Rank 0 runs the pipeline and hands the embed job (the file
-  list) to the other ranks, which embed their share and exit; every later stage runs on rank 0 alone. The
-  shards go to the run dir, which must be on a filesystem every node sees (as Hydra's run dir already is).
+  list and the parts to do) to the other ranks, which embed their share and exit; every later stage runs on
+  rank 0 alone. The parts go to the run dir, which must be on a filesystem every node sees (as Hydra's run
+  dir already is).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
+from torch.utils.data import DataLoader, Sampler
 
-from trendgen.clip_inference import embed_pixels, image_loader
+from trendgen.clip_inference import EmbedCollate, ImageFileDataset, embed_pixels
+from trendgen.embed_parts import Embedded, PartAssembler, PartStore
 from trendgen.errors import TrendgenError
 from trendgen.slurm import slurm_launched, under_torchrun
 
@@ -42,6 +42,7 @@ class ImageEmbedder(pl.LightningModule):
     def __init__(self, model: Any) -> None:
         super().__init__()
         self.model = model
+        self.allow_zero_length_dataloader_with_multiple_devices = True  # fewer parts left than ranks
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         features = None
@@ -50,72 +51,84 @@ class ImageEmbedder(pl.LightningModule):
         return {"indices": batch["indices"], "features": features, "skipped": batch["skipped"]}
 
 
-class ShardWriter(BasePredictionWriter):
-    """Writes each rank's predictions to `<shard_dir>/shard-<rank>.npz` once its epoch ends."""
+class PartWriter(BasePredictionWriter):
+    """Saves each part of the store as soon as this rank has embedded its last batch."""
 
-    def __init__(self, shard_dir: str | Path) -> None:
-        super().__init__(write_interval="epoch")
-        self.shard_dir = Path(shard_dir)
+    def __init__(self, store: PartStore) -> None:
+        super().__init__(write_interval="batch")
+        self.store = store
+        self.assembler: PartAssembler | None = None
 
-    def write_on_epoch_end(
-        self, trainer: pl.Trainer, pl_module: Any, predictions: Any, batch_indices: Any
-    ) -> None:
-        rows = [p for p in predictions if p["features"] is not None]
-        indices = np.array([i for p in rows for i in p["indices"]], dtype=np.int64)
-        features = torch.cat([p["features"] for p in rows]).numpy() if rows else np.zeros((0, 0), np.float32)
-        skipped = [list(s) for p in predictions for s in p["skipped"]]
-        self.shard_dir.mkdir(parents=True, exist_ok=True)
-        np.savez(
-            self.shard_dir / f"shard-{trainer.global_rank:05d}.npz",
-            indices=indices,
-            features=features.astype(np.float32),
-            skipped=np.array(json.dumps(skipped)),
-        )
-        trainer.strategy.barrier("shards-written")  # rank 0 merges only once every shard is on disk
+    def write_on_batch_end(self, trainer: pl.Trainer, pl_module: Any, prediction: Any, *args: Any) -> None:
+        if self.assembler is None:
+            self.assembler = PartAssembler(self.store)
+        self.assembler.add(prediction)
 
 
-def merge_shards(shard_dir: str | Path) -> tuple[np.ndarray, list[int], list[tuple[int, str]]]:
-    """(embeddings [n_used, d] in file order, indices of the used files, skipped (index, reason))."""
-    by_index: dict[int, np.ndarray] = {}
-    skipped: dict[int, str] = {}
-    for shard in sorted(Path(shard_dir).glob("shard-*.npz")):
-        data = np.load(shard)
-        for index, row in zip(data["indices"].tolist(), data["features"], strict=True):
-            by_index[index] = row
-        skipped.update({int(i): str(r) for i, r in json.loads(str(data["skipped"]))})
-    used = sorted(by_index)
-    embeddings = np.stack([by_index[i] for i in used]) if used else np.zeros((0, 0), np.float32)
-    return embeddings.astype(np.float32), used, sorted(skipped.items())
+class RankParts(Sampler[int]):
+    """This rank's whole parts of the files still to embed: parts `todo[rank::world]`, as positions in the
+    loader's file list (the files of every part in `todo`, in order). Read at iteration, after spawn."""
+
+    def __init__(self, store: PartStore, todo: list[int]) -> None:
+        self.store, self.todo = store, list(todo)
+
+    def _positions(self) -> list[int]:
+        rank, world = 0, 1
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        starts, position = {}, 0
+        for part in self.todo:
+            starts[part] = position
+            position += len(self.store.files_of(part))
+        mine = self.todo[rank::world]
+        return [starts[p] + k for p in mine for k in range(len(self.store.files_of(p)))]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._positions())
+
+    def __len__(self) -> int:
+        return len(self._positions())
 
 
-def predict_shards(
+def predict_parts(
     model: Any,
     image_processor: Any,
     paths: Sequence[str | Path],
-    shard_dir: str | Path,
+    store: PartStore,
+    todo: list[int],
     batch_size: int = 64,
     num_workers: int = 2,
     **trainer_kwargs: Any,
 ) -> None:
-    """This rank's share of `paths` through `Trainer.predict` into `<shard_dir>/shard-<rank>.npz`."""
-    loader = image_loader(paths, image_processor, batch_size, num_workers)
+    """This rank's whole parts of `todo` through `Trainer.predict`, each saved to the store when done."""
+    remaining = [i for p in todo for i in store.files_of(p)]
+    loader = DataLoader(
+        ImageFileDataset(paths, indices=remaining),
+        batch_size=batch_size,
+        sampler=RankParts(store, todo),
+        num_workers=num_workers,
+        collate_fn=EmbedCollate(image_processor),
+    )
     trainer = pl.Trainer(
-        callbacks=[ShardWriter(shard_dir)],
+        callbacks=[PartWriter(store)],
         logger=False,
         enable_checkpointing=False,
         enable_model_summary=False,
+        use_distributed_sampler=False,  # RankParts gives each rank whole parts
         **trainer_kwargs,
     )
     trainer.predict(ImageEmbedder(model.eval()), dataloaders=loader, return_predictions=False)
 
 
 def embed_files_distributed(
-    model: Any, image_processor: Any, paths: Sequence[str | Path], shard_dir: str | Path, **kwargs: Any
-) -> tuple[np.ndarray, list[int], list[tuple[int, str]]]:
-    """`clip_inference.embed_files` through `Trainer.predict`, started from one process
-    (`strategy="ddp_spawn"`); `kwargs`: those of `predict_shards` (batch_size, num_workers, Trainer args)."""
-    predict_shards(model, image_processor, paths, shard_dir, **kwargs)
-    return merge_shards(shard_dir)
+    model: Any, image_processor: Any, paths: Sequence[str | Path], store: PartStore, **kwargs: Any
+) -> Embedded:
+    """The parts not on disk yet through `Trainer.predict`, started from one process
+    (`strategy="ddp_spawn"`); `kwargs`: those of `predict_parts` (batch_size, num_workers, Trainer args)."""
+    todo = store.todo()
+    if todo:
+        predict_parts(model, image_processor, paths, store, todo, **kwargs)
+    return store.collect()
 
 
 def launched_environment() -> Any | None:
@@ -175,19 +188,21 @@ class EmbedGroup:
         model: Any,
         image_processor: Any,
         paths: Sequence[str | Path],
-        shard_dir: Path,
+        store: PartStore,
         **loader_args: Any,
-    ) -> tuple[np.ndarray, list[int], list[tuple[int, str]]]:
-        """Leader: hand the job to every rank, embed this rank's share, merge all shards in file order."""
-        shutil.rmtree(shard_dir, ignore_errors=True)  # shards of an earlier, interrupted attempt
-        job = {"paths": [str(Path(p).absolute()) for p in paths], "shard_dir": str(shard_dir.absolute())}
+    ) -> Embedded:
+        """Leader: hand the parts still to do to every rank, embed this rank's share, collect every part."""
+        job = {
+            "paths": [str(Path(p).absolute()) for p in paths],
+            "parts": str(store.folder.absolute()),
+            "part_size": store.part_size,
+            "todo": store.todo(),
+        }
         job |= {"loader_args": loader_args, "trainer_kwargs": self.trainer_kwargs}
         self._job_sent = True
         self._broadcast(job)
         _predict_share(model, image_processor, job, plugins=[self.env])
-        result = merge_shards(shard_dir)  # the shards are all written: the writer waits for every rank
-        shutil.rmtree(shard_dir, ignore_errors=True)
-        return result
+        return store.collect()
 
     def release(self) -> None:
         """Leader: tell the followers there is nothing (more) to embed; idempotent."""
@@ -217,7 +232,12 @@ class EmbedGroup:
 
 
 def _predict_share(model: Any, image_processor: Any, job: dict[str, Any], **trainer_kwargs: Any) -> None:
-    trainer_kwargs |= job["trainer_kwargs"]
-    predict_shards(
-        model, image_processor, job["paths"], job["shard_dir"], **job["loader_args"], **trainer_kwargs
-    )
+    """Run this rank's parts of the job, then wait until every rank has saved its own."""
+    store = PartStore(job["parts"], job["part_size"], len(job["paths"]))
+    if job["todo"]:
+        trainer_kwargs |= job["trainer_kwargs"]
+        predict_parts(
+            model, image_processor, job["paths"], store, job["todo"], **job["loader_args"], **trainer_kwargs
+        )
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()  # the leader collects only once every part is on disk
