@@ -96,3 +96,22 @@ def test_bad_settings_are_user_errors(tmp_path):
         run_stage(tmp_path, x, index_for(6), clusters="many")
     with pytest.raises(TrendgenError, match="at least 3 usable images"):
         run_stage(tmp_path, x[:2], index_for(2), clusters="auto")
+
+
+def test_auto_is_the_default_and_the_target_reports_its_stability(tmp_path):
+    x, truth = blobs([30, 10, 10, 10])
+    assert TrendConfig().clusters == "auto"
+    record, _, labels = run_stage(tmp_path, x, index_for(60))
+    assert record["k"] == 4 and record["k_chosen_by"] == "silhouette"
+    assert adjusted_rand_score(truth, labels) == 1.0
+    stability = record["target_stability"]
+    assert set(stability["jaccard"]) == {"seed+1", "seed+2", "seed+3", "k=3", "k=5"}
+    assert stability["jaccard"]["seed+1"] == 1.0  # well-separated blobs: the same 30 images every time
+    assert 0.0 < stability["min"] <= stability["mean"] <= 1.0
+
+
+def test_auto_k_at_scale_is_chosen_on_a_sample(tmp_path):
+    x, _ = blobs([400, 300, 300])
+    record, _, labels = run_stage(tmp_path, x, index_for(1000), auto_range=[2, 5], auto_sample=120)
+    assert record["k"] == 3
+    assert np.bincount(labels).tolist() == [400, 300, 300]  # the final fit still labels every embedding

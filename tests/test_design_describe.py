@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
+from design_support import compose_design
 
-from trendgen.describe import TextEmbeddingCache, look_facets, rank_bank, search_look
-from trendgen.errors import TrendgenError
+from trendgen.describe import TextEmbeddingCache, bank_template, look_facets, rank_bank, search_look
 
 BANK = {
     "garment": ["coat", "skirt", "dress", "trousers"],
@@ -69,9 +68,18 @@ def test_without_a_template_every_caption_is_scored_alone():
     assert all(e["scored_as"] == e["text"] for e in entries)
 
 
-def test_template_naming_a_missing_facet_is_a_user_error():
-    with pytest.raises(TrendgenError, match="names facets the bank lacks"):
-        look_facets("a {colour} {fabric} {garment}", BANK)
+def test_the_look_combines_only_the_facets_the_bank_has():
+    default = compose_design([]).captions.look_template  # "a {colour} {pattern} {garment}"
+    garments = {"garment": ["dress", "coat", "trouser", "sneaker"]}  # a one-facet bank of the user's own
+    assert bank_template(default, garments) == "a {garment}"
+    assert look_facets(bank_template(default, garments), garments) == ["garment"]
+    assert bank_template("a {colour} {fabric} {garment}", BANK) == "a {colour} {garment}"
+    assert bank_template("a {fabric}", BANK) is None  # none of its facets: captions are scored alone
+    score, _ = scorer("a coat")
+    look, entries = rank_bank(garments, score, default)
+    assert look["text"] == "a coat"
+    best = max(entries, key=lambda e: e["score"])
+    assert best["text"] == "coat" and best["scored_as"] == "a coat"
 
 
 def test_text_cache_embeds_only_unseen_texts_and_persists(tmp_path):

@@ -158,3 +158,19 @@ def test_text_file_of_paths_with_a_missing_file(design_run, tmp_path):
     embeddings, used, skipped = embed_files(model, image_processor, files, batch_size=2, num_workers=0)
     assert embeddings.shape == (2, 16) and used == [0, 1]
     assert [i for i, _ in skipped] == [2] and "cannot read" in skipped[0][1]
+
+
+def test_a_one_facet_bank_of_the_users_own_works_with_the_default_template(design_run, tmp_path):
+    cfg, _, _ = design_run
+    bank = tmp_path / "garments.yaml"
+    bank.write_text("garment:\n  - dress\n  - coat\n  - shirt\n  - sneaker\n")
+    overrides = [
+        *base_overrides(tmp_path, Path(cfg.model.name_or_path), Path(cfg.trend.images)),
+        f"captions.bank={bank}",
+        "generator=none",
+        "design.stages=[embed,cluster,describe,prompt]",
+    ]
+    trend = run_design(compose_design(overrides))
+    assert trend["look"]["text"] in {"a dress", "a coat", "a shirt", "a sneaker"}
+    assert list(trend["facets"]) == ["garment"]
+    assert trend["prompt"]["text"].startswith(trend["look"]["text"])

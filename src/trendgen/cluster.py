@@ -1,6 +1,8 @@
 """Cluster stage: k-means over the image embeddings, the dominant and the emerging trend.
 
-`trend.clusters` is k, or `auto` (k with the best silhouette over `trend.auto_range`). Above
+`trend.clusters` is `auto` (the default: k with the best silhouette over `trend.auto_range`, chosen on a
+seeded sample at scale) or a fixed k. `target_stability` says how much the target cluster survives refits
+with three other seeds and with k-1 and k+1 (Jaccard overlap of its members, 1.0 = the same images). Above
 `trend.minibatch_threshold` embeddings, MiniBatchKMeans replaces KMeans. Clusters are renumbered by size in
 the current set (cluster 0 is the largest: the dominant trend). With `trend.baseline_images`, both sets are
 clustered together and every cluster reports its share then (baseline) and now (current);
@@ -27,7 +29,7 @@ from trendgen.stage_cache import Stage, config_subset
 CLUSTERS = "clusters.json"
 CENTROIDS = "centroids.npy"
 LABELS = "labels.npy"
-_SILHOUETTE_SAMPLE = 10000
+SILHOUETTE_SAMPLE = 5000  # trend.clusters=auto: each k's silhouette on at most this many of the sample
 
 
 def make_kmeans(k: int, n: int, seed: int, n_init: int, minibatch_threshold: int) -> KMeans | MiniBatchKMeans:
@@ -37,21 +39,37 @@ def make_kmeans(k: int, n: int, seed: int, n_init: int, minibatch_threshold: int
     return KMeans(n_clusters=k, random_state=seed, n_init=n_init)
 
 
-def choose_k(x: np.ndarray, cfg: Any) -> tuple[int, dict[int, float]]:
-    """k from `trend.clusters`, or by silhouette over `trend.auto_range` when it is `auto`."""
-    n = len(x)
-    setting = cfg.clusters
-    if isinstance(setting, str) and setting.strip().lower() != "auto":
-        try:
-            setting = int(setting)
-        except ValueError:
-            raise TrendgenError(f"trend.clusters must be a whole number or 'auto', not {setting!r}") from None
-    if not isinstance(setting, str):
+def _sample(x: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """The rows k is chosen on: all of them, or `size` drawn without replacement (seeded)."""
+    if len(x) <= size:
+        return np.arange(len(x))
+    return np.sort(np.random.default_rng(seed).choice(len(x), size, replace=False))
+
+
+def parse_k(setting: Any, n: int) -> int | None:
+    """k from `trend.clusters` (checked against the n usable images); None for `auto`."""
+    if isinstance(setting, str) and setting.strip().lower() == "auto":
+        return None
+    try:
         k = int(setting)
-        if k < 1:
-            raise TrendgenError(f"trend.clusters must be at least 1, got {k}")
-        if k > n:
-            raise TrendgenError(f"trend.clusters={k} is more than the {n} usable images: lower k")
+    except (TypeError, ValueError):
+        raise TrendgenError(f"trend.clusters must be a whole number or 'auto', not {setting!r}") from None
+    if k < 1:
+        raise TrendgenError(f"trend.clusters must be at least 1, got {k}")
+    if k > n:
+        raise TrendgenError(f"trend.clusters={k} is more than the {n} usable images: lower k")
+    return k
+
+
+def choose_k(x: np.ndarray, cfg: Any) -> tuple[int, dict[int, float]]:
+    """k from `trend.clusters`, or by silhouette over `trend.auto_range` when it is `auto`.
+
+    At scale k is chosen on a seeded sample of `trend.auto_sample` embeddings (the silhouette itself on
+    `SILHOUETTE_SAMPLE` of those): the choice costs the same at 100k embeddings as at 1M.
+    """
+    n = len(x)
+    k = parse_k(cfg.clusters, n)
+    if k is not None:
         return k, {}
     low, high = (int(v) for v in cfg.auto_range)
     low, high = max(2, low), min(high, n - 1)
@@ -60,17 +78,40 @@ def choose_k(x: np.ndarray, cfg: Any) -> tuple[int, dict[int, float]]:
             f"trend.clusters=auto needs at least 3 usable images and a range within 2..n-1 "
             f"(have {n} images, auto_range={list(cfg.auto_range)})"
         )
+    sample = x[_sample(x, int(cfg.auto_sample), cfg.seed)]
     scores: dict[int, float] = {}
     for k in range(low, high + 1):
-        labels = make_kmeans(k, n, cfg.seed, cfg.n_init, cfg.minibatch_threshold).fit_predict(x)
+        labels = make_kmeans(k, len(sample), cfg.seed, cfg.n_init, cfg.minibatch_threshold).fit_predict(
+            sample
+        )
         if len(set(labels.tolist())) < 2:
             continue
-        sample = min(n, _SILHOUETTE_SAMPLE)
-        scores[k] = float(silhouette_score(x, labels, sample_size=sample, random_state=cfg.seed))
+        size = min(len(sample), SILHOUETTE_SAMPLE)
+        scores[k] = float(silhouette_score(sample, labels, sample_size=size, random_state=cfg.seed))
     if not scores:
         raise TrendgenError("trend.clusters=auto: every k in auto_range gave a single cluster")
     best = max(scores, key=lambda k: (scores[k], -k))
     return best, scores
+
+
+def target_stability(x: np.ndarray, labels: np.ndarray, target: int, k: int, cfg: Any) -> dict[str, Any]:
+    """How much the target cluster survives refits with other seeds and with k-1 and k+1.
+
+    For each refit (on the same sample k was chosen on), the Jaccard overlap of the target's members with
+    the refit cluster that overlaps them most: 1.0 means the same images, whatever the seed or k.
+    """
+    rows = _sample(x, int(cfg.auto_sample), cfg.seed)
+    sample, members = x[rows], labels[rows] == target
+    refits = {f"seed+{d}": (k, int(cfg.seed) + d) for d in (1, 2, 3)}
+    refits |= {f"k={kk}": (kk, int(cfg.seed)) for kk in (k - 1, k + 1) if 2 <= kk < len(sample)}
+    overlap: dict[str, float] = {}
+    for name, (kk, seed) in refits.items():
+        other = make_kmeans(kk, len(sample), seed, cfg.n_init, cfg.minibatch_threshold).fit_predict(sample)
+        best = max((members & (other == c)).sum() / max(1, (members | (other == c)).sum()) for c in range(kk))
+        overlap[name] = round(float(best), 4)
+    values = list(overlap.values())
+    summary = {"mean": round(float(np.mean(values)), 4), "min": round(min(values), 4)} if values else {}
+    return {"jaccard": overlap, **summary}
 
 
 def fit_clusters(x: np.ndarray, k: int, cfg: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -145,6 +186,7 @@ def run(cfg: Any, embeddings: np.ndarray, index: dict[str, Any], stage_dir: Path
         "k": k,
         "k_chosen_by": "silhouette" if scores else "trend.clusters",
         "silhouette": {str(key): round(val, 6) for key, val in scores.items()},
+        "target_stability": target_stability(embeddings, labels, target, k, trend) if k > 1 else {},
         "algorithm": type(make_kmeans(k, len(embeddings), 0, 1, trend.minibatch_threshold)).__name__,
         "clusters": clusters,
         "dominant_cluster": dominant,
@@ -168,7 +210,16 @@ STAGE = Stage(
     inputs=("embed",),
     settings=lambda design: config_subset(
         design.cfg.trend,
-        ["clusters", "auto_range", "seed", "n_init", "target", "exemplars", "minibatch_threshold"],
+        [
+            "clusters",
+            "auto_range",
+            "auto_sample",
+            "seed",
+            "n_init",
+            "target",
+            "exemplars",
+            "minibatch_threshold",
+        ],
     ),
     run=lambda design, folder: (run(design.cfg, *design.results["embed"], folder), {}),
     load=load,

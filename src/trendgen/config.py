@@ -110,8 +110,9 @@ class TrendConfig:
 
     images: str | None = None  # folder (recursive) or a text file of paths
     baseline_images: str | None = None  # an earlier set of looks, for emerging trends
-    clusters: Any = 5  # k, or "auto" (silhouette over auto_range)
+    clusters: Any = "auto"  # "auto" (best silhouette over auto_range) or a fixed k
     auto_range: list[int] = field(default_factory=lambda: [2, 10])
+    auto_sample: int = 20000  # auto: k is chosen on a seeded sample of at most this many embeddings
     seed: int = 0
     n_init: int = 10
     target: str = "dominant"  # dominant | emerging

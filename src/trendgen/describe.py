@@ -22,6 +22,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import string
 from collections.abc import Callable
 from pathlib import Path
@@ -110,17 +111,26 @@ class TextEmbeddingCache:
         os.replace(tmp, self.path)
 
 
-def look_facets(template: str | None, bank: dict[str, list[str]]) -> list[str]:
-    """The facets named in the look template (checked against the bank)."""
-    if not template:
-        return []
-    names = [field for _, field, _, _ in string.Formatter().parse(template) if field]
-    missing = [n for n in names if n not in bank]
+def template_fields(template: str | None) -> list[str]:
+    return [field for _, field, _, _ in string.Formatter().parse(template or "") if field]
+
+
+def bank_template(template: str | None, bank: dict[str, list[str]]) -> str | None:
+    """The look template with only the facets this bank has (`a {colour} {garment}` for a bank without
+    patterns); None when it names none of them."""
+    missing = [f for f in template_fields(template) if f not in bank]
+    if not template or len(missing) == len(template_fields(template)):
+        return None
     if missing:
-        raise TrendgenError(
-            f"captions.look_template names facets the bank lacks: {missing} (bank: {list(bank)})"
-        )
-    return list(dict.fromkeys(names))
+        log.info("captions.look_template: the bank has no %s; the look combines %s", missing, list(bank))
+    for facet in missing:
+        template = re.sub(r"\s*\{" + re.escape(facet) + r"\}", "", template)
+    return template.strip()
+
+
+def look_facets(template: str | None, bank: dict[str, list[str]]) -> list[str]:
+    """The facets the look combines: those of the look template that the bank has."""
+    return list(dict.fromkeys(f for f in template_fields(template) if f in bank))
 
 
 def search_look(
@@ -186,6 +196,7 @@ def rank_bank(
     bank: dict[str, list[str]], score: Callable[[list[str]], np.ndarray], template: str | None
 ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     """(the look {text, score} or None, every bank caption as {text, facet, score, scored_as})."""
+    template = bank_template(template, bank)
     core = look_facets(template, bank)
     entries: list[dict[str, Any]] = []
     look = None
