@@ -1,0 +1,98 @@
+"""Quality bar: does the default trend pipeline name a planted Fashion-MNIST class?
+
+Each set holds `--n` real Fashion-MNIST test photos: `--share` of them one planted class, the rest spread
+evenly over the other nine. `trendgen-design` runs with its default trend settings (`trend.clusters=auto`)
+and a one-facet bank of the ten class names (`garment:` only, with the default look template), embed ->
+cluster -> describe; a set counts as right when the top caption names the planted class.
+
+    .venv/bin/python scripts/quality_trend_planted.py --model /work/exp/fmnist_clip/model
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchlib import REPO, compose
+
+from trendgen.data.fashion_mnist import CLASSES, DEBIAN_ROOT, read_idx_pair
+from trendgen.pipeline import run_design
+
+
+def planted_set(images, labels, planted: int, n: int, share: float, seed: int, folder: Path) -> None:
+    """`n` test photos: round(share * n) of class `planted`, the rest evenly over the other classes."""
+    rng = np.random.default_rng(seed)
+    n_planted = round(share * n)
+    others = [c for c in range(len(CLASSES)) if c != planted]
+    counts = {planted: n_planted} | {c: (n - n_planted) // len(others) for c in others}
+    for c in others[: (n - n_planted) % len(others)]:
+        counts[c] += 1
+    folder.mkdir(parents=True, exist_ok=True)
+    for c, count in counts.items():
+        for i in rng.choice(np.flatnonzero(labels == c), count, replace=False):
+            Image.fromarray(images[i]).convert("RGB").save(folder / f"{c}_{i}.png")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="a trendgen CLIP folder (experiment=fashion_mnist)")
+    parser.add_argument("--classes", default="0,2,4,6,8", help="planted classes (indices into CLASSES)")
+    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--n", type=int, default=300)
+    parser.add_argument("--share", type=float, default=0.3)
+    parser.add_argument("--workdir", default=str(REPO / ".cache" / "quality_trend"))
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+
+    work = Path(args.workdir)
+    bank = work / "fmnist_classes.yaml"
+    work.mkdir(parents=True, exist_ok=True)
+    bank.write_text("garment:\n" + "".join(f"  - {name}\n" for name in CLASSES))
+    images, labels = read_idx_pair(Path(DEBIAN_ROOT), "test")
+    rows = []
+    for planted in (int(c) for c in args.classes.split(",")):
+        for seed in (int(s) for s in args.seeds.split(",")):
+            name = f"{CLASSES[planted].replace(' ', '_')}-seed{seed}"
+            looks = work / "sets" / name
+            if not looks.exists():
+                planted_set(images, labels, planted, args.n, args.share, seed, looks)
+            overrides = [
+                f"paths.output_dir={work / 'runs' / name}",
+                f"paths.cache_dir={work / 'cache'}",
+                f"model.name_or_path={args.model}",
+                f"trend.images={looks}",
+                f"captions.bank={bank}",
+                "generator=none",
+                "design.stages=[embed,cluster,describe]",
+            ]
+            trend = run_design(compose("design", overrides))
+            target = trend["clusters"][trend["target_cluster"]]
+            top = trend["captions"][0]["text"]
+            rows.append(
+                {
+                    "set": name,
+                    "k": trend["k"],
+                    "target_share": target["share"],
+                    "top_caption": top,
+                    "right": top in (CLASSES[planted], f"a {CLASSES[planted]}"),  # "shirt" is not "t-shirt"
+                }
+            )
+    right = sum(r["right"] for r in rows)
+    print(f"\n{'set':<22} {'k':>3} {'share':>6}  top caption")
+    for r in rows:
+        mark = "right" if r["right"] else "WRONG"
+        print(f"{r['set']:<22} {r['k']:>3} {r['target_share']:>6.3f}  {r['top_caption']}  {mark}")
+    print(f"\nplanted class named in {right} of {len(rows)} sets")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"right": right, "sets": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
