@@ -1,4 +1,4 @@
-"""Retrieval recall by item id, zero-shot scores and the LR schedule, on hand-made embeddings."""
+"""Retrieval recall by item id and zero-shot scores, on hand-made embeddings."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from trendgen.model.metrics import RetrievalRecall, ZeroShotScores, recall_at_k, zero_shot_predictions
-from trendgen.model.module import warmup_cosine
 
 E = torch.eye(4)
 
@@ -89,16 +88,6 @@ def test_zero_shot_accuracy_and_weighted_f1():
     assert scores["zero_shot_accuracy"].item() == pytest.approx(0.8)
     # F1 per class: 0 -> 2/2.5=0.8 (p=2/3, r=1), 1 -> 2/3 (p=1, r=1/2), 2 -> 1; weighted by support 2, 2, 1
     assert scores["zero_shot_weighted_f1"].item() == pytest.approx((2 * 0.8 + 2 * 2 / 3 + 1) / 5)
-
-
-def test_warmup_then_cosine_to_the_floor():
-    factor = warmup_cosine(total_steps=100, warmup_fraction=0.1, min_lr_ratio=0.1)
-    assert factor(0) == pytest.approx(0.1)
-    assert factor(9) == pytest.approx(1.0)
-    assert factor(10) == pytest.approx(1.0)
-    assert factor(55) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
-    assert factor(100) == pytest.approx(0.1)
-    assert all(factor(s) >= factor(s + 1) for s in range(10, 100))
 
 
 # ---- the same scores from 2 gloo ranks, padded like Lightning's DistributedSampler

@@ -79,19 +79,33 @@ def trainer(**kwargs) -> pl.Trainer:
     )
 
 
+class LearningRates(pl.Callback):
+    """The LR each optimizer step ran at."""
+
+    def __init__(self) -> None:
+        self.seen: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.seen.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
 def test_fit_clamps_the_temperature_and_schedules_the_learning_rate():
     module, datamodule = build()
     with torch.no_grad():
         module.model.logit_scale.fill_(math.log(500.0))
-    fit = trainer(max_steps=4, limit_val_batches=0)
+    rates = LearningRates()
+    fit = trainer(max_steps=4, limit_val_batches=0, callbacks=[rates])
     fit.fit(module, datamodule=datamodule)
 
     assert module.model.logit_scale.exp().item() <= 100.0 + 1e-3
     optimizer = fit.optimizers[0]
     assert [g["weight_decay"] for g in optimizer.param_groups] == [0.1, 0.0]
     assert any(p is module.model.logit_scale for p in optimizer.param_groups[1]["params"])
-    # 4 steps, 2 of warmup, then cosine: after the last step the LR sits on the floor (0.1 of the peak)
-    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)
+    # transformers' warmup-cosine: 4 steps, 2 of linear warmup from 0, then cosine to the floor (0.1 x 1e-3)
+    floor, peak = 1e-4, 1e-3
+    halfway = floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * 0.5))
+    assert rates.seen == pytest.approx([0.0, peak / 2, peak, halfway])
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(floor)
 
 
 def test_validation_scores_the_whole_split():

@@ -12,8 +12,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
-from torch.optim.lr_scheduler import LambdaLR
-from transformers import CLIPModel
+from transformers import CLIPModel, get_cosine_with_min_lr_schedule_with_warmup
 
 from trendgen.errors import TrendgenError
 from trendgen.model.freeze import apply_freeze
@@ -50,19 +49,6 @@ def enable_activation_checkpointing(model: CLIPModel) -> None:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
     else:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
-
-
-def warmup_cosine(total_steps: int, warmup_fraction: float, min_lr_ratio: float):
-    """LR multiplier per step: linear warmup over `warmup_fraction` of the steps, cosine to `min_lr_ratio`."""
-    warmup = int(total_steps * warmup_fraction)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return factor
 
 
 class ClipFineTuner(pl.LightningModule):
@@ -147,11 +133,14 @@ class ClipFineTuner(pl.LightningModule):
         total = self.trainer.estimated_stepping_batches
         if not math.isfinite(total):
             raise TrendgenError("set trainer.max_steps or trainer.max_epochs: the LR schedule needs a length")
-        schedule = warmup_cosine(int(total), self.cfg.warmup_fraction, self.cfg.min_lr_ratio)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": LambdaLR(optimizer, schedule), "interval": "step"},
-        }
+        # linear warmup over `warmup_fraction` of the steps (from 0), then cosine down to `min_lr_ratio`
+        schedule = get_cosine_with_min_lr_schedule_with_warmup(
+            optimizer,
+            int(int(total) * self.cfg.warmup_fraction),
+            int(total),
+            min_lr_rate=float(self.cfg.min_lr_ratio),
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     # ---- validation
 
