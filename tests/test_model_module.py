@@ -139,3 +139,25 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients():
     assert grads[0].keys() == grads[1].keys()
     for name in grads[0]:
         torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_a_batch_whose_every_image_was_skipped_trains_on_and_changes_no_weight():
+    """One process, a batch the collate emptied (every image unreadable): no crash in the vision tower, no
+    optimizer update (AdamW's weight decay would move matrices on a zero gradient), then training goes on."""
+    module, datamodule = build()
+    datamodule.setup("fit")
+    collate = datamodule.collate_for(datamodule.cfg.train_split)
+    empty = collate([{"image": None, "reason": "truncated", "index": i} for i in range(8)])
+    assert empty["pixel_values"].shape[0] == 0 and len(empty["skipped"]) == 8
+    good = next(iter(datamodule.train_dataloader()))
+    before = {n: p.detach().clone() for n, p in module.model.named_parameters()}
+
+    fit = trainer(max_steps=2, limit_val_batches=0, gradient_clip_val=1.0)
+    fit.fit(module, train_dataloaders=torch.utils.data.DataLoader([empty, empty], batch_size=None))
+    for name, param in module.model.named_parameters():
+        assert torch.equal(param, before[name]), name
+
+    fit = trainer(max_steps=3, limit_val_batches=0)
+    fit.fit(module, train_dataloaders=torch.utils.data.DataLoader([empty, good, good], batch_size=None))
+    assert fit.callback_metrics["train/skipped"] == 8
+    assert not torch.equal(module.model.visual_projection.weight, before["visual_projection.weight"])

@@ -47,6 +47,23 @@ def text_features(model: CLIPModel, input_ids: Tensor, attention_mask: Tensor) -
     )
 
 
+def batch_features(model: CLIPModel, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    """Image and text features of a batch (row i: image i and its caption); distinct captions encoded once.
+
+    A batch with no image (every one skipped) skips the towers: its features are 0-row tensors tied to every
+    trainable parameter, so backward gives those zero gradients and DDP's gradient reduction sees this rank.
+    """
+    if batch["caption_ids"].numel() == 0:
+        anchor = sum(p.sum() for p in model.parameters() if p.requires_grad) * 0.0
+        empty = batch["pixel_values"].new_zeros((0, model.config.projection_dim)) + anchor
+        return empty, empty.clone()
+    images = image_features(model, batch["pixel_values"])
+    unique, inverse = torch.unique(batch["caption_ids"], return_inverse=True)
+    rows = first_occurrence(inverse, unique.numel())
+    texts = text_features(model, batch["input_ids"][rows], batch["attention_mask"][rows])
+    return images, texts[inverse]
+
+
 def first_occurrence(inverse: Tensor, n_unique: int) -> Tensor:
     """For `unique(..., return_inverse=True)`, the index of the first row holding each unique value."""
     positions = torch.arange(inverse.numel(), device=inverse.device)

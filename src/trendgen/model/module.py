@@ -16,12 +16,11 @@ from transformers import CLIPModel, get_cosine_with_min_lr_schedule_with_warmup
 
 from trendgen.errors import TrendgenError
 from trendgen.model.freeze import apply_freeze
-from trendgen.model.loss import ContrastiveLoss
+from trendgen.model.loss import ContrastiveLoss, rank_sizes
 from trendgen.model.metrics import (
     RetrievalRecall,
     ZeroShotScores,
-    first_occurrence,
-    image_features,
+    batch_features,
     text_features,
     zero_shot_predictions,
 )
@@ -86,12 +85,8 @@ class ClipFineTuner(pl.LightningModule):
     # ---- features
 
     def encode_batch(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
-        """Image and text features of a batch; each distinct caption goes through the text tower once."""
-        images = image_features(self.model, batch["pixel_values"])
-        unique, inverse = torch.unique(batch["caption_ids"], return_inverse=True)
-        rows = first_occurrence(inverse, unique.numel())
-        texts = text_features(self.model, batch["input_ids"][rows], batch["attention_mask"][rows])
-        return images, texts[inverse]
+        """Image and text features of a batch (see `batch_features`: an empty batch gives 0 rows)."""
+        return batch_features(self.model, batch)
 
     def encode_prompts(self, prompts: Sequence[str]) -> Tensor:
         tokens = self.tokenizer(
@@ -103,23 +98,31 @@ class ClipFineTuner(pl.LightningModule):
 
     # ---- training
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        images, texts = self.encode_batch(batch)
-        images, texts = F.normalize(images, dim=-1), F.normalize(texts, dim=-1)
-        loss = self.loss_fn(images, texts, self.model.logit_scale.exp(), batch["caption_ids"])
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
+        """The weighted contrastive loss of this rank's rows (see `ContrastiveLoss`).
+
+        A rank whose batch lost every image takes part with 0 rows and adds nothing; when no rank has an image
+        every rank returns None alike: Lightning then skips backward and the optimizer leaves every weight
+        (and its moments) untouched.
+        """
         size = int(batch["caption_ids"].numel())
-        self.log("train/loss", loss, prog_bar=True, batch_size=max(size, 1))
-        self.log("train/logit_scale", self.model.logit_scale.exp().detach(), batch_size=max(size, 1))
-        skipped = float(len(batch["skipped"]))
         self.log(
             "train/skipped",
-            skipped,
+            float(len(batch["skipped"])),
             on_step=False,
             on_epoch=True,
             reduce_fx="sum",
             sync_dist=True,
             batch_size=1,
         )
+        sizes = rank_sizes(size, self.device)
+        if sum(sizes) == 0:
+            return None
+        images, texts = self.encode_batch(batch)
+        images, texts = F.normalize(images, dim=-1), F.normalize(texts, dim=-1)
+        loss = self.loss_fn(images, texts, self.model.logit_scale.exp(), batch["caption_ids"], sizes)
+        self.log("train/loss", loss, prog_bar=True, batch_size=max(size, 1))
+        self.log("train/logit_scale", self.model.logit_scale.exp().detach(), batch_size=max(size, 1))
         return loss
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
