@@ -70,8 +70,23 @@ def test_a_wrong_neighbour_is_a_miss_and_duplicate_samples_count_once():
     assert result["n_images"].item() == 3
     assert result["i2t_R@1"].item() == pytest.approx(1 / 3)
     assert result["t2i_R@1"].item() == pytest.approx(1 / 3)
-    assert result["i2t_R@5"].item() == 1.0  # k larger than the gallery: everything is retrieved
-    assert result["recall_mean"].item() == pytest.approx((1 / 3 + 1 / 3 + 1 + 1) / 4)
+    assert "i2t_R@5" not in result and "t2i_R@5" not in result  # 3 entries: R@5 is 1 by construction
+    assert result["recall_mean"].item() == pytest.approx(1 / 3)
+
+
+def test_recall_is_reported_only_where_k_is_smaller_than_the_gallery():
+    """Fashion-MNIST's shape: 10 class captions, 3 images each; class 0's images lie nearer caption 1."""
+    eye = torch.eye(10)
+    classes = torch.arange(10).repeat_interleave(3)
+    images = eye[classes].clone()
+    images[:3] = eye[1] + 0.5 * eye[0]  # caption 0 only second: a miss at R@1, a hit at R@5
+    metric = RetrievalRecall(ks=(1, 5, 10))
+    metric.update(images, eye[classes], item_ids=torch.arange(30), caption_ids=classes)
+    result = metric.compute()
+    assert "i2t_R@10" not in result  # the image->text gallery is the 10 captions: R@10 would be 1 always
+    assert result["i2t_R@1"].item() == pytest.approx(27 / 30) and result["i2t_R@5"].item() == 1.0
+    assert all(result[f"t2i_R@{k}"].item() == 1.0 for k in (1, 5, 10))  # 30 images: every k is reported
+    assert result["recall_mean"].item() == pytest.approx((0.9 + 1 + 1 + 1 + 1) / 5)
 
 
 def test_zero_shot_accuracy_and_weighted_f1():

@@ -115,6 +115,7 @@ def test_validation_scores_the_whole_split():
     for key in ("val/i2t_R@1", "val/t2i_R@10", "val/recall_mean", "val/zero_shot_accuracy"):
         assert 0.0 <= scores[key] <= 1.0
     assert scores["val/t2i_R@10"] >= scores["val/t2i_R@1"]
+    assert 0.0 < scores["val/loss"] < math.inf  # the default checkpoint monitor
 
 
 def test_gradient_checkpointing_gives_the_same_loss_and_gradients():

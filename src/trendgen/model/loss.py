@@ -76,11 +76,12 @@ class ContrastiveLoss(nn.Module):
         logit_scale: Tensor,
         caption_ids: Tensor,
         sizes: list[int] | None = None,
+        gather: bool = True,
     ) -> Tensor:
         """This rank's weighted loss; `sizes` (every row count, from `rank_sizes`) saves a collective."""
-        rank, world_size = _world()
+        rank, world_size = _world() if gather else (0, 1)  # gather=False: this rank's batch alone
         n = caption_ids.numel()
-        sizes = sizes if sizes is not None else rank_sizes(n, caption_ids.device)
+        sizes = [n] if not gather else sizes if sizes is not None else rank_sizes(n, caption_ids.device)
         all_images = gather_rows(image_features, sizes, with_grad=True)
         all_texts = gather_rows(text_features, sizes, with_grad=True)
         all_ids = gather_rows(caption_ids, sizes, with_grad=False)

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
+from torchmetrics import MeanMetric
 from transformers import CLIPModel, get_cosine_with_min_lr_schedule_with_warmup
 
 from trendgen.errors import TrendgenError
@@ -53,6 +54,11 @@ def enable_activation_checkpointing(model: CLIPModel) -> None:
 class ClipFineTuner(pl.LightningModule):
     """CLIP trained with the global-batch contrastive loss; validated on retrieval and zero-shot accuracy.
 
+    Validation logs `val/loss` (the contrastive loss of each val batch on its own, the mean over the split's
+    rows: the default checkpoint monitor, it moves with every change of the towers and the temperature),
+    `val/zero_shot_accuracy` and `val/zero_shot_weighted_f1` (datasets with categories), `val/{i2t,t2i}_R@k`
+    for each k smaller than its gallery and their mean `val/recall_mean`, `val/n_images`, `val/skipped`.
+
     `model_cfg` is the `model` config group (a ModelConfig); `category_prompts` are the dataset's zero-shot
     prompts, index = category id.
     """
@@ -73,6 +79,7 @@ class ClipFineTuner(pl.LightningModule):
         self.loss_fn = ContrastiveLoss(multi_positive=model_cfg.multi_positive)
         self.retrieval = RetrievalRecall()
         self.zero_shot = ZeroShotScores(num_classes=max(len(self.category_prompts), 2))
+        self.eval_loss = MeanMetric()  # the contrastive loss of each evaluation batch, weighted by its rows
         self._prompt_embeds: Tensor | None = None
 
     def configure_model(self) -> None:
@@ -157,6 +164,10 @@ class ClipFineTuner(pl.LightningModule):
         if batch["caption_ids"].numel() == 0:
             return
         images, texts = self.encode_batch(batch)
+        normalized = F.normalize(images, dim=-1), F.normalize(texts, dim=-1)
+        scale = self.model.logit_scale.exp()
+        loss = self.loss_fn(*normalized, scale, batch["caption_ids"], gather=False)
+        self.eval_loss.update(loss, weight=batch["caption_ids"].numel())
         samples = batch.get("index")  # dataset rows: DDP's padded repeats are counted once
         self.retrieval.update(images, texts, batch["item_ids"], batch["caption_ids"], samples)
         if self._prompt_embeds is not None:
@@ -168,11 +179,13 @@ class ClipFineTuner(pl.LightningModule):
         metrics = self.retrieval.compute()  # gathered from every rank by torchmetrics, duplicates removed
         if self._prompt_embeds is not None:
             metrics.update(self.zero_shot.compute())
+        metrics["loss"] = self.eval_loss.compute()  # nan when every image was skipped (every rank syncs)
         for name, value in metrics.items():  # equal on every rank: syncing (a mean) changes nothing
             value = value.to(self.device).float()
-            self.log(f"{stage}/{name}", value, prog_bar=name == "recall_mean", sync_dist=True)
+            self.log(f"{stage}/{name}", value, prog_bar=name == "loss", sync_dist=True)
         self.retrieval.reset()
         self.zero_shot.reset()
+        self.eval_loss.reset()
 
     # trendgen-eval scores `data.split` through Lightning's test loop with the same code
     on_test_epoch_start = on_validation_epoch_start
