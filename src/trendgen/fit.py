@@ -203,6 +203,25 @@ def write_metrics(output_dir: Path, metrics: dict[str, Any], artifact: Path) -> 
         point_latest_at(output_dir)
 
 
+_RUNNING: dict[str, Any] = {}  # the trainer fitting in this process and its run dir, for a requeue
+
+
+def save_requeue_checkpoint() -> Path | None:
+    """On rank 0, while fitting: `checkpoints/last-requeue.ckpt` of the current step (called by submitit's
+    time-out/preemption handler, as Lightning saves its own `hpc_ckpt` inside its SIGUSR1 handler). Rank 0
+    alone writes it: no barrier, the requeue stops the other ranks. Nothing is exported afterwards."""
+    trainer = _RUNNING.get("trainer")
+    if trainer is None or not trainer.is_global_zero or trainer.global_step == 0:
+        return None
+    path = _RUNNING["output_dir"] / "checkpoints" / "last-requeue.ckpt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint = trainer._checkpoint_connector.dump_checkpoint()  # trainer.save_checkpoint would wait on all
+    trainer.strategy.checkpoint_io.save_checkpoint(checkpoint, path)
+    _RUNNING["requeued"] = True
+    log.info("saved %s at step %d for the requeued job", path, trainer.global_step)
+    return path
+
+
 def fit_and_export(
     trainer: pl.Trainer,
     module: pl.LightningModule,
@@ -223,10 +242,13 @@ def fit_and_export(
             export()
             log.info("saved %s (%s)", artifact, path or "last weights")
 
+    _RUNNING.update(trainer=trainer, output_dir=output_dir, requeued=False)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into SystemExit after a graceful stop
         _finish_wandb(trainer)
+        if _RUNNING.get("requeued"):  # the requeued job resumes from the checkpoint and exports then
+            raise
         path, exported = chosen_checkpoint(trainer, weights)
         if path is not None and trainer.is_global_zero:
             load_weights(module, path)
@@ -239,6 +261,8 @@ def fit_and_export(
     except BaseException:
         _finish_wandb(trainer)
         raise
+    finally:
+        _RUNNING.pop("trainer", None)
     metrics: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     metrics["global_step"] = float(trainer.global_step)
     path, exported = chosen_checkpoint(trainer, weights)
