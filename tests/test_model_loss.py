@@ -19,7 +19,7 @@ from transformers import CLIPModel
 from trendgen.config import ClipGeometry
 from trendgen.model.build import random_clip
 from trendgen.model.loss import ContrastiveLoss
-from trendgen.model.metrics import image_features, text_features
+from trendgen.model.metrics import batch_features
 
 torch.set_num_threads(1)
 
@@ -84,10 +84,9 @@ class PairEncoder(nn.Module):
         super().__init__()
         self.clip = clip
 
-    def forward(self, pixel_values, input_ids, attention_mask):
-        images = F.normalize(image_features(self.clip, pixel_values), dim=-1)
-        texts = F.normalize(text_features(self.clip, input_ids, attention_mask), dim=-1)
-        return images, texts, self.clip.logit_scale.exp()
+    def forward(self, batch):
+        images, texts = batch_features(self.clip, batch)  # what ClipFineTuner.training_step encodes
+        return F.normalize(images, dim=-1), F.normalize(texts, dim=-1), self.clip.logit_scale.exp()
 
 
 def tiny_clip() -> CLIPModel:
@@ -116,7 +115,7 @@ def global_batch() -> dict[str, torch.Tensor]:
 
 
 def loss_and_grads(encoder: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
-    images, texts, scale = encoder(batch["pixel_values"], batch["input_ids"], batch["attention_mask"])
+    images, texts, scale = encoder(batch)
     loss = ContrastiveLoss(multi_positive=True)(images, texts, scale, batch["caption_ids"])
     loss.backward()
     module = encoder.module if isinstance(encoder, DistributedDataParallel) else encoder
@@ -124,7 +123,8 @@ def loss_and_grads(encoder: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[
     return loss.detach(), grads
 
 
-SPLITS = {"equal": [4, 4], "unequal": [5, 3]}  # rows per rank; "unequal": a rank lost images to skipping
+# rows per rank; "unequal": a rank lost images to skipping; "empty": rank 1 lost every image of its batch
+SPLITS = {"equal": [4, 4], "unequal": [5, 3], "empty": [8, 0]}
 
 
 def _rank_main(rank: int, world_size: int, port: int, out_dir: str) -> None:
@@ -171,9 +171,15 @@ def test_two_ranks_give_the_loss_and_gradients_of_one_process(two_ranks):
             torch.testing.assert_close(r["grads"][name], grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
-def test_ranks_with_unequal_rows_still_score_the_whole_global_batch(two_ranks):
-    """A rank that lost images to skipping (5 + 3 rows) neither hangs nor drops the other rank's columns."""
-    single_loss, _ = loss_and_grads(PairEncoder(tiny_clip()), global_batch())
-    ranks = two_ranks["unequal"]
-    weighted = sum(r["loss"] * r["rows"] for r in ranks) / GLOBAL_BATCH
-    assert weighted.item() == pytest.approx(single_loss.item(), rel=1e-5)
+@pytest.mark.parametrize("split", ["unequal", "empty"])
+def test_ranks_with_unequal_rows_give_the_loss_and_gradients_of_their_rows_in_one_process(two_ranks, split):
+    """5 + 3 rows, or 8 + none (rank 1's batch lost every image): neither hangs, and DDP's mean is exactly
+    one process on the rows there are: the empty rank's zero-row step adds nothing, not even a halving."""
+    single_loss, single_grads = loss_and_grads(PairEncoder(tiny_clip()), global_batch())
+    ranks = two_ranks[split]
+    assert (sum(r["loss"] for r in ranks) / 2).item() == pytest.approx(single_loss.item(), rel=1e-5)
+    if split == "empty":
+        assert ranks[1]["loss"].item() == 0.0
+    for name, grad in single_grads.items():
+        for r in ranks:
+            torch.testing.assert_close(r["grads"][name], grad, rtol=1e-4, atol=1e-6, msg=name)

@@ -1,8 +1,7 @@
-"""Retrieval recall by item id, zero-shot scores and the LR schedule, on hand-made embeddings."""
+"""Retrieval recall by item id and zero-shot scores, on hand-made embeddings."""
 
 from __future__ import annotations
 
-import math
 import os
 import socket
 from datetime import timedelta
@@ -13,7 +12,6 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from trendgen.model.metrics import RetrievalRecall, ZeroShotScores, recall_at_k, zero_shot_predictions
-from trendgen.model.module import warmup_cosine
 
 E = torch.eye(4)
 
@@ -72,8 +70,23 @@ def test_a_wrong_neighbour_is_a_miss_and_duplicate_samples_count_once():
     assert result["n_images"].item() == 3
     assert result["i2t_R@1"].item() == pytest.approx(1 / 3)
     assert result["t2i_R@1"].item() == pytest.approx(1 / 3)
-    assert result["i2t_R@5"].item() == 1.0  # k larger than the gallery: everything is retrieved
-    assert result["recall_mean"].item() == pytest.approx((1 / 3 + 1 / 3 + 1 + 1) / 4)
+    assert "i2t_R@5" not in result and "t2i_R@5" not in result  # 3 entries: R@5 is 1 by construction
+    assert result["recall_mean"].item() == pytest.approx(1 / 3)
+
+
+def test_recall_is_reported_only_where_k_is_smaller_than_the_gallery():
+    """Fashion-MNIST's shape: 10 class captions, 3 images each; class 0's images lie nearer caption 1."""
+    eye = torch.eye(10)
+    classes = torch.arange(10).repeat_interleave(3)
+    images = eye[classes].clone()
+    images[:3] = eye[1] + 0.5 * eye[0]  # caption 0 only second: a miss at R@1, a hit at R@5
+    metric = RetrievalRecall(ks=(1, 5, 10))
+    metric.update(images, eye[classes], item_ids=torch.arange(30), caption_ids=classes)
+    result = metric.compute()
+    assert "i2t_R@10" not in result  # the image->text gallery is the 10 captions: R@10 would be 1 always
+    assert result["i2t_R@1"].item() == pytest.approx(27 / 30) and result["i2t_R@5"].item() == 1.0
+    assert all(result[f"t2i_R@{k}"].item() == 1.0 for k in (1, 5, 10))  # 30 images: every k is reported
+    assert result["recall_mean"].item() == pytest.approx((0.9 + 1 + 1 + 1 + 1) / 5)
 
 
 def test_zero_shot_accuracy_and_weighted_f1():
@@ -89,16 +102,6 @@ def test_zero_shot_accuracy_and_weighted_f1():
     assert scores["zero_shot_accuracy"].item() == pytest.approx(0.8)
     # F1 per class: 0 -> 2/2.5=0.8 (p=2/3, r=1), 1 -> 2/3 (p=1, r=1/2), 2 -> 1; weighted by support 2, 2, 1
     assert scores["zero_shot_weighted_f1"].item() == pytest.approx((2 * 0.8 + 2 * 2 / 3 + 1) / 5)
-
-
-def test_warmup_then_cosine_to_the_floor():
-    factor = warmup_cosine(total_steps=100, warmup_fraction=0.1, min_lr_ratio=0.1)
-    assert factor(0) == pytest.approx(0.1)
-    assert factor(9) == pytest.approx(1.0)
-    assert factor(10) == pytest.approx(1.0)
-    assert factor(55) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
-    assert factor(100) == pytest.approx(0.1)
-    assert all(factor(s) >= factor(s + 1) for s in range(10, 100))
 
 
 # ---- the same scores from 2 gloo ranks, padded like Lightning's DistributedSampler

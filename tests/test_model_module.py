@@ -79,19 +79,33 @@ def trainer(**kwargs) -> pl.Trainer:
     )
 
 
+class LearningRates(pl.Callback):
+    """The LR each optimizer step ran at."""
+
+    def __init__(self) -> None:
+        self.seen: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.seen.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
 def test_fit_clamps_the_temperature_and_schedules_the_learning_rate():
     module, datamodule = build()
     with torch.no_grad():
         module.model.logit_scale.fill_(math.log(500.0))
-    fit = trainer(max_steps=4, limit_val_batches=0)
+    rates = LearningRates()
+    fit = trainer(max_steps=4, limit_val_batches=0, callbacks=[rates])
     fit.fit(module, datamodule=datamodule)
 
     assert module.model.logit_scale.exp().item() <= 100.0 + 1e-3
     optimizer = fit.optimizers[0]
     assert [g["weight_decay"] for g in optimizer.param_groups] == [0.1, 0.0]
     assert any(p is module.model.logit_scale for p in optimizer.param_groups[1]["params"])
-    # 4 steps, 2 of warmup, then cosine: after the last step the LR sits on the floor (0.1 of the peak)
-    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)
+    # transformers' warmup-cosine: 4 steps, 2 of linear warmup from 0, then cosine to the floor (0.1 x 1e-3)
+    floor, peak = 1e-4, 1e-3
+    halfway = floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * 0.5))
+    assert rates.seen == pytest.approx([0.0, peak / 2, peak, halfway])
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(floor)
 
 
 def test_validation_scores_the_whole_split():
@@ -101,6 +115,7 @@ def test_validation_scores_the_whole_split():
     for key in ("val/i2t_R@1", "val/t2i_R@10", "val/recall_mean", "val/zero_shot_accuracy"):
         assert 0.0 <= scores[key] <= 1.0
     assert scores["val/t2i_R@10"] >= scores["val/t2i_R@1"]
+    assert 0.0 < scores["val/loss"] < math.inf  # the default checkpoint monitor
 
 
 def test_gradient_checkpointing_gives_the_same_loss_and_gradients():
@@ -125,3 +140,25 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients():
     assert grads[0].keys() == grads[1].keys()
     for name in grads[0]:
         torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_a_batch_whose_every_image_was_skipped_trains_on_and_changes_no_weight():
+    """One process, a batch the collate emptied (every image unreadable): no crash in the vision tower, no
+    optimizer update (AdamW's weight decay would move matrices on a zero gradient), then training goes on."""
+    module, datamodule = build()
+    datamodule.setup("fit")
+    collate = datamodule.collate_for(datamodule.cfg.train_split)
+    empty = collate([{"image": None, "reason": "truncated", "index": i} for i in range(8)])
+    assert empty["pixel_values"].shape[0] == 0 and len(empty["skipped"]) == 8
+    good = next(iter(datamodule.train_dataloader()))
+    before = {n: p.detach().clone() for n, p in module.model.named_parameters()}
+
+    fit = trainer(max_steps=2, limit_val_batches=0, gradient_clip_val=1.0)
+    fit.fit(module, train_dataloaders=torch.utils.data.DataLoader([empty, empty], batch_size=None))
+    for name, param in module.model.named_parameters():
+        assert torch.equal(param, before[name]), name
+
+    fit = trainer(max_steps=3, limit_val_batches=0)
+    fit.fit(module, train_dataloaders=torch.utils.data.DataLoader([empty, good, good], batch_size=None))
+    assert fit.callback_metrics["train/skipped"] == 8
+    assert not torch.equal(module.model.visual_projection.weight, before["visual_projection.weight"])

@@ -65,7 +65,8 @@ def test_slurm_launcher_runs_one_job_per_sweep_point(slurm_cluster: SlurmCluster
 def test_submitit_requeue_resumes_the_point_in_its_own_dir(
     slurm_cluster: SlurmCluster, tmp_path: Path
 ) -> None:
-    """USR2 (submitit's time-out signal) -> submitit requeues -> the point resumes from its checkpoint."""
+    """USR2 (submitit's time-out signal) -> a checkpoint of the current step, a requeue -> the point resumes
+    from that checkpoint, not from the older step checkpoint, and exports once, when it finishes."""
     sweep_dir = tmp_path / "sweep"
     cmd = [
         str(VENV_BIN / "trendgen-train"),
@@ -78,7 +79,7 @@ def test_submitit_requeue_resumes_the_point_in_its_own_dir(
         *TINY_TRAIN,
         "data.size=640",
         "trainer.max_steps=60",
-        "callbacks.step_checkpoint.every_n_train_steps=3",
+        "callbacks.step_checkpoint.every_n_train_steps=5",
     ]
     env = job_env(TRENDGEN_ROOT=str(tmp_path))
     with subprocess.Popen(
@@ -88,6 +89,7 @@ def test_submitit_requeue_resumes_the_point_in_its_own_dir(
         while not list(sweep_dir.glob("*/checkpoints/steps/last.ckpt")):
             assert launcher.poll() is None and time.monotonic() < deadline, "no step checkpoint"
             time.sleep(0.2)
+        time.sleep(2)  # a few steps past the step checkpoint
         (job_dir,) = [p for p in (sweep_dir / ".submitit").iterdir() if p.name.isdigit()]
         subprocess.run(["scancel", "--signal=USR2", job_dir.name], check=True, timeout=30)
         slurm_cluster.release_requeued(job_dir.name)
@@ -96,8 +98,13 @@ def test_submitit_requeue_resumes_the_point_in_its_own_dir(
     (point,) = sweep_points(sweep_dir)
     job_log = next(job_dir.glob("*_log.out")).read_text() + next(job_dir.glob("*_log.err")).read_text()
     assert "Requeued job" in job_log
-    assert f"Restoring states from the checkpoint path at {point / 'checkpoints'}" in job_log
+    requeue_ckpt = point / "checkpoints" / "last-requeue.ckpt"
+    assert f"Restoring states from the checkpoint path at {requeue_ckpt}" in job_log
+    saved_at = int(re.search(r"last-requeue.ckpt at step (\d+)", job_log).group(1))
+    assert 5 <= saved_at < 60
     assert json.loads((point / "metrics.json").read_text())["global_step"] == 60
+    exports = re.findall(r"saved \S+/model ", (point / "train.log").read_text())
+    assert len(exports) == 1  # the interrupted attempt exported nothing newer than its checkpoint
     run_ids = {d.name.rsplit("-", 1)[-1] for d in (point / "wandb").glob("offline-run-*")}
     assert (
         len(list((point / "wandb").glob("offline-run-*"))) == 2 and len(run_ids) == 1

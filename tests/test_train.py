@@ -25,6 +25,9 @@ SMALL = [
 ]
 
 
+EVERY_STEP = "callbacks.step_checkpoint.every_n_train_steps=1"  # checkpoints/steps/last.ckpt: last weights
+
+
 def run_cli(tool: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env.update(OPENAI_API_KEY=SECRET, TRENDGEN_ROOT=str(cwd), WANDB_SILENT="true", OMP_NUM_THREADS="1")
@@ -38,9 +41,8 @@ def trained(tmp_path_factory) -> Path:
     """One short run: 5 steps (4 per epoch, so validation runs once), logged to W&B offline."""
     root = tmp_path_factory.mktemp("train")
     run_dir = root / "run"
-    proc = run_cli(
-        "trendgen-train", *SMALL, "trainer.max_steps=5", "logger=wandb", f"hydra.run.dir={run_dir}", cwd=root
-    )
+    overrides = ["trainer.max_steps=5", "logger=wandb", EVERY_STEP, f"hydra.run.dir={run_dir}"]
+    proc = run_cli("trendgen-train", *SMALL, *overrides, cwd=root)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir
 
@@ -57,6 +59,38 @@ def test_training_leaves_a_model_folder_transformers_loads(trained):
     assert metrics["global_step"] == 5
     assert 0 <= metrics["val/recall_mean"] <= 1
     assert metrics["val/n_images"] == 32
+
+
+def test_the_exported_model_is_the_best_checkpoint_validated_and_tested(trained):
+    """5 steps, validated once (after step 4): model/ holds step 4's weights, not the last (step 5)."""
+    metrics = json.loads((trained / "metrics.json").read_text())
+    exported = metrics["exported"]
+    assert exported["weights"] == "best" and exported["monitor"] == "val/loss" and exported["mode"] == "min"
+    best = Path(exported["checkpoint"])
+    assert best.parent == trained / "checkpoints" and best.name == "epoch000-step4.ckpt"
+    assert metrics["val/loss"] == pytest.approx(exported["score"], rel=1e-5)  # the exported weights rescored
+    assert metrics["test/n_images"] == 32 and "test/loss" in metrics  # the test split, after fit
+    saved = CLIPModel.from_pretrained(trained / "model").state_dict()
+    assert torch.equal(saved["visual_projection.weight"], _weights(best)["visual_projection.weight"])
+    last = _weights(trained / "checkpoints" / "steps" / "last.ckpt")
+    assert not torch.equal(saved["visual_projection.weight"], last["visual_projection.weight"])
+
+
+def test_a_run_stopped_before_its_first_validation_exports_the_last_weights_and_says_so(tmp_path):
+    run_dir = tmp_path / "run"
+    overrides = ["trainer.max_steps=2", EVERY_STEP, f"hydra.run.dir={run_dir}"]
+    proc = run_cli("trendgen-train", *SMALL, *overrides, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    exported = json.loads((run_dir / "metrics.json").read_text())["exported"]
+    assert exported["weights"] == "last" and "before a validation" in exported["reason"]
+    saved = CLIPModel.from_pretrained(run_dir / "model").state_dict()
+    last = _weights(run_dir / "checkpoints" / "steps" / "last.ckpt")
+    assert torch.equal(saved["visual_projection.weight"], last["visual_projection.weight"])
+
+
+def _weights(checkpoint: Path) -> dict[str, torch.Tensor]:
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    return {k.removeprefix("model."): v for k, v in state.items()}
 
 
 def test_wandb_runs_offline_with_the_config_and_no_secret(trained):
@@ -99,7 +133,12 @@ def test_a_second_run_into_the_same_dir_does_not_overwrite_the_model(trained):
 
 @pytest.mark.parametrize(
     ("override", "message"),
-    [("data.batch_sise=8", "batch_sise"), ("trainer.max_stepz=5", "max_stepz"), ("model=tinyy", "tinyy")],
+    [
+        ("data.batch_sise=8", "batch_sise"),
+        ("trainer.max_stepz=5", "max_stepz"),
+        ("model=tinyy", "tinyy"),
+        ("export.weights=bset", "bset"),
+    ],
 )
 def test_a_misspelt_key_is_refused_clearly(tmp_path, override, message):
     proc = run_cli("trendgen-train", override, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)

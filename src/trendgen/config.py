@@ -8,6 +8,7 @@ Groups that only instantiate third-party objects (trainer, logger, callbacks) st
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -265,6 +266,18 @@ class SamplingConfig:
     near_copy_quantile: float = 0.95  # closer than this quantile of real held-out images: a near-copy
 
 
+class ExportWeights(Enum):
+    best = "best"  # the checkpoint the monitoring ModelCheckpoint chose (callbacks.model_checkpoint.monitor)
+    last = "last"  # the weights training ended with
+
+
+@dataclass
+class ExportConfig:
+    """Which weights become `model/` / `generator/`, metrics.json and the value a sweep optimises."""
+
+    weights: ExportWeights = ExportWeights.best
+
+
 SCHEMAS: dict[str, type] = {
     "data": DataConfig,
     "model": ModelConfig,
@@ -275,6 +288,7 @@ SCHEMAS: dict[str, type] = {
     "design": DesignConfig,
     "diffusion": DiffusionConfig,
     "sampling": SamplingConfig,
+    "export": ExportConfig,
 }
 
 

@@ -1,9 +1,11 @@
 """The training recipe behind `trendgen-train`: fine-tune CLIP, then save a Hugging Face model folder.
 
-The run dir (`paths.output_dir`) receives Lightning checkpoints (`checkpoints/`), the logger's files and
-`metrics.json` (the final logged metrics, for trendgen-compare) and
-`model/`: CLIPModel, tokenizer and image processor, written by rank 0 when training stops for any reason
-(epochs done, `trainer.max_time`, `trainer.max_steps`, Ctrl-C). A `model/` left by an earlier run in the same
+The run dir (`paths.output_dir`) receives Lightning checkpoints (`checkpoints/`), the logger's files,
+`model/`: CLIPModel, tokenizer and image processor of the weights `export.weights` names (`best`: the
+checkpoint with the best `callbacks.model_checkpoint.monitor`, by default the lowest val/loss; `last`: the
+final weights), written by rank 0 when training stops with progress (epochs done, `trainer.max_time`,
+`trainer.max_steps`, Ctrl-C), and `metrics.json`: those weights' val/ and test/ scores and which checkpoint
+they came from (see `trendgen.fit`). A `model/` left by an earlier run in the same
 dir is never overwritten: the run refuses to start instead.
 """
 
@@ -17,7 +19,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig
 
 from trendgen.data.datamodule import FashionDataModule
-from trendgen.fit import build_trainer, fit_and_export, refuse_existing
+from trendgen.fit import build_trainer, export_weights, fit_and_export, refuse_existing
 from trendgen.model.build import load_clip, save_clip
 from trendgen.model.module import ClipFineTuner
 from trendgen.slurm import cluster_plugins, continues_run, resolve_ckpt_path
@@ -37,7 +39,7 @@ def build_training(cfg: DictConfig) -> tuple[FashionDataModule, ClipFineTuner, A
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit CLIP as `cfg` says, save `OUTPUT/model/` and return the final logged metrics."""
+    """Fit CLIP as `cfg` says, save `OUTPUT/model/` and return the exported weights' metrics."""
     output_dir = Path(cfg.paths.output_dir)
     model_dir = output_dir / "model"
     plugins = cluster_plugins(cfg.trainer)  # refuses a bad SLURM layout; picks the requeue owner
@@ -53,4 +55,5 @@ def train(cfg: DictConfig) -> dict[str, float]:
     def export() -> None:
         save_clip(model_dir, module.model, tokenizer, image_processor)
 
-    return fit_and_export(trainer, module, datamodule, ckpt_path, export, output_dir, model_dir)
+    weights = export_weights(cfg)
+    return fit_and_export(trainer, module, datamodule, ckpt_path, export, output_dir, model_dir, weights)

@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 
 from trendgen.data.datamodule import FashionDataModule
 from trendgen.errors import TrendgenError
-from trendgen.fit import build_trainer, fit_and_export, refuse_existing
+from trendgen.fit import build_trainer, export_weights, fit_and_export, refuse_existing
 from trendgen.generator.export import export_generator, words
 from trendgen.generator.metrics import judge_with_reference
 from trendgen.generator.module import DiffusionTrainer
@@ -92,4 +92,5 @@ def train_generator(cfg: DictConfig) -> dict[str, float]:
         finally:
             module.swap_out_ema()
 
-    return fit_and_export(trainer, module, datamodule, ckpt_path, export, output_dir, generator_dir)
+    weights = export_weights(cfg)
+    return fit_and_export(trainer, module, datamodule, ckpt_path, export, output_dir, generator_dir, weights)

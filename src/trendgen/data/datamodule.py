@@ -9,6 +9,7 @@ be used are dropped from their batch and listed in `batch["skipped"]`, and the m
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,8 @@ from torch.utils.data import DataLoader
 from trendgen.config import DataConfig
 from trendgen.data.base import CaptionDataset, build_dataset
 from trendgen.errors import TrendgenError
+
+log = logging.getLogger(__name__)
 
 
 class CaptionTable:
@@ -123,6 +126,17 @@ class FashionDataModule(pl.LightningDataModule):
         """Unique captions of the train and val splits plus the category prompts (to train a tokenizer on)."""
         captions = self.dataset(self.cfg.train_split).captions + self.dataset(self.cfg.val_split).captions
         return list(dict.fromkeys(captions + self.category_prompts))
+
+    def has_test_split(self) -> bool:
+        """True when `data.split` is neither train nor val and has samples: fit ends by testing on it."""
+        if self.cfg.split in (self.cfg.train_split, self.cfg.val_split):
+            return False
+        try:
+            self.dataset(self.cfg.split)
+        except TrendgenError as err:
+            log.info("no test after fit: %s", err)
+            return False
+        return True
 
     @property
     def category_prompts(self) -> list[str]:

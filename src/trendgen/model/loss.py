@@ -1,10 +1,10 @@
 """The symmetric contrastive (InfoNCE) loss of CLIP over the global batch, with multi-positive targets.
 
 Under DDP every rank all-gathers the image and text features of all ranks *with gradients*, scores only its
-own rows against every column and offsets its targets by the rows of the ranks before it. Averaging the
-rank losses (DDP averages the gradients) then gives exactly the loss and gradients of one process on the whole
-global batch whenever the ranks hold equally many rows (the drop-last sampler's promise); a rank whose batch
-lost skipped images still takes part, with the rows it has.
+own rows against every column and offsets its targets by the rows of the ranks before it. Each rank's loss is
+weighted by its share of the global rows times the world size, so DDP's mean of the rank gradients is exactly
+the gradient of one process on the whole global batch, however the rows are split. A rank whose batch lost
+every image (all skipped) still takes part in the gathers and their backward, and adds zero.
 """
 
 from __future__ import annotations
@@ -22,7 +22,10 @@ def _world() -> tuple[int, int]:
     return 0, 1
 
 
-def _rank_sizes(n: int, device: torch.device) -> list[int]:
+def rank_sizes(n: int, device: torch.device) -> list[int]:
+    """The row count of every rank (a collective: every rank must call it); `[n]` outside DDP."""
+    if _world()[1] == 1:
+        return [n]
     size = torch.tensor([n], device=device)
     sizes = [torch.zeros_like(size) for _ in range(_world()[1])]
     dist.all_gather(sizes, size)
@@ -67,16 +70,23 @@ class ContrastiveLoss(nn.Module):
         return F.one_hot(labels, num_classes=all_ids.numel()).float()
 
     def forward(
-        self, image_features: Tensor, text_features: Tensor, logit_scale: Tensor, caption_ids: Tensor
+        self,
+        image_features: Tensor,
+        text_features: Tensor,
+        logit_scale: Tensor,
+        caption_ids: Tensor,
+        sizes: list[int] | None = None,
+        gather: bool = True,
     ) -> Tensor:
-        rank, world_size = _world()
+        """This rank's weighted loss; `sizes` (every row count, from `rank_sizes`) saves a collective."""
+        rank, world_size = _world() if gather else (0, 1)  # gather=False: this rank's batch alone
         n = caption_ids.numel()
-        sizes = _rank_sizes(n, caption_ids.device) if world_size > 1 else [n]
+        sizes = [n] if not gather else sizes if sizes is not None else rank_sizes(n, caption_ids.device)
         all_images = gather_rows(image_features, sizes, with_grad=True)
         all_texts = gather_rows(text_features, sizes, with_grad=True)
         all_ids = gather_rows(caption_ids, sizes, with_grad=False)
-        if n == 0:  # every image of this rank was skipped: take part in the gathers, add nothing
-            return (image_features.sum() + text_features.sum()) * 0.0
+        if n == 0:  # every image of this rank was skipped: the gathers' backward must run here too; adds zero
+            return (all_images.sum() + all_texts.sum() + logit_scale) * 0.0
 
         logits_per_image = logit_scale * image_features @ all_texts.T  # local images vs every text
         logits_per_text = logit_scale * text_features @ all_images.T  # local texts vs every image
@@ -84,4 +94,4 @@ class ContrastiveLoss(nn.Module):
 
         image_loss = F.cross_entropy(logits_per_image.float(), targets)
         text_loss = F.cross_entropy(logits_per_text.float(), targets)
-        return (image_loss + text_loss) / 2
+        return (image_loss + text_loss) / 2 * (world_size * n / sum(sizes))

@@ -4,6 +4,11 @@ Retrieval is scored over the whole evaluation set: every image against the set's
 Relevance is counted by item id: a caption is a hit for an image when any image of that item carries it, so
 every caption of an item counts, and a caption shared word for word by many items (Fashion-MNIST's ten) is a
 hit for each of them. Image→text R@1 on such a set is the top-1 accuracy over its captions.
+
+R@k is reported only where k is smaller than its gallery (the distinct captions for image→text, the images for
+text→image): with no more than k entries every query finds its hit by construction (Fashion-MNIST's
+image→text gallery is its 10 captions, so i2t_R@10 is always 1 and is left out). `recall_mean` is the mean of
+the reported ones.
 """
 
 from __future__ import annotations
@@ -45,6 +50,23 @@ def text_features(model: CLIPModel, input_ids: Tensor, attention_mask: Tensor) -
     return _pooled(
         model.get_text_features(input_ids=input_ids[:, :length], attention_mask=attention_mask[:, :length])
     )
+
+
+def batch_features(model: CLIPModel, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    """Image and text features of a batch (row i: image i and its caption); distinct captions encoded once.
+
+    A batch with no image (every one skipped) skips the towers: its features are 0-row tensors tied to every
+    trainable parameter, so backward gives those zero gradients and DDP's gradient reduction sees this rank.
+    """
+    if batch["caption_ids"].numel() == 0:
+        anchor = sum(p.sum() for p in model.parameters() if p.requires_grad) * 0.0
+        empty = batch["pixel_values"].new_zeros((0, model.config.projection_dim)) + anchor
+        return empty, empty.clone()
+    images = image_features(model, batch["pixel_values"])
+    unique, inverse = torch.unique(batch["caption_ids"], return_inverse=True)
+    rows = first_occurrence(inverse, unique.numel())
+    texts = text_features(model, batch["input_ids"][rows], batch["attention_mask"][rows])
+    return images, texts[inverse]
 
 
 def first_occurrence(inverse: Tensor, n_unique: int) -> Tensor:
@@ -132,8 +154,7 @@ class RetrievalRecall(Metric):
 
     def compute(self) -> dict[str, Tensor]:
         if len(self.image_embeds) == 0:  # every image skipped (a list, or a tensor once synced across ranks)
-            return {**{f"{d}_R@{k}": torch.tensor(0.0) for d in ("i2t", "t2i") for k in self.ks},
-                    "recall_mean": torch.tensor(0.0), "n_images": torch.tensor(0.0)}  # fmt: skip
+            return {"n_images": torch.tensor(0.0)}
         images, texts, keys = self._rows()
         items, captions = keys[:, 0], keys[:, 1]
         distinct, inverse = torch.unique(captions, return_inverse=True)
@@ -147,11 +168,17 @@ class RetrievalRecall(Metric):
         def text_to_image(rows: Tensor, ranked: Tensor) -> Tensor:
             return torch.isin(items[ranked] * stride + distinct[rows, None], pairs)
 
-        i2t = recall_at_k(images, gallery_texts, image_to_text, self.ks)
-        t2i = recall_at_k(gallery_texts, images, text_to_image, self.ks)
-        result = {f"i2t_R@{k}": torch.tensor(v) for k, v in i2t.items()}
-        result.update({f"t2i_R@{k}": torch.tensor(v) for k, v in t2i.items()})
-        result["recall_mean"] = torch.stack(list(result.values())).mean()
+        result: dict[str, Tensor] = {}
+        for name, queries, gallery, relevant in (
+            ("i2t", images, gallery_texts, image_to_text),
+            ("t2i", gallery_texts, images, text_to_image),
+        ):
+            ks = [k for k in self.ks if k < gallery.shape[0]]  # k >= gallery size: 1 by construction
+            if ks:
+                recall = recall_at_k(queries, gallery, relevant, ks)
+                result.update({f"{name}_R@{k}": torch.tensor(v) for k, v in recall.items()})
+        if result:
+            result["recall_mean"] = torch.stack(list(result.values())).mean()
         result["n_images"] = torch.tensor(float(images.shape[0]))
         return result
 

@@ -12,17 +12,16 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
-from torch.optim.lr_scheduler import LambdaLR
-from transformers import CLIPModel
+from torchmetrics import MeanMetric
+from transformers import CLIPModel, get_cosine_with_min_lr_schedule_with_warmup
 
 from trendgen.errors import TrendgenError
 from trendgen.model.freeze import apply_freeze
-from trendgen.model.loss import ContrastiveLoss
+from trendgen.model.loss import ContrastiveLoss, rank_sizes
 from trendgen.model.metrics import (
     RetrievalRecall,
     ZeroShotScores,
-    first_occurrence,
-    image_features,
+    batch_features,
     text_features,
     zero_shot_predictions,
 )
@@ -52,21 +51,13 @@ def enable_activation_checkpointing(model: CLIPModel) -> None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
-def warmup_cosine(total_steps: int, warmup_fraction: float, min_lr_ratio: float):
-    """LR multiplier per step: linear warmup over `warmup_fraction` of the steps, cosine to `min_lr_ratio`."""
-    warmup = int(total_steps * warmup_fraction)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return factor
-
-
 class ClipFineTuner(pl.LightningModule):
     """CLIP trained with the global-batch contrastive loss; validated on retrieval and zero-shot accuracy.
+
+    Validation logs `val/loss` (the contrastive loss of each val batch on its own, the mean over the split's
+    rows: the default checkpoint monitor, it moves with every change of the towers and the temperature),
+    `val/zero_shot_accuracy` and `val/zero_shot_weighted_f1` (datasets with categories), `val/{i2t,t2i}_R@k`
+    for each k smaller than its gallery and their mean `val/recall_mean`, `val/n_images`, `val/skipped`.
 
     `model_cfg` is the `model` config group (a ModelConfig); `category_prompts` are the dataset's zero-shot
     prompts, index = category id.
@@ -88,6 +79,7 @@ class ClipFineTuner(pl.LightningModule):
         self.loss_fn = ContrastiveLoss(multi_positive=model_cfg.multi_positive)
         self.retrieval = RetrievalRecall()
         self.zero_shot = ZeroShotScores(num_classes=max(len(self.category_prompts), 2))
+        self.eval_loss = MeanMetric()  # the contrastive loss of each evaluation batch, weighted by its rows
         self._prompt_embeds: Tensor | None = None
 
     def configure_model(self) -> None:
@@ -100,12 +92,8 @@ class ClipFineTuner(pl.LightningModule):
     # ---- features
 
     def encode_batch(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
-        """Image and text features of a batch; each distinct caption goes through the text tower once."""
-        images = image_features(self.model, batch["pixel_values"])
-        unique, inverse = torch.unique(batch["caption_ids"], return_inverse=True)
-        rows = first_occurrence(inverse, unique.numel())
-        texts = text_features(self.model, batch["input_ids"][rows], batch["attention_mask"][rows])
-        return images, texts[inverse]
+        """Image and text features of a batch (see `batch_features`: an empty batch gives 0 rows)."""
+        return batch_features(self.model, batch)
 
     def encode_prompts(self, prompts: Sequence[str]) -> Tensor:
         tokens = self.tokenizer(
@@ -117,23 +105,31 @@ class ClipFineTuner(pl.LightningModule):
 
     # ---- training
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        images, texts = self.encode_batch(batch)
-        images, texts = F.normalize(images, dim=-1), F.normalize(texts, dim=-1)
-        loss = self.loss_fn(images, texts, self.model.logit_scale.exp(), batch["caption_ids"])
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
+        """The weighted contrastive loss of this rank's rows (see `ContrastiveLoss`).
+
+        A rank whose batch lost every image takes part with 0 rows and adds nothing; when no rank has an image
+        every rank returns None alike: Lightning then skips backward and the optimizer leaves every weight
+        (and its moments) untouched.
+        """
         size = int(batch["caption_ids"].numel())
-        self.log("train/loss", loss, prog_bar=True, batch_size=max(size, 1))
-        self.log("train/logit_scale", self.model.logit_scale.exp().detach(), batch_size=max(size, 1))
-        skipped = float(len(batch["skipped"]))
         self.log(
             "train/skipped",
-            skipped,
+            float(len(batch["skipped"])),
             on_step=False,
             on_epoch=True,
             reduce_fx="sum",
             sync_dist=True,
             batch_size=1,
         )
+        sizes = rank_sizes(size, self.device)
+        if sum(sizes) == 0:
+            return None
+        images, texts = self.encode_batch(batch)
+        images, texts = F.normalize(images, dim=-1), F.normalize(texts, dim=-1)
+        loss = self.loss_fn(images, texts, self.model.logit_scale.exp(), batch["caption_ids"], sizes)
+        self.log("train/loss", loss, prog_bar=True, batch_size=max(size, 1))
+        self.log("train/logit_scale", self.model.logit_scale.exp().detach(), batch_size=max(size, 1))
         return loss
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -147,11 +143,14 @@ class ClipFineTuner(pl.LightningModule):
         total = self.trainer.estimated_stepping_batches
         if not math.isfinite(total):
             raise TrendgenError("set trainer.max_steps or trainer.max_epochs: the LR schedule needs a length")
-        schedule = warmup_cosine(int(total), self.cfg.warmup_fraction, self.cfg.min_lr_ratio)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": LambdaLR(optimizer, schedule), "interval": "step"},
-        }
+        # linear warmup over `warmup_fraction` of the steps (from 0), then cosine down to `min_lr_ratio`
+        schedule = get_cosine_with_min_lr_schedule_with_warmup(
+            optimizer,
+            int(int(total) * self.cfg.warmup_fraction),
+            int(total),
+            min_lr_rate=float(self.cfg.min_lr_ratio),
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     # ---- validation
 
@@ -165,6 +164,10 @@ class ClipFineTuner(pl.LightningModule):
         if batch["caption_ids"].numel() == 0:
             return
         images, texts = self.encode_batch(batch)
+        normalized = F.normalize(images, dim=-1), F.normalize(texts, dim=-1)
+        scale = self.model.logit_scale.exp()
+        loss = self.loss_fn(*normalized, scale, batch["caption_ids"], gather=False)
+        self.eval_loss.update(loss, weight=batch["caption_ids"].numel())
         samples = batch.get("index")  # dataset rows: DDP's padded repeats are counted once
         self.retrieval.update(images, texts, batch["item_ids"], batch["caption_ids"], samples)
         if self._prompt_embeds is not None:
@@ -176,11 +179,13 @@ class ClipFineTuner(pl.LightningModule):
         metrics = self.retrieval.compute()  # gathered from every rank by torchmetrics, duplicates removed
         if self._prompt_embeds is not None:
             metrics.update(self.zero_shot.compute())
+        metrics["loss"] = self.eval_loss.compute()  # nan when every image was skipped (every rank syncs)
         for name, value in metrics.items():  # equal on every rank: syncing (a mean) changes nothing
             value = value.to(self.device).float()
-            self.log(f"{stage}/{name}", value, prog_bar=name == "recall_mean", sync_dist=True)
+            self.log(f"{stage}/{name}", value, prog_bar=name == "loss", sync_dist=True)
         self.retrieval.reset()
         self.zero_shot.reset()
+        self.eval_loss.reset()
 
     # trendgen-eval scores `data.split` through Lightning's test loop with the same code
     on_test_epoch_start = on_validation_epoch_start
