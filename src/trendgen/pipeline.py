@@ -76,11 +76,11 @@ class DesignRun:
         self.keys: dict[str, str] = {}  # each stage's key, set as the run reaches it
         prepare_synthetic_trend(cfg)
         self.model_id = model_identity(cfg.model)
-        self.bank_id = content_hash(resolve_bank_path(cfg.captions.bank))
         self.generator_id = generator_identity(cfg.generator)
         check_cluster_count(cfg.trend)
         if cfg.generator.name == "trained":
             self.generator_source()  # a folder that is not a trendgen generator is refused before any work
+        self.bank_id = content_hash(resolve_bank_path(cfg.captions.bank))
         self.config_hash = config_hash(cfg)
 
     @property
