@@ -19,8 +19,8 @@ from trendgen.config import register_configs
 from trendgen.data.synthetic import COLORS, GARMENTS, PATTERNS
 from trendgen.tokenizer import train_caption_tokenizer
 
-REPO = Path(CONF_DIR).parent
-BANK = REPO / "conf" / "captions" / "bank.yaml"
+REPO = Path(__file__).resolve().parents[1]  # the checkout
+BANK = Path(CONF_DIR) / "captions" / "bank.yaml"  # the bank the package ships
 DESIGN_BIN = Path(sys.executable).parent / "trendgen-design"
 
 

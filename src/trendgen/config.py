@@ -279,6 +279,11 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     for group, node in SCHEMAS.items():
         cs.store(group=group, name="schema", node=node)
+    from omegaconf import OmegaConf
+
+    from trendgen.cli import conf_path
     from trendgen.runs import register_resolvers  # sweep point dir names (conf/hydra/default.yaml)
 
     register_resolvers()
+    if not OmegaConf.has_resolver("trendgen.conf"):  # files shipped with the config tree (the caption bank)
+        OmegaConf.register_new_resolver("trendgen.conf", conf_path)
