@@ -142,8 +142,7 @@ class LLMConfig:
     model: str = "gpt-4o-mini"
     base_url: str | None = None
     timeout_s: float = 30.0
-    max_retries: int = 3
-    backoff_s: float = 1.0
+    max_retries: int = 3  # retries by the OpenAI SDK (its backoff, or the server's Retry-After)
     temperature: float = 0.7
     max_tokens: int = 200
     system_prompt: str = ""

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# The config tree ships inside the package as trendgen/conf. In a checkout it is a symlink to the repository's
-# top-level conf/ (the single source), which wheels and sdists copy as real files, so editable installs, wheels
-# and sdists all find it here.
+# The config tree ships inside the package as trendgen/conf. In a checkout that is a symlink to the top-level
+# conf/ (the single source), which wheels and sdists copy as real files: every kind of install finds it here.
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
