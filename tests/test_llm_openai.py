@@ -13,14 +13,12 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
-from design_support import base_overrides, compose_design, make_tiny_clip, write_looks
+from design_support import base_overrides, compose_design, make_tiny_clip, run_cli, write_looks
 
 from trendgen import prompt
-from trendgen.pipeline import run_design
 
 SECRET = "sk-test-not-a-real-key-7f3a9c"
 ANSWER = "a red striped midi dress, flowing silhouette, cotton, studio photograph, full body"
@@ -221,9 +219,10 @@ def test_missing_key_falls_back_without_calling(server, monkeypatch):
     assert server.requests == [] and record["attempts"] == 0
 
 
-def test_pipeline_prompt_from_llm_and_key_never_written(server, monkeypatch, tmp_path):
-    """Through the pipeline: the LLM's answer becomes prompt.txt; the key appears in no file the run wrote."""
-    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+def test_design_cli_sends_the_key_and_writes_it_nowhere(server, tmp_path):
+    """`trendgen-design llm=openai` as a user runs it: the LLM's answer becomes prompt.txt, the server got the
+    key, and no file the run wrote (outputs, Hydra files, design.log, caches) nor its output holds it, even
+    with the SDK logging at debug level."""
     model = make_tiny_clip(tmp_path / "model")
     looks = write_looks(tmp_path / "looks", n=12)
     overrides = [
@@ -233,7 +232,11 @@ def test_pipeline_prompt_from_llm_and_key_never_written(server, monkeypatch, tmp
         "generator=none",
         "design.stages=[embed,cluster,describe,prompt]",
     ]
-    trend = run_design(compose_design(overrides))
+    result = run_cli(overrides, tmp_path, env={"OPENAI_API_KEY": SECRET, "OPENAI_LOG": "debug"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    (request,) = server.requests
+    assert request["headers"]["authorization"] == f"Bearer {SECRET}"  # the run really used the key
+    trend = json.loads((tmp_path / "out" / "trend.json").read_text())
     # generator=none has an open vocabulary: the generator would be given the prompt as written
     assert trend["prompt"] == {
         "text": ANSWER,
@@ -241,10 +244,9 @@ def test_pipeline_prompt_from_llm_and_key_never_written(server, monkeypatch, tmp
         "source": "openai",
         "fallback_reason": None,
     }
-    out = tmp_path / "out"
-    assert (out / "prompt.txt").read_text() == ANSWER + "\n"
-    sent = server.requests[0]["body"]["messages"][1]["content"]
+    assert (tmp_path / "out" / "prompt.txt").read_text() == ANSWER + "\n"
+    sent = request["body"]["messages"][1]["content"]
     assert all(c["text"] in sent for c in trend["captions"])  # the ranked captions went to the LLM
-    for path in Path(tmp_path).rglob("*"):
-        if path.is_file():
-            assert SECRET.encode() not in path.read_bytes(), path
+    assert (tmp_path / "hydra_run" / "design.log").stat().st_size > 0
+    leaks = [p for p in tmp_path.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
+    assert leaks == [] and SECRET not in result.stdout + result.stderr
