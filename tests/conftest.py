@@ -10,6 +10,20 @@ from pathlib import Path
 import pytest
 from scale_support import VENV_BIN, LocalSweep, SlurmCluster, run_local_sweep, slurm_problem
 
+
+def require_service(problem: str | None, variable: str) -> None:
+    """Skip a test whose service or data set is missing (`problem`); fail instead when `variable` is 1.
+
+    .ci/run sets TRENDGEN_REQUIRE_SLURM=1 and TRENDGEN_REQUIRE_FASHION_MNIST=1: there, what it installed must
+    be there, and a test that would skip fails loudly.
+    """
+    if problem is None:
+        return
+    if os.environ.get(variable) == "1":
+        pytest.fail(f"{problem} [{variable}=1]", pytrace=False)
+    pytest.skip(problem)
+
+
 # ----------------------------------------------------------------------------------------------------
 # SLURM: the one-node cluster that scripts/slurm_local.sh starts (and .ci/run starts before `make test`).
 # ----------------------------------------------------------------------------------------------------
@@ -20,15 +34,39 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
     """The local one-node SLURM; skips when absent or down, unless TRENDGEN_REQUIRE_SLURM=1 (then fails)."""
     problem = slurm_problem()
     if problem is not None:
-        message = f"local SLURM unavailable ({problem}); start it with `sudo bash scripts/slurm_local.sh`"
-        if os.environ.get("TRENDGEN_REQUIRE_SLURM") == "1":
-            pytest.fail(message + " [TRENDGEN_REQUIRE_SLURM=1]", pytrace=False)
-        pytest.skip(message)
+        problem = f"local SLURM unavailable ({problem}); start it with `sudo bash scripts/slurm_local.sh`"
+    require_service(problem, "TRENDGEN_REQUIRE_SLURM")
     line = subprocess.run(["sinfo", "-h", "-o", "%P|%c"], capture_output=True, text=True, timeout=15)
     partition, cpus = line.stdout.splitlines()[0].split("|")
     cluster = SlurmCluster(partition=partition.rstrip("*"), cpus=int(cpus.rstrip("+")))
     yield cluster
     cluster.cancel_unfinished()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Fashion-MNIST: the files of Debian's dataset-fashion-mnist (.ci/run installs it).
+# ----------------------------------------------------------------------------------------------------
+
+
+FASHION_MNIST_FILES = [
+    f"{part}-{kind}-ubyte.gz" for part in ("train", "t10k") for kind in ("images-idx3", "labels-idx1")
+]
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_root() -> Path:
+    """The Debian package's folder (or TRENDGEN_TEST_FASHION_MNIST_ROOT); skips when a file is missing, unless
+    TRENDGEN_REQUIRE_FASHION_MNIST=1 (then fails)."""
+    from trendgen.data.fashion_mnist import DEBIAN_ROOT
+
+    root = Path(os.environ.get("TRENDGEN_TEST_FASHION_MNIST_ROOT") or DEBIAN_ROOT)
+    missing = [name for name in FASHION_MNIST_FILES if not (root / name).is_file()]
+    problem = None
+    if missing:
+        install = "`sudo apt-get install dataset-fashion-mnist`"
+        problem = f"Fashion-MNIST missing from {root} ({', '.join(missing)}): {install}"
+    require_service(problem, "TRENDGEN_REQUIRE_FASHION_MNIST")
+    return root
 
 
 @pytest.fixture(scope="session")

@@ -19,8 +19,8 @@ from trendgen.config import register_configs
 from trendgen.data.synthetic import COLORS, GARMENTS, PATTERNS
 from trendgen.tokenizer import train_caption_tokenizer
 
-REPO = Path(CONF_DIR).parent
-BANK = REPO / "conf" / "captions" / "bank.yaml"
+REPO = Path(__file__).resolve().parents[1]  # the checkout
+BANK = Path(CONF_DIR) / "captions" / "bank.yaml"  # the bank the package ships
 DESIGN_BIN = Path(sys.executable).parent / "trendgen-design"
 
 
@@ -94,8 +94,11 @@ def compose_design(overrides: list[str]) -> DictConfig:
         return compose("design", overrides=overrides)
 
 
-def run_cli(args: list[str], tmp: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """`trendgen-design ARGS` in a subprocess, its Hydra run dir under `tmp`."""
-    env = {**os.environ, "OPENAI_API_KEY": "", "TRENDGEN_ROOT": str(REPO), "OMP_NUM_THREADS": "1"}
+def run_cli(
+    args: list[str], tmp: Path, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`trendgen-design ARGS` in a subprocess (run dir under `tmp`); OPENAI_API_KEY from `env` only."""
+    base = {"OPENAI_API_KEY": "", "TRENDGEN_ROOT": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, **base, **(env or {})}
     cmd = [str(DESIGN_BIN), f"hydra.run.dir={tmp / 'hydra_run'}", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp, check=False)

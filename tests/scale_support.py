@@ -174,6 +174,22 @@ def run_local_sweep(root: Path) -> LocalSweep:
     return LocalSweep(sweep_dir=sweep_dir, result=result)
 
 
+def logged_values(run_dir: Path, key: str) -> list[float]:
+    """Every value of `key` the run's CSV logger wrote (csv/metrics.csv), in step order."""
+    import csv
+
+    with (run_dir / "csv" / "metrics.csv").open(newline="") as handle:
+        return [float(row[key]) for row in csv.DictReader(handle) if row.get(key)]
+
+
+def assert_reports_what_it_logged(run_dir: Path, key: str = "val/recall_mean") -> None:
+    """metrics.json (read by trendgen-compare and sweepers) holds the score of the run's one validation."""
+    import json
+
+    (logged,) = logged_values(run_dir, key)
+    assert json.loads((run_dir / "metrics.json").read_text())[key] == pytest.approx(logged, abs=1e-6)
+
+
 def sweep_points(sweep_dir: Path) -> list[Path]:
     """Every point dir of a multirun (a dir with .hydra/overrides.yaml)."""
     return sorted(

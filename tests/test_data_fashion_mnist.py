@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -11,7 +14,7 @@ import pytest
 
 from trendgen.config import DataConfig
 from trendgen.data import build_dataset
-from trendgen.data.fashion_mnist import CLASSES, DEBIAN_ROOT, VAL_SIZE
+from trendgen.data.fashion_mnist import CLASSES, VAL_SIZE
 from trendgen.errors import TrendgenError
 
 
@@ -72,15 +75,35 @@ def test_corrupt_files_are_refused_by_name(tmp_path: Path) -> None:
         build_dataset(_cfg(tmp_path), "test")
 
 
-@pytest.mark.skipif(
-    not Path(DEBIAN_ROOT, "t10k-images-idx3-ubyte.gz").is_file(),
-    reason="Debian package dataset-fashion-mnist is not installed",
-)
-def test_debian_package_files() -> None:
-    test = build_dataset(_cfg(DEBIAN_ROOT), "test")
+def test_debian_package_files(fashion_mnist_root: Path) -> None:
+    test = build_dataset(_cfg(fashion_mnist_root), "test")
     assert len(test) == 10_000
     assert Counter(test.category_ids) == dict.fromkeys(range(10), 1000)
-    assert len(build_dataset(_cfg(DEBIAN_ROOT), "train")) == 55_000
-    assert len(build_dataset(_cfg(DEBIAN_ROOT), "val")) == VAL_SIZE
+    assert len(build_dataset(_cfg(fashion_mnist_root), "train")) == 55_000
+    assert len(build_dataset(_cfg(fashion_mnist_root), "val")) == VAL_SIZE
     image = np.asarray(test[0]["image"])
     assert image.shape == (28, 28, 3) and image.max() > 100  # a real garment, not an empty frame
+
+
+@pytest.mark.parametrize(("required", "outcome", "rc"), [("1", "1 error", 1), ("", "1 skipped", 0)])
+def test_missing_debian_files_fail_ci_loudly(tmp_path: Path, required: str, outcome: str, rc: int) -> None:
+    """With TRENDGEN_REQUIRE_FASHION_MNIST=1 (.ci/run) a missing data set fails the test that needs it."""
+    env = {
+        **os.environ,
+        "TRENDGEN_TEST_FASHION_MNIST_ROOT": str(tmp_path),
+        "TRENDGEN_REQUIRE_FASHION_MNIST": required,
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        f"{__file__}::test_debian_package_files",
+    ]
+    result = subprocess.run(
+        cmd, capture_output=True, text=True, env=env, cwd=Path(__file__).parent, check=False, timeout=120
+    )
+    assert result.returncode == rc and outcome in result.stdout, result.stdout[-2000:]
+    assert "apt-get install dataset-fashion-mnist" in result.stdout

@@ -233,9 +233,30 @@ def test_eval_scores_a_generator_folder(trained, tmp_path):
     per_class = [result[f"prompt_fidelity/{c}"] for c in range(10)]
     assert result["prompt_fidelity"] == pytest.approx(sum(per_class) / 10)
     assert all(v in (0.0, 0.5, 1.0) for v in per_class)  # two images per prompt
-    assert 0 <= result["near_copy_rate"] <= 1 and result["near_copy_threshold"] is not None
+    drawn = 20  # two images for each of 10 prompts
+    assert result["near_copy_rate"] * drawn == pytest.approx(round(result["near_copy_rate"] * drawn))
+    assert result["near_copy_threshold"] is not None
     assert Image.open(out / "samples.png").size == (2 * 16, 10 * 16)
     assert "prompt_fidelity=" in proc.stdout
+
+
+def test_near_copies_are_judged_against_the_heldout_quantile(tmp_path):
+    """Training images drawn back are all near-copies; of 20 real held-out images, the 0.95 quantile of their
+    own nearest-training cosine leaves exactly one above it."""
+    from trendgen.config import DataConfig
+    from trendgen.data import build_dataset
+    from trendgen.generator.metrics import Judge
+
+    data = DataConfig(name="synthetic", size=16, val_size=20, image_px=32, templates=["a {color} {garment}"])
+    train, heldout = (build_dataset(data, split) for split in ("train", "val"))
+    judge = Judge(clip_folder(tmp_path), train.category_prompts())
+    train_images = [train[i]["image"] for i in range(len(train))]
+    reference = judge.set_reference(train_images, [heldout[i]["image"] for i in range(20)], quantile=0.95)
+    assert len(set(reference.heldout_nearest.tolist())) == 20 and reference.heldout_nearest.max() < 1 - 1e-4
+    copies = judge.score(train_images[:10], train.category_ids[:10])
+    assert copies["near_copy_rate"] == 1.0 and copies["nearest_train_similarity"] == pytest.approx(1.0)
+    real = judge.score([heldout[i]["image"] for i in range(20)], heldout.category_ids[:20])
+    assert real["near_copy_rate"] == pytest.approx(1 / 20)
 
 
 def test_eval_refuses_a_folder_that_is_not_a_generator(trained, tmp_path):

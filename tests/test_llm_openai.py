@@ -1,7 +1,9 @@
 """The prompt stage's OpenAI client against a real OpenAI-compatible HTTP server on loopback.
 
 The server runs in a thread and answers from a script: a normal answer, a 429 then an answer, 500s, a reply
-slower than `llm.timeout_s`, a malformed body. The SDK talks to it over a real socket through `llm.base_url`.
+slower than `llm.timeout_s`, a malformed body. The SDK talks to it over a real socket through `llm.base_url`
+and retries by itself; error answers carry `Retry-After-Ms: 10` (the SDK's own backoff would add seconds)
+unless a test scripts its own headers.
 """
 
 from __future__ import annotations
@@ -11,14 +13,12 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
-from design_support import base_overrides, compose_design, make_tiny_clip, write_looks
+from design_support import base_overrides, compose_design, make_tiny_clip, run_cli, write_looks
 
 from trendgen import prompt
-from trendgen.pipeline import run_design
 
 SECRET = "sk-test-not-a-real-key-7f3a9c"
 ANSWER = "a red striped midi dress, flowing silhouette, cotton, studio photograph, full body"
@@ -70,8 +70,9 @@ class ChatHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        headers = {k.lower(): v for k, v in self.headers.items()}
         self.server.requests.append(
-            {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
+            {"path": self.path, "headers": headers, "body": body, "at": time.monotonic()}
         )
         kind, *args = self.server.script.pop(0) if self.server.script else ("ok", ANSWER)
         if kind == "sleep":
@@ -79,7 +80,8 @@ class ChatHandler(BaseHTTPRequestHandler):
             kind, args = "ok", [ANSWER]
         if kind == "status":
             error = {"error": {"message": f"scripted {args[0]}", "type": "server_error", "code": None}}
-            self._send(args[0], json.dumps(error).encode(), {"Retry-After": "0"})
+            headers = args[1] if len(args) > 1 else {"Retry-After-Ms": "10"}
+            self._send(args[0], json.dumps(error).encode(), headers)
         elif kind == "malformed":
             self._send(200, b'{"id": "chatcmpl-1", "choices": [{"index": 0, "mess')
         else:
@@ -115,7 +117,6 @@ def llm_cfg(server: ScriptedServer, *extra: str) -> Any:
         "llm=openai",
         f"llm.base_url={server.base_url}",
         "llm.model=test-model",
-        "llm.backoff_s=0.01",
         "llm.timeout_s=5",
         "llm.max_retries=2",
         *extra,
@@ -128,7 +129,7 @@ def test_normal_answer_uses_conf_instructions_and_env_key(server, monkeypatch):
     server.script = [("ok", f'"{ANSWER}"')]
     cfg = llm_cfg(server)
     record = prompt.write_prompt(cfg, CAPTIONS)
-    assert record == {"text": ANSWER, "source": "openai", "fallback_reason": None, "attempts": []}
+    assert record == {"text": ANSWER, "source": "openai", "fallback_reason": None, "attempts": 1}
     (request,) = server.requests
     assert request["path"] == "/v1/chat/completions"
     assert request["headers"]["authorization"] == f"Bearer {SECRET}"
@@ -144,8 +145,25 @@ def test_429_then_answer_is_retried(server, monkeypatch):
     server.script = [("status", 429), ("ok", ANSWER)]
     record = prompt.write_prompt(llm_cfg(server), CAPTIONS)
     assert record["source"] == "openai" and record["text"] == ANSWER
-    assert len(server.requests) == 2
-    assert record["attempts"] == [{"attempt": 1, "error": "RateLimitError (HTTP 429)"}]
+    assert len(server.requests) == 2 and record["attempts"] == 2
+    assert [r["headers"]["authorization"] for r in server.requests] == [f"Bearer {SECRET}"] * 2
+
+
+def test_the_servers_retry_after_is_honoured(server, monkeypatch):
+    """A 429 saying `Retry-After: 1` is retried a second later, not after the SDK's first backoff (<0.5 s)."""
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    server.script = [("status", 429, {"Retry-After": "1"}), ("ok", ANSWER)]
+    record = prompt.write_prompt(llm_cfg(server), CAPTIONS)
+    assert record["source"] == "openai" and record["attempts"] == 2
+    assert server.requests[1]["at"] - server.requests[0]["at"] >= 0.95
+
+
+def test_a_refused_key_is_not_retried(server, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    server.script = [("status", 401)]
+    record = prompt.write_prompt(llm_cfg(server), CAPTIONS)
+    assert len(server.requests) == 1 and record["source"] == "template"
+    assert record["fallback_reason"] == "LLM failed after 1 try: AuthenticationError (HTTP 401)"
 
 
 def test_500s_until_retries_run_out_fall_back_to_template(server, monkeypatch):
@@ -156,6 +174,7 @@ def test_500s_until_retries_run_out_fall_back_to_template(server, monkeypatch):
     assert record["source"] == "template"
     assert record["text"] == prompt.template_prompt(CAPTIONS)
     assert record["fallback_reason"] == "LLM failed after 3 tries: InternalServerError (HTTP 500)"
+    assert record["attempts"] == 3
 
 
 def test_timeout_falls_back_after_retries(server, monkeypatch):
@@ -197,23 +216,27 @@ def test_missing_key_falls_back_without_calling(server, monkeypatch):
     record = prompt.write_prompt(llm_cfg(server), CAPTIONS)
     assert record["source"] == "template"
     assert record["fallback_reason"] == "OPENAI_API_KEY is not set"
-    assert server.requests == []
+    assert server.requests == [] and record["attempts"] == 0
 
 
-def test_pipeline_prompt_from_llm_and_key_never_written(server, monkeypatch, tmp_path):
-    """Through the pipeline: the LLM's answer becomes prompt.txt; the key appears in no file the run wrote."""
-    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+def test_design_cli_sends_the_key_and_writes_it_nowhere(server, tmp_path):
+    """`trendgen-design llm=openai` as a user runs it: the LLM's answer becomes prompt.txt, the server got the
+    key, and no file the run wrote (outputs, Hydra files, design.log, caches) nor its output holds it, even
+    with the SDK logging at debug level."""
     model = make_tiny_clip(tmp_path / "model")
     looks = write_looks(tmp_path / "looks", n=12)
     overrides = [
         *base_overrides(tmp_path, model, looks),
         "llm=openai",
         f"llm.base_url={server.base_url}",
-        "llm.backoff_s=0.01",
         "generator=none",
         "design.stages=[embed,cluster,describe,prompt]",
     ]
-    trend = run_design(compose_design(overrides))
+    result = run_cli(overrides, tmp_path, env={"OPENAI_API_KEY": SECRET, "OPENAI_LOG": "debug"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    (request,) = server.requests
+    assert request["headers"]["authorization"] == f"Bearer {SECRET}"  # the run really used the key
+    trend = json.loads((tmp_path / "out" / "trend.json").read_text())
     # generator=none has an open vocabulary: the generator would be given the prompt as written
     assert trend["prompt"] == {
         "text": ANSWER,
@@ -221,10 +244,9 @@ def test_pipeline_prompt_from_llm_and_key_never_written(server, monkeypatch, tmp
         "source": "openai",
         "fallback_reason": None,
     }
-    out = tmp_path / "out"
-    assert (out / "prompt.txt").read_text() == ANSWER + "\n"
-    sent = server.requests[0]["body"]["messages"][1]["content"]
+    assert (tmp_path / "out" / "prompt.txt").read_text() == ANSWER + "\n"
+    sent = request["body"]["messages"][1]["content"]
     assert all(c["text"] in sent for c in trend["captions"])  # the ranked captions went to the LLM
-    for path in Path(tmp_path).rglob("*"):
-        if path.is_file():
-            assert SECRET.encode() not in path.read_bytes(), path
+    assert (tmp_path / "hydra_run" / "design.log").stat().st_size > 0
+    leaks = [p for p in tmp_path.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
+    assert leaks == [] and SECRET not in result.stdout + result.stderr

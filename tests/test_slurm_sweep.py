@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from scale_support import TINY_TRAIN, VENV_BIN, SlurmCluster, job_env, sweep_points
+from scale_support import (
+    TINY_TRAIN,
+    VENV_BIN,
+    SlurmCluster,
+    assert_reports_what_it_logged,
+    job_env,
+    sweep_points,
+)
 
 from trendgen.runs import point_dirname
 
@@ -54,7 +61,7 @@ def test_slurm_launcher_runs_one_job_per_sweep_point(slurm_cluster: SlurmCluster
         overrides = yaml.safe_load((point / ".hydra" / "overrides.yaml").read_text())
         lrs.add(float(dict(item.split("=", 1) for item in overrides)["model.optimizer.lr"]))
         assert (point / "model" / "config.json").is_file()
-        assert 0.0 <= json.loads((point / "metrics.json").read_text())["val/recall_mean"] <= 1.0
+        assert_reports_what_it_logged(point)
         log = (point / "train.log").read_text()
         assert "GPU available" in log  # Lightning's log lands here...
         assert "SLURM auto-requeueing enabled" not in log  # ...and submitit, not Lightning, owns the requeue

@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 import yaml
 from hydra import compose, initialize_config_dir
-from scale_support import TINY_TRAIN, VENV_BIN, LocalSweep, job_env, sweep_points, wandb_records
+from scale_support import (
+    TINY_TRAIN,
+    VENV_BIN,
+    LocalSweep,
+    assert_reports_what_it_logged,
+    job_env,
+    sweep_points,
+    wandb_records,
+)
 
 from trendgen.cli import CONF_DIR
 from trendgen.config import register_configs
@@ -30,8 +38,7 @@ def test_multirun_points_are_named_from_their_overrides_and_finish(local_sweep: 
         assert f"lr={overrides['model.optimizer.lr']}" in point.name
         assert "logger=" not in point.name  # excluded keys stay out of the name
         assert (point / "model" / "config.json").is_file()
-        metrics = json.loads((point / "metrics.json").read_text())
-        assert 0.0 <= metrics["val/recall_mean"] <= 1.0
+        assert_reports_what_it_logged(point)
     assert {float(lr) for lr in lrs} == {1e-3, 1e-4}
 
 

@@ -13,7 +13,10 @@ from trendgen.errors import TrendgenError, first_line
 
 
 def resolve_bank_path(bank: str | Path) -> Path:
-    """The bank file; a relative path that is missing is also looked up from the project root."""
+    """The bank file; a relative path missing from the cwd is also looked up beside the shipped config tree.
+
+    So `conf/captions/bank.yaml` names the shipped bank from any cwd, in a checkout or an installed package.
+    """
     path = Path(str(bank)).expanduser()
     if not path.is_file() and not path.is_absolute():
         from trendgen.cli import CONF_DIR

@@ -146,8 +146,7 @@ class LLMConfig:
     model: str = "gpt-4o-mini"
     base_url: str | None = None
     timeout_s: float = 30.0
-    max_retries: int = 3
-    backoff_s: float = 1.0
+    max_retries: int = 3  # retries by the OpenAI SDK (its backoff, or the server's Retry-After)
     temperature: float = 0.7
     max_tokens: int = 200
     system_prompt: str = ""
@@ -297,6 +296,11 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     for group, node in SCHEMAS.items():
         cs.store(group=group, name="schema", node=node)
+    from omegaconf import OmegaConf
+
+    from trendgen.cli import conf_path
     from trendgen.runs import register_resolvers  # sweep point dir names (conf/hydra/default.yaml)
 
     register_resolvers()
+    if not OmegaConf.has_resolver("trendgen.conf"):  # files shipped with the config tree (the caption bank)
+        OmegaConf.register_new_resolver("trendgen.conf", conf_path)

@@ -1,16 +1,16 @@
 """Prompt stage: the ranked captions become one diffusion prompt, written by an LLM or by a template.
 
 `llm=openai` calls any OpenAI-compatible chat server through the OpenAI Python SDK (`llm.base_url`,
-`llm.model`), with the key read from OPENAI_API_KEY only. Rate limits (429), server errors (5xx), time-outs
-and dropped connections are retried `llm.max_retries` times with exponential backoff (`llm.backoff_s` doubled
-each time, or the server's Retry-After when shorter than a minute). When the LLM still fails, or answers
-something unusable (empty, too short, a refusal, a malformed body), the template writer takes over and the
-reason is recorded: a run is never lost to the LLM. `llm=template` is that offline, deterministic writer: the
-trend's look caption, the best caption of every other facet (bank order) and a few photography words.
+`llm.model`), with the key read from OPENAI_API_KEY only. The SDK itself retries rate limits (429), server
+errors (5xx), time-outs and dropped connections `llm.max_retries` times, with its exponential backoff or the
+server's Retry-After. When the LLM still fails, or answers something unusable (empty, too short, a refusal, a
+malformed body), the template writer takes over and the reason is recorded: a run is never lost to the LLM.
+`llm=template` is that offline, deterministic writer: the trend's look caption, the best caption of every
+other facet (bank order) and a few photography words.
 
 Either way the prompt is cut to the generator's text-encoder limit (77 CLIP tokens) with the generator's own
 tokenizer, at phrase (comma) boundaries. Artifacts (in `<output_dir>/prompt/`): `prompt.json` ({text, source,
-fallback_reason, attempts, tokens}).
+fallback_reason, attempts: the HTTP requests sent, tokens}).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +38,6 @@ _REFUSAL = re.compile(
     r"^\s*(i'?m sorry|i am sorry|sorry,|i can(?:'|no)t|i cannot|i'?m unable|i am unable|as an ai\b"
     r"|unfortunately)",
     re.IGNORECASE,
-)
-
-
-TRANSIENT_ERRORS = (
-    openai.RateLimitError,
-    openai.InternalServerError,
-    openai.APITimeoutError,
-    openai.APIConnectionError,
 )
 
 
@@ -116,47 +107,30 @@ def format_captions(overall: list[dict[str, Any]]) -> str:
     return "\n".join(f"- {c['text']} ({c['facet']}, {c['score']:.3f})" for c in overall)
 
 
-def _retry_after(err: Exception) -> float | None:
-    response = getattr(err, "response", None)
-    value = getattr(response, "headers", {}).get("retry-after") if response is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+def ask_llm(llm: Any, captions_text: str, api_key: str, sent: list[str]) -> str:
+    """The LLM's prompt; raises the SDK's last error or UnusableAnswer.
 
-
-def ask_llm(llm: Any, captions_text: str, api_key: str, attempts: list[dict[str, Any]]) -> str:
-    """The LLM's prompt, retrying transient failures; raises the last error or UnusableAnswer.
-
-    Every failed try is appended to `attempts` (the error's kind and HTTP status; never the key).
+    The SDK retries transient failures (`llm.max_retries`, its backoff or the server's Retry-After). Each HTTP
+    request it sends is appended to `sent` (its URL path only: never a header, so never the key).
     """
-    client = openai.OpenAI(
-        base_url=llm.base_url or None, api_key=api_key, timeout=float(llm.timeout_s), max_retries=0
-    )
-    messages = [
-        {"role": "system", "content": llm.system_prompt},
-        {"role": "user", "content": llm.user_template.format(captions=captions_text)},
-    ]
-    for attempt in range(int(llm.max_retries) + 1):
-        try:
-            reply = client.chat.completions.create(
-                model=llm.model,
-                messages=messages,
-                temperature=float(llm.temperature),
-                max_tokens=int(llm.max_tokens),
-            )
-            return clean_answer(_content(reply))
-        except TRANSIENT_ERRORS as err:
-            attempts.append({"attempt": attempt + 1, "error": _describe_error(err)})
-            if attempt == int(llm.max_retries):
-                raise
-            delay = float(llm.backoff_s) * 2**attempt
-            server_says = _retry_after(err)
-            if server_says is not None and 0 <= server_says <= 60:
-                delay = max(delay, server_says)
-            log.warning("LLM call failed (%s); retrying in %.1f s", attempts[-1]["error"], delay)
-            time.sleep(delay)
-    raise AssertionError("unreachable")
+    hooks = {"request": [lambda request: sent.append(request.url.path)]}
+    with openai.OpenAI(
+        base_url=llm.base_url or None,
+        api_key=api_key,
+        timeout=float(llm.timeout_s),
+        max_retries=int(llm.max_retries),
+        http_client=openai.DefaultHttpxClient(event_hooks=hooks),
+    ) as client:
+        reply = client.chat.completions.create(
+            model=llm.model,
+            messages=[
+                {"role": "system", "content": llm.system_prompt},
+                {"role": "user", "content": llm.user_template.format(captions=captions_text)},
+            ],
+            temperature=float(llm.temperature),
+            max_tokens=int(llm.max_tokens),
+        )
+    return clean_answer(_content(reply))
 
 
 def _content(reply: Any) -> Any:
@@ -177,29 +151,30 @@ def write_prompt(cfg: Any, captions: dict[str, Any]) -> dict[str, Any]:
     llm = cfg.llm
     template = template_prompt(captions)
     if llm.name == "template":
-        return {"text": template, "source": "template", "fallback_reason": None, "attempts": []}
+        return {"text": template, "source": "template", "fallback_reason": None, "attempts": 0}
     if llm.name != "openai":
         raise TrendgenError(f"llm.name must be 'openai' or 'template', not {llm.name!r}")
+    if int(llm.max_retries) < 0:
+        raise TrendgenError(f"llm.max_retries must be 0 or more, not {llm.max_retries}")
     api_key = os.environ.get(API_KEY_ENV, "").strip()
     if not api_key:
         reason = f"{API_KEY_ENV} is not set"
-        return {"text": template, "source": "template", "fallback_reason": reason, "attempts": []}
-    attempts: list[dict[str, Any]] = []
+        return {"text": template, "source": "template", "fallback_reason": reason, "attempts": 0}
+    sent: list[str] = []
     try:
-        answer = ask_llm(llm, format_captions(captions["overall"]), api_key, attempts)
-        return {"text": answer, "source": "openai", "fallback_reason": None, "attempts": attempts}
+        answer = ask_llm(llm, format_captions(captions["overall"]), api_key, sent)
+        return {"text": answer, "source": "openai", "fallback_reason": None, "attempts": len(sent)}
     except UnusableAnswer as err:
         reason = f"unusable LLM answer: {err}"
     except openai.APIResponseValidationError as err:
         reason = f"unusable LLM answer: malformed body ({_describe_error(err)})"
-    except TRANSIENT_ERRORS as err:
-        reason = f"LLM failed after {len(attempts)} tries: {_describe_error(err)}"
-    except openai.APIError as err:
-        reason = f"LLM failed: {_describe_error(err)}"
+    except openai.APIError as err:  # retried by the SDK where retrying can help
+        tries = f"{len(sent)} {'try' if len(sent) == 1 else 'tries'}"
+        reason = f"LLM failed after {tries}: {_describe_error(err)}"
     except (ValueError, TypeError) as err:  # a body the SDK could not parse
         reason = f"unusable LLM answer: malformed body ({type(err).__name__})"
     log.warning("prompt: falling back to the template writer: %s", reason)
-    return {"text": template, "source": "template", "fallback_reason": reason, "attempts": attempts}
+    return {"text": template, "source": "template", "fallback_reason": reason, "attempts": len(sent)}
 
 
 def run(

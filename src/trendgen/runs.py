@@ -24,6 +24,17 @@ def wandb_run_id(output_dir: str | Path) -> str:
     return hashlib.sha1(str(Path(output_dir).resolve()).encode()).hexdigest()[:16]
 
 
+def without_secrets(text: str) -> str:
+    """`text` with the value of each secret in the environment (trendgen.fit.SECRET_ENV) replaced: an override
+    such as `+note=${oc.env:HF_TOKEN}` resolves into override_dirname, which names W&B runs."""
+    from trendgen.fit import SECRET_ENV
+
+    for secret in (os.environ.get(name, "") for name in SECRET_ENV):
+        if secret:
+            text = text.replace(secret, "<redacted>")
+    return text
+
+
 def sweep_group_and_name() -> tuple[str | None, str | None]:
     """(group, name) from Hydra's runtime config; (None, None) outside a Hydra app."""
     from hydra.core.hydra_config import HydraConfig
@@ -32,7 +43,7 @@ def sweep_group_and_name() -> tuple[str | None, str | None]:
     if not HydraConfig.initialized():
         return None, None
     hydra_cfg = HydraConfig.get()
-    overrides = hydra_cfg.job.get("override_dirname") or None
+    overrides = without_secrets(hydra_cfg.job.get("override_dirname") or "") or None
     if hydra_cfg.mode == RunMode.MULTIRUN:
         return Path(hydra_cfg.sweep.dir).name, overrides or f"job{hydra_cfg.job.get('num', 0)}"
     return None, overrides or Path(hydra_cfg.runtime.output_dir).name
