@@ -111,7 +111,7 @@ def test_int8_exports_once_per_model_folder_and_again_when_it_changes(tmp_path, 
         assert manifest(tmp_path / "first", stage)["onnx"]["status"] == "built"
     built = onnx_files(cache)
     onnx_dir = manifest(tmp_path / "first", "embed")["onnx"]["dir"]
-    assert len(built) == 4  # image and text, fp32 and int8, in one folder for this model
+    assert len(built) == 2  # the int8 image and text towers, in one folder for this model
 
     second = design("second")  # the stages run again, the ONNX files are reused
     assert second["stage_status"]["embed"] == "ran"
@@ -126,7 +126,7 @@ def test_int8_exports_once_per_model_folder_and_again_when_it_changes(tmp_path, 
     assert manifest(tmp_path / "third", "embed")["onnx"]["status"] == "built"
     assert third["precision"]["stages"]["embed"]["runtime"] == "onnxruntime"
     now = onnx_files(cache)
-    assert len(now) == 8 and all(now[name] == mtime for name, mtime in built.items())
+    assert len(now) == 4 and all(now[name] == mtime for name, mtime in built.items())
     assert manifest(tmp_path / "third", "embed")["onnx"]["dir"] != onnx_dir
 
 

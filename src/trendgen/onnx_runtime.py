@@ -3,11 +3,12 @@
 Each tower (`image`: `get_image_features`, `text`: `get_text_features`) is exported once per model with the
 TorchScript exporter (`dynamo=False`: a traced graph with dynamic batch and sequence axes), checked against
 torch on inputs of another shape than the traced ones, and quantized dynamically (int8 weights, activations
-quantized at run time) into `<cache_dir>/onnx/<hash of the model's identity>/`: `<tower>.onnx` (fp32),
-`<tower>.int8.onnx` and `<tower>.json`, the record (what was built, with which versions, or why the export
-failed). The model identity is the stage keys' (a folder's files, or a hub id at its revision), so a changed
-model folder gets a fresh export and an unchanged one reuses its files; a failed export is recorded too, so
-the next run with the same model and versions says why at once instead of trying again.
+quantized at run time) into `<cache_dir>/onnx/<hash of the model's identity>/`: `<tower>.int8.onnx` and
+`<tower>.json`, the record (what was built, with which versions and how close to torch, or why the export
+failed); the fp32 graph is a temporary file. The model identity is the stage keys' (a folder's files, or a
+hub id at its revision), so a changed model folder gets a fresh export and an unchanged one reuses its
+files; a failed export is recorded too, so the next run with the same model and versions says why at once
+instead of trying again.
 """
 
 from __future__ import annotations
@@ -105,8 +106,8 @@ def _min_cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @torch.inference_mode()
-def _export(model: Any, tower: str, fp32: Path, int8: Path) -> dict[str, Any]:
-    """Export, check and quantize one tower into `fp32` and `int8` (written under temporary names first)."""
+def _export(model: Any, tower: str, int8: Path) -> dict[str, Any]:
+    """Export, check and quantize one tower into `int8` (written under a temporary name first)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     module = (_ImageTower if tower == "image" else _TextTower)(model.eval().cpu())
@@ -114,7 +115,7 @@ def _export(model: Any, tower: str, fp32: Path, int8: Path) -> dict[str, Any]:
     names = list(traced)
     axes = {"features": {0: "batch"}}
     axes |= {n: {0: "batch", 1: "sequence"} if tower == "text" else {0: "batch"} for n in names}
-    tmp32 = fp32.with_name(f".{fp32.name}.{os.getpid()}.tmp")
+    tmp32 = int8.with_name(f".{tower}.fp32.{os.getpid()}.tmp")
     tmp8 = int8.with_name(f".{int8.name}.{os.getpid()}.tmp")
     try:
         torch.onnx.export(
@@ -137,7 +138,6 @@ def _export(model: Any, tower: str, fp32: Path, int8: Path) -> dict[str, Any]:
             )
         quantize_dynamic(str(tmp32), str(tmp8), weight_type=QuantType.QInt8)
         int8_cosine = _min_cosine(_run(_session(tmp8, 1), check), expected)
-        os.replace(tmp32, fp32)
         os.replace(tmp8, int8)
     finally:
         tmp32.unlink(missing_ok=True)
@@ -150,11 +150,7 @@ def ensure_tower(model: Any, tower: str, folder: Path) -> dict[str, Any]:
 
     Returns the tower's record with `status`: `built` or `reused`.
     """
-    fp32, int8, record_path = (
-        folder / f"{tower}.onnx",
-        folder / f"{tower}.int8.onnx",
-        folder / f"{tower}.json",
-    )
+    int8, record_path = folder / f"{tower}.int8.onnx", folder / f"{tower}.json"
     wanted = versions()
     try:
         record = json.loads(record_path.read_text())
@@ -171,7 +167,7 @@ def ensure_tower(model: Any, tower: str, folder: Path) -> dict[str, Any]:
         raise OnnxExportError(f"cannot create the ONNX cache folder {folder}: {first_line(err)}") from None
     log.info("onnx: exporting the %s tower to %s (once per model)", tower, folder)
     try:
-        checks = _export(model, tower, fp32, int8)
+        checks = _export(model, tower, int8)
         record = {"ok": True, "tower": tower, "versions": wanted, **checks}
     except Exception as err:  # the exporter raises many kinds (UnsupportedOperatorError, RuntimeError, ...)
         reason = f"cannot export the {tower} tower to ONNX: {type(err).__name__}: {first_line(err)}"
