@@ -164,3 +164,19 @@ def test_the_precision_is_in_the_stage_keys(tmp_path, tiny, looks):
     assert {bf16["stage_status"][s] for s in ("embed", "cluster", "describe")} == {"ran"}
     assert bf16["precision"]["stages"]["embed"]["precision"] == "bf16"
     assert design("bf16")["stage_status"]["embed"] == "reused"
+
+
+def test_int8_on_two_ranks_gives_the_one_process_int8_embeddings(tmp_path, tiny, looks):
+    """The ONNX model pickles into spawned ranks (Lightning predict), which open their own sessions."""
+    from trendgen.embed_distributed import embed_files_distributed
+    from trendgen.embed_parts import PartStore
+
+    image = towers(tiny, "int8", tmp_path / "cache").tower("image")
+    processor = load_saved(tiny)[2]
+    paths = sorted(looks.glob("*.png"))
+    expected, used, _ = embed_files(image.model, processor, paths, 2, 0, precision=image.autocast)
+    store = PartStore.for_job(tmp_path / "parts", "key", part_size=4, n=len(paths))
+    ranks = {"accelerator": "cpu", "devices": 2, "strategy": "ddp_spawn", "batch_size": 2, "num_workers": 0}
+    got, got_used, _ = embed_files_distributed(image.model, processor, paths, store, precision="32", **ranks)
+    assert got_used == used
+    np.testing.assert_allclose(got, expected, atol=1e-6)
