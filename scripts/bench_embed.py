@@ -1,20 +1,32 @@
-"""Benchmark: the design pipeline's embed stage against a naive per-image loop and forward-only compute.
+"""Benchmark: the design pipeline's embed stage against a naive per-image loop and forward-only compute, and
+the embed stage at each `trend.precision` (32, bf16 autocast, int8 on ONNX Runtime) with its accuracy guard.
 
-Side by side on one model (ViT-B/32 geometry with random weights: `model=clip_b32 model.pretrained=false`) and
-one folder of PNGs:
+Side by side on one model (ViT-B/32 geometry with random weights: `model=clip_b32 model.pretrained=false`, or
+a saved model folder: `--model PATH`) and one folder of PNGs (synthetic looks, or `--images DIR`):
 - embed stage: `trendgen.clip_inference.embed_files` (decode + image processor in DataLoader workers,
   batched forward);
 - naive loop: per file, open, run the processor, one forward per image (the original project's way);
 - forward-only: batched forwards on pixel tensors prepared beforehand: the compute limit.
 Target: the embed stage at >= 0.85 of the forward-only rate.
 
-    .venv/bin/python scripts/bench_embed.py --n 128 --batch-size 64 --workers 2
+Precision rows: the embed stage's images/s at each precision (`trendgen.precision.ClipTowers`, as the design
+run builds its towers; the int8 ONNX files are built once into `--cache` beforehand, outside the timing), x
+the fp32 stage, and the minimum cosine of its embeddings to fp32's on the same images. With a trained model
+folder: the adjusted Rand index of the k-means assignment (`trend.clusters`, the cluster stage's k-means) to
+fp32's, and the overlap of the describe stage's top-k captions of the largest cluster with fp32's.
+Targets (issue 12): bf16 >= 1.8x and int8 >= 3x the fp32 stage (ViT-B/32, 2 cores); with a trained model, min
+cosine >= 0.999 (bf16) and >= 0.99 (int8), ARI >= 0.95.
+
+    .venv/bin/python scripts/bench_embed.py --n 128 --batch-size 32 --workers 2 --threads 2
+    .venv/bin/python scripts/bench_embed.py --model runs/demo/train/<run>/model --images <trend folder>
+    .venv/bin/python scripts/bench_embed.py --quick   # a minute-long check on the tiny geometry
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -29,21 +41,43 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the embed stage")
     parser.add_argument("--repeats", type=int, default=2, help="each rate is the best of this many runs")
-    parser.add_argument("--model", default="clip_b32", help="model config (random weights)")
+    parser.add_argument(
+        "--model", default="clip_b32", help="model config (random weights), or a saved (trained) model folder"
+    )
+    parser.add_argument(
+        "--images", default=None, help="a folder of images to embed (default: synthetic looks)"
+    )
+    parser.add_argument("--precisions", default="32,bf16,int8", help="trend.precision values to compare")
+    parser.add_argument("--clusters", type=int, default=5, help="k of the ARI check (trained model)")
+    parser.add_argument("--top-k", type=int, default=12, help="captions compared (trained model)")
+    parser.add_argument("--cache", default=None, help="ONNX cache dir (default: WORKDIR/cache)")
+    parser.add_argument("--quick", action="store_true", help="tiny geometry, 32 images, 1 repeat: a check")
     args = parser.parse_args()
+    if args.quick:
+        args.n, args.naive_n, args.px, args.repeats, args.batch_size = 32, 4, 64, 1, 16
+        args.model = "tiny" if args.model == "clip_b32" else args.model
     device = setup_torch(args.threads, args.device)
 
     import torch
     from PIL import Image
 
     from trendgen.clip_inference import embed_files, embed_pixels
-    from trendgen.model.build import load_clip
+    from trendgen.model.build import load_clip, load_saved
 
     folder, paths = look_folder(args.workdir, args.n, args.px)
+    if args.images:
+        from trendgen.image_files import discover_images
+
+        paths = discover_images(args.images, "--images")
     paths = paths[: args.n]
-    cfg = compose("design", [f"model={args.model}", "model.pretrained=false"])
-    captions = (folder / "looks.csv").read_text().splitlines()[1:]
-    model, _tokenizer, processor = load_clip(cfg.model, captions_for_tokenizer=captions)
+    trained = Path(args.model).is_dir()
+    if trained:
+        clip = load_saved(args.model)
+    else:
+        cfg = compose("design", [f"model={args.model}", "model.pretrained=false"])
+        captions = (folder / "looks.csv").read_text().splitlines()[1:]
+        clip = load_clip(cfg.model, captions_for_tokenizer=captions)
+    model, _tokenizer, processor = clip
     model.eval().to(device)
 
     # Pixels prepared once, outside any timing, for the forward-only rate.
@@ -106,8 +140,9 @@ def main() -> None:
         for name, rate in rates.items()
     ]
     verdict = "meets" if stage / ceiling >= 0.85 else "misses"
+    weights = "trained" if trained else "random weights"
     report(
-        f"embed: {args.model} (random weights), {len(paths)} PNGs of {args.px}px, batch {args.batch_size}, "
+        f"embed: {args.model} ({weights}), {len(paths)} images of {args.px}px, batch {args.batch_size}, "
         f"{args.workers} workers, {args.threads} torch threads, {device}",
         ["method", "images/s", "x forward-only", "x naive"],
         rows,
@@ -119,6 +154,139 @@ def main() -> None:
         ],
         args,
     )
+    bench_precisions(args, clip, paths, device, weights)
+
+
+def bench_precisions(args: Any, clip: Any, paths: list[Path], device: Any, weights: str) -> None:
+    """The embed stage at each precision: images/s, x fp32, min cosine to fp32 (and with a trained model,
+    the ARI of the k-means assignment and the top-k caption overlap to fp32's)."""
+    import numpy as np
+
+    from trendgen.clip_inference import embed_files
+    from trendgen.precision import ClipTowers
+    from trendgen.stage_cache import folder_identity
+
+    identity = folder_identity(args.model) if Path(args.model).is_dir() else ["bench", args.model]
+    cache = args.cache or str(Path(args.workdir) / "cache")
+    precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    if "32" not in precisions:
+        precisions.insert(0, "32")
+    results: dict[str, dict[str, Any]] = {}
+    for precision in precisions:
+        towers = ClipTowers(lambda: clip, precision, identity, cache, device)
+        with stopwatch() as built:
+            tower = towers.tower("image")  # the ONNX export (once per model) is not part of the rate
+
+        def stage(tower: Any = tower) -> tuple[float, np.ndarray]:
+            with stopwatch(device) as t:
+                out, used, _ = embed_files(
+                    tower.model,
+                    clip[2],
+                    paths,
+                    args.batch_size,
+                    args.workers,
+                    device,
+                    precision=tower.autocast,
+                )
+            assert len(used) == len(paths)
+            return t["s"], out
+
+        stage()  # warm-up: sessions, kernels, workers
+        timed = [stage() for _ in range(max(1, args.repeats))]
+        seconds = min(s for s, _ in timed)
+        results[precision] = {"rate": len(paths) / seconds, "embeddings": timed[0][1], "towers": towers}
+        results[precision] |= {"tower": tower, "setup_s": built["s"]}
+    reference = results["32"]
+    rows, notes = [], []
+    for precision, r in results.items():
+        cosine = float((r["embeddings"] * reference["embeddings"]).sum(axis=1).min())
+        ran = r["tower"].record
+        row = [
+            precision,
+            f"{ran['precision']} ({ran['runtime']})",
+            r["rate"],
+            r["rate"] / reference["rate"],
+            cosine,
+        ]
+        if Path(args.model).is_dir():
+            row += trend_agreement(args, clip, r, reference)
+        rows.append(row)
+        if ran["fallback_reason"]:
+            notes.append(f"{precision}: {ran['fallback_reason']}")
+        if r["tower"].info:
+            notes.append(
+                f"{precision}: ONNX files {r['tower'].info['onnx']['status']} in {r['setup_s']:.1f} s"
+            )
+    columns = ["trend.precision", "ran", "images/s", "x fp32 stage", "min cosine to fp32"]
+    if Path(args.model).is_dir():
+        columns += ["ARI to fp32", f"top-{args.top_k} caption overlap"]
+    targets = {"bf16": 1.8, "int8": 3.0}
+    for precision, factor in targets.items():
+        if precision in results:
+            speedup = results[precision]["rate"] / reference["rate"]
+            verdict = "meets" if speedup >= factor else "misses"
+            notes.append(f"{precision}: {speedup:.2f}x the fp32 stage: {verdict} the {factor}x target.")
+    report(
+        f"embed stage by trend.precision: {args.model} ({weights}), {len(paths)} images, batch "
+        f"{args.batch_size}, {args.workers} workers, {args.threads} threads, {device}",
+        columns,
+        rows,
+        notes,
+        argparse_json(args, "precision"),
+    )
+
+
+def argparse_json(args: Any, suffix: str) -> Any:
+    """`args` with `--json` pointing at a second file (FILE.suffix.json) for the second table."""
+    import copy
+
+    second = copy.copy(args)
+    if args.json:
+        second.json = str(Path(args.json).with_suffix(f".{suffix}.json"))
+    return second
+
+
+def trend_agreement(args: Any, clip: Any, result: dict[str, Any], reference: dict[str, Any]) -> list[float]:
+    """ARI of k-means on this precision's embeddings to fp32's; overlap of the describe stage's top-k
+    captions for the largest cluster (the text tower at the same precision) with fp32's."""
+    from sklearn.metrics import adjusted_rand_score
+
+    labels, top = trend_of(args, clip, result)
+    if "trend" not in reference:
+        reference["trend"] = (labels, top) if result is reference else trend_of(args, clip, reference)
+    ref_labels, ref_top = reference["trend"]
+    overlap = len(set(top) & set(ref_top)) / max(1, len(ref_top))
+    return [float(adjusted_rand_score(ref_labels, labels)), overlap]
+
+
+def trend_of(args: Any, clip: Any, result: dict[str, Any]) -> tuple[Any, list[tuple[str, str]]]:
+    """The k-means labels of this precision's embeddings and the top-k (facet, caption) of its largest
+    cluster, ranked as the describe stage ranks them (the text tower at the same precision)."""
+    import numpy as np
+
+    from trendgen.caption_bank import load_bank
+    from trendgen.cluster import fit_clusters
+    from trendgen.describe import drop_unknown_words, embed_texts, rank_bank
+
+    cfg = compose("design", [f"model.name_or_path={args.model}"])
+    cfg.trend.n_init = 10
+    labels, centroids = fit_clusters(result["embeddings"], args.clusters, cfg.trend)
+    target = centroids[int(np.bincount(labels).argmax())]
+    text = result["towers"].tower("text")
+    bank, _ = drop_unknown_words(load_bank(cfg.captions.bank), clip[1])
+    table: dict[str, np.ndarray] = {}
+
+    def score(texts: list[str]) -> np.ndarray:
+        missing = [t for t in dict.fromkeys(texts) if t not in table]
+        if missing:
+            vectors = embed_texts(text.model, clip[1], missing, 256, text.autocast)
+            table.update(zip(missing, vectors, strict=True))
+        return np.stack([table[t] for t in texts]) @ target
+
+    look, entries = rank_bank(bank, score, cfg.captions.look_template)
+    entries.sort(key=lambda e: -e["score"])  # the describe stage's `overall` list, as trend.json names it
+    ranked = ([("look", look["text"])] if look else []) + [(e["facet"], e["text"]) for e in entries]
+    return labels, ranked[: args.top_k]
 
 
 if __name__ == "__main__":

@@ -24,8 +24,10 @@ BANK = Path(CONF_DIR) / "captions" / "bank.yaml"  # the bank the package ships
 DESIGN_BIN = Path(sys.executable).parent / "trendgen-design"
 
 
-def make_tiny_clip(folder: Path, seed: int = 0) -> Path:
-    """A random tiny CLIP saved like the trainer saves it: CLIPModel + tokenizer + image processor."""
+def make_tiny_clip(folder: Path, seed: int = 0, vision_act: str = "quick_gelu") -> Path:
+    """A random tiny CLIP saved like the trainer saves it: CLIPModel + tokenizer + image processor.
+
+    `vision_act`: the image tower's activation (`xielu` gives a model the ONNX exporter cannot export)."""
     texts = [f"a {c} {p} {g}" for g in GARMENTS for c in COLORS for p in PATTERNS]
     texts += [c for captions in load_bank(BANK).values() for c in captions]  # every bank word is known
     tokenizer = train_caption_tokenizer(texts, vocab_size=4096, model_max_length=32)
@@ -49,6 +51,7 @@ def make_tiny_clip(folder: Path, seed: int = 0) -> Path:
             "intermediate_size": 64,
             "num_hidden_layers": 1,
             "num_attention_heads": 2,
+            "hidden_act": vision_act,
         },
         projection_dim=16,
     )

@@ -52,6 +52,7 @@ def design_args(inputs: dict[str, Path], tmp: Path, run_dir: Path, devices: int 
         "trend.n_init=2",
         "trend.batch_size=4",
         "trend.num_workers=0",
+        "trend.precision=32",  # compared with the fp32 one-process loop
         "design.stages=[embed,cluster]",
         "generator=none",
     ]

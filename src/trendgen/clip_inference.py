@@ -1,9 +1,10 @@
 """CLIP inference shared by every stage that runs a tower: image decoding in workers, batched forwards.
 
 Images are decoded by `load_rgb` in DataLoader workers and turned into pixel tensors by the image processor in
-the collate function (also in the workers); the main process only runs the model, under bf16/fp16 autocast on
-CUDA. Bad files are set aside with their reason. The embed stage (`trendgen.embed`), its multi-rank form
-(`trendgen.embed_distributed`), describe and the design rerank all use these pieces.
+the collate function (also in the workers); the main process only runs the model, in fp32 or under bf16
+autocast (`trend.precision`, see `trendgen.precision`; an ONNX Runtime int8 model from `trendgen.onnx_runtime`
+takes the torch model's place). Bad files are set aside with their reason. The embed stage (`trendgen.embed`),
+its multi-rank form (`trendgen.embed_distributed`), describe and the design rerank all use these pieces.
 """
 
 from __future__ import annotations
@@ -78,18 +79,21 @@ def features_of(output: Any) -> torch.Tensor:
     return pooled
 
 
-def autocast_for(device: torch.device) -> torch.autocast:
-    """bf16 autocast on CUDA where supported (fp16 otherwise); disabled on CPU."""
-    if device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast("cpu", enabled=False)
+def autocast_for(device: torch.device, precision: str = "32") -> torch.autocast:
+    """Autocast for one precision that torch runs: `bf16` or `fp16` (CPU or CUDA); `32` (or int8, which
+    runs on ONNX Runtime, not here): disabled."""
+    if precision in ("bf16", "fp16"):
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        return torch.autocast(device.type, dtype=dtype)
+    return torch.autocast(device.type, enabled=False)
 
 
 @torch.inference_mode()
-def embed_pixels(model: Any, pixel_values: torch.Tensor, device: torch.device) -> torch.Tensor:
+def embed_pixels(
+    model: Any, pixel_values: torch.Tensor, device: torch.device, precision: str = "32"
+) -> torch.Tensor:
     """L2-normalised float32 image embeddings of one batch, on the CPU."""
-    with autocast_for(device):
+    with autocast_for(device, precision):
         out = model.get_image_features(pixel_values=pixel_values.to(device, non_blocking=True))
     feats = features_of(out).float()
     return torch.nn.functional.normalize(feats, dim=-1).cpu()
@@ -132,14 +136,16 @@ def image_loader(
     )
 
 
-def embed_batches(model: Any, loader: DataLoader, device: torch.device, description: str) -> Iterator[dict]:
+def embed_batches(
+    model: Any, loader: DataLoader, device: torch.device, description: str, precision: str = "32"
+) -> Iterator[dict]:
     """Each batch of `loader` embedded: {indices, features (None when no file was usable), skipped}."""
     with progress_bar() as progress:
         task = progress.add_task(description, total=len(loader.dataset))
         for batch in loader:
             features = None
             if batch["pixel_values"] is not None:
-                features = embed_pixels(model, batch["pixel_values"], device)
+                features = embed_pixels(model, batch["pixel_values"], device, precision)
             yield {"indices": batch["indices"], "features": features, "skipped": batch["skipped"]}
             progress.advance(task, len(batch["indices"]) + len(batch["skipped"]))
 
@@ -159,6 +165,7 @@ def embed_files(
     num_workers: int = 2,
     device: torch.device | None = None,
     description: str = "embedding images",
+    precision: str = "32",
 ) -> tuple[np.ndarray, list[int], list[tuple[int, str]]]:
     """Embed image files in batches. Returns (embeddings [n_used, d], indices of the used files, skipped)."""
     device = device or pick_device()
@@ -167,7 +174,7 @@ def embed_files(
     chunks: list[torch.Tensor] = []
     used: list[int] = []
     skipped: list[tuple[int, str]] = []
-    for batch in embed_batches(model, loader, device, description):
+    for batch in embed_batches(model, loader, device, description, precision):
         skipped.extend(batch["skipped"])
         if batch["features"] is not None:
             chunks.append(batch["features"])

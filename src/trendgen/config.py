@@ -124,6 +124,9 @@ class TrendConfig:
     devices: int = 1  # > 1: Lightning predict on that many devices per node, a shard per rank
     num_nodes: int = 1  # > 1: under srun or torchrun, the ranks of every node embed; rank 0 runs the rest
     minibatch_threshold: int = 50000  # above this many embeddings, MiniBatchKMeans
+    precision: str = (
+        "auto"  # 32 | bf16 | int8 (ONNX Runtime, CPU) | auto: how embed, describe, rerank run CLIP
+    )
     synthetic: SyntheticTrendConfig | None = None  # draw a synthetic set into `images` when it is missing
 
 

@@ -8,11 +8,12 @@ with the others fixed at the best look ("red" scores as "a red striped dress"). 
 the context of that look ("a red striped dress, made of linen"). Scores are cosine similarities.
 
 Text embeddings are computed in batches and cached on disk under `<paths.cache_dir>/caption_embeddings/`, one
-file per model (keyed by the model folder's identity) holding every text embedded so far, so a second run
-with the same model and bank embeds only the few look captions it has not seen.
+file per model and precision (keyed by the model folder's identity and, but for fp32, the precision that ran
+the text tower: `trend.precision`) holding every text embedded so far, so a second run with the same model
+and bank embeds only the few look captions it has not seen.
 
 Artifacts (in `<output_dir>/describe/`): `captions.json` (`look`, `overall` and `facets`, each [{text, facet,
-score}] best first, and whether the bank's embeddings came from the cache) and `top_text_embeddings.npy` (the
+score}] best first, and the `precision` that ran the text tower) and `top_text_embeddings.npy` (the
 overall top captions, in order; the generate stage reranks designs against them).
 """
 
@@ -34,6 +35,7 @@ import torch
 from trendgen.caption_bank import load_bank, resolve_bank_path
 from trendgen.clip_inference import autocast_for, features_of, pick_device
 from trendgen.errors import TrendgenError
+from trendgen.precision import Tower, torch_tower
 from trendgen.stage_cache import Stage, config_subset, stable_hash
 
 log = logging.getLogger(__name__)
@@ -52,8 +54,10 @@ def text_max_length(model: Any, tokenizer: Any) -> int:
 
 
 @torch.inference_mode()
-def embed_texts(model: Any, tokenizer: Any, texts: list[str], batch_size: int = 256) -> np.ndarray:
-    """L2-normalised float32 text embeddings, `batch_size` captions per forward."""
+def embed_texts(
+    model: Any, tokenizer: Any, texts: list[str], batch_size: int = 256, precision: str = "32"
+) -> np.ndarray:
+    """L2-normalised float32 text embeddings, `batch_size` captions per forward (`precision`: autocast)."""
     device = pick_device()
     model.eval().to(device)
     max_length = text_max_length(model, tokenizer)
@@ -66,7 +70,7 @@ def embed_texts(model: Any, tokenizer: Any, texts: list[str], batch_size: int = 
             max_length=max_length,
             return_tensors="pt",
         )
-        with autocast_for(device):
+        with autocast_for(device, precision):
             out = model.get_text_features(
                 input_ids=tokens["input_ids"].to(device), attention_mask=tokens["attention_mask"].to(device)
             )
@@ -250,10 +254,21 @@ def drop_unknown_words(bank: dict[str, list[str]], tokenizer: Any) -> tuple[dict
 
 
 def run(
-    cfg: Any, clip: Any, model_identity: Any, centroid: np.ndarray, stage_dir: Path
+    cfg: Any,
+    clip: Any,
+    model_identity: Any,
+    centroid: np.ndarray,
+    stage_dir: Path,
+    tower: Tower | None = None,
 ) -> tuple[list[str], dict[str, Any]]:
-    """Rank the bank against `centroid` into `stage_dir`; returns the files written and manifest info."""
-    model, tokenizer, _ = clip
+    """Rank the bank against `centroid` into `stage_dir`; returns the files written and manifest info.
+
+    `tower`: the text tower at the run's precision (`ClipTowers.tower("text")`); without one, fp32 torch."""
+    _model, tokenizer, _ = clip
+    tower = tower or torch_tower(clip[0])
+    model, precision = tower.model, tower.autocast
+    ran = tower.record["precision"]  # embeddings of one precision per cache file (fp32: the model's own)
+    cache_identity = model_identity if ran == "32" else [model_identity, ran]
     bank, unknown = drop_unknown_words(load_bank(cfg.captions.bank), tokenizer)
     if unknown:
         log.info("left out %d captions with words the model never learnt", len(unknown))
@@ -261,7 +276,7 @@ def run(
         raise TrendgenError(f"no caption of {cfg.captions.bank} uses words the model has learnt")
     batch = int(cfg.captions.batch_size)
     cache = TextEmbeddingCache(
-        cfg.paths.cache_dir, model_identity, lambda t: embed_texts(model, tokenizer, t, batch)
+        cfg.paths.cache_dir, cache_identity, lambda t: embed_texts(model, tokenizer, t, batch, precision)
     )
     bank_texts = [c for captions in bank.values() for c in captions]
     hit = cache.has_all(bank_texts)
@@ -281,11 +296,13 @@ def run(
         "bank": str(resolve_bank_path(cfg.captions.bank)),
         "bank_size": len(bank_texts),
         "left_out_unknown_words": unknown,
+        "precision": tower.record,
     }
     (stage_dir / CAPTIONS).write_text(json.dumps(record, indent=1))
     np.save(stage_dir / TOP_TEXT, cache([e["scored_as"] for e in overall]))
     # how this run got its text embeddings goes to the manifest: the artifacts hold only the result
     info = {"text_cache_hit": hit, "texts_embedded": cache.embedded, "text_cache_file": str(cache.path)}
+    info |= {"precision": tower.record, **tower.info}
     return [CAPTIONS, TOP_TEXT], info
 
 
@@ -296,7 +313,8 @@ def load(stage_dir: Path) -> tuple[dict[str, Any], np.ndarray]:
 
 def _run_stage(design: Any, folder: Path) -> tuple[list[str], dict[str, Any]]:
     record, centroids, _ = design.results["cluster"]
-    return run(design.cfg, design.clip, design.model_id, centroids[record["target_cluster"]], folder)
+    centroid = centroids[record["target_cluster"]]
+    return run(design.cfg, design.clip, design.model_id, centroid, folder, design.towers.tower("text"))
 
 
 STAGE = Stage(
@@ -304,6 +322,7 @@ STAGE = Stage(
     inputs=("cluster",),
     settings=lambda design: {
         "model": design.model_id,  # the text tower that ranks the bank
+        "precision": design.towers.precision,
         "bank": design.bank_id,
         "captions": config_subset(design.cfg.captions, ["top_k", "per_facet", "look_template"]),
     },

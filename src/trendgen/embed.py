@@ -8,7 +8,8 @@ that was never stopped.
 
 Artifacts (in `<output_dir>/embed/`): `embeddings.npy` (float32, L2-normalised, one row per used image, in
 index order) and `index.json` (`paths`, `sets` (current | baseline) per row, `skipped` [{path, reason}],
-`totals` per set, `reused_from_parts`: files a resumed run took from an interrupted one).
+`totals` per set, `reused_from_parts`: files a resumed run took from an interrupted one, `precision`: what ran
+the image tower, see `trendgen.precision`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from trendgen.clip_inference import embed_batches, image_loader, pick_device
 from trendgen.embed_parts import Embedded, PartAssembler, PartStore
 from trendgen.errors import TrendgenError
 from trendgen.image_files import input_files, trend_files
+from trendgen.precision import Tower, torch_tower
 from trendgen.stage_cache import Stage, files_identity
 
 EMBEDDINGS = "embeddings.npy"
@@ -33,7 +35,12 @@ PARTS = "parts"
 
 
 def embed_resumable(
-    model: Any, image_processor: Any, paths: Sequence[str | Path], store: PartStore, **loader_args: Any
+    model: Any,
+    image_processor: Any,
+    paths: Sequence[str | Path],
+    store: PartStore,
+    precision: str = "32",
+    **loader_args: Any,
 ) -> Embedded:
     """Embed the files of the parts not on disk yet, in one process, saving each part as it is done."""
     todo = store.todo()
@@ -43,20 +50,24 @@ def embed_resumable(
         remaining = [i for p in todo for i in store.files_of(p)]
         loader = image_loader(paths, image_processor, indices=remaining, **loader_args)
         assembler = PartAssembler(store)
-        for batch in embed_batches(
-            model, loader, device, f"embedding {len(remaining)} of {len(paths)} images"
-        ):
+        description = f"embedding {len(remaining)} of {len(paths)} images"
+        for batch in embed_batches(model, loader, device, description, precision):
             assembler.add(batch)
     return store.collect()
 
 
-def run(cfg: Any, clip: Any, stage_dir: Path, key: str, group: Any = None) -> tuple[list[str], dict]:
+def run(
+    cfg: Any, clip: Any, stage_dir: Path, key: str, group: Any = None, tower: Tower | None = None
+) -> tuple[list[str], dict]:
     """Embed `trend.images` (and `trend.baseline_images`) into `stage_dir`; returns the files written.
 
     `group`: the `EmbedGroup` of ranks srun or torchrun started, which share the work; without one,
-    `trend.devices > 1` starts that many ranks here (`ddp_spawn`).
+    `trend.devices > 1` starts that many ranks here (`ddp_spawn`). `tower`: the image tower at the run's
+    precision (`ClipTowers.tower("image")`); without one, the torch model in fp32.
     """
-    model, _tokenizer, image_processor = clip
+    _model, _tokenizer, image_processor = clip
+    tower = tower or torch_tower(clip[0])
+    model, precision = tower.model, tower.autocast
     current, baseline = trend_files(cfg.trend)
     paths = [*current, *baseline]
     sets = ["current"] * len(current) + ["baseline"] * len(baseline)
@@ -65,7 +76,9 @@ def run(cfg: Any, clip: Any, stage_dir: Path, key: str, group: Any = None) -> tu
     store = PartStore.for_job(stage_dir / PARTS, key, part_size, len(paths))
     reused = sum(len(store.files_of(p)) for p in range(store.count) if store.load(p) is not None)
     if group is not None:
-        embeddings, used, skipped = group.embed(model, image_processor, paths, store, **loader_args)
+        embeddings, used, skipped = group.embed(
+            model, image_processor, paths, store, precision, **loader_args
+        )
     elif cfg.trend.get("devices", 1) > 1:  # one process per device, started here; this one collects
         from trendgen.embed_distributed import embed_files_distributed
 
@@ -75,11 +88,14 @@ def run(cfg: Any, clip: Any, stage_dir: Path, key: str, group: Any = None) -> tu
             paths,
             store,
             **loader_args,
+            precision=precision,
             devices=int(cfg.trend.devices),
             strategy="ddp_spawn",
         )
     else:
-        embeddings, used, skipped = embed_resumable(model, image_processor, paths, store, **loader_args)
+        embeddings, used, skipped = embed_resumable(
+            model, image_processor, paths, store, precision, **loader_args
+        )
     used_current = sum(1 for i in used if sets[i] == "current")
     if used_current == 0:
         raise TrendgenError(
@@ -94,11 +110,12 @@ def run(cfg: Any, clip: Any, stage_dir: Path, key: str, group: Any = None) -> tu
         "skipped": [{"path": str(paths[i]), "reason": reason, "set": sets[i]} for i, reason in skipped],
         "totals": {"current": len(current), "baseline": len(baseline)},
         "reused_from_parts": reused,
+        "precision": tower.record,
     }
     np.save(stage_dir / EMBEDDINGS, embeddings)
     (stage_dir / INDEX).write_text(json.dumps(index, indent=1))
     shutil.rmtree(stage_dir / PARTS, ignore_errors=True)  # the whole result is written: parts are done
-    return [EMBEDDINGS, INDEX], {"reused_from_parts": reused}
+    return [EMBEDDINGS, INDEX], {"reused_from_parts": reused, "precision": tower.record, **tower.info}
 
 
 def load(stage_dir: Path) -> tuple[np.ndarray, dict[str, Any]]:
@@ -113,6 +130,7 @@ def _settings(design: Any) -> dict[str, Any]:
         "images": str(trend.images),
         "baseline_images": str(trend.baseline_images),
         "files": files_identity(input_files(trend)),
+        "precision": design.towers.precision,  # what `auto` resolved to: embeddings of two never mix
     }
 
 
@@ -120,6 +138,8 @@ STAGE = Stage(
     "embed",
     inputs=(),
     settings=_settings,
-    run=lambda design, folder: run(design.cfg, design.clip, folder, design.keys["embed"], design.group),
+    run=lambda design, folder: run(
+        design.cfg, design.clip, folder, design.keys["embed"], design.group, design.towers.tower("image")
+    ),
     load=load,
 )

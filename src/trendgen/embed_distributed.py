@@ -31,23 +31,25 @@ from torch.utils.data import DataLoader, Sampler
 from trendgen.clip_inference import EmbedCollate, ImageFileDataset, embed_pixels
 from trendgen.embed_parts import Embedded, PartAssembler, PartStore
 from trendgen.errors import TrendgenError
+from trendgen.onnx_runtime import OnnxClip
 from trendgen.slurm import slurm_launched, under_torchrun
 
 log = logging.getLogger(__name__)
 
 
 class ImageEmbedder(pl.LightningModule):
-    """CLIP's image tower as a Lightning predict module."""
+    """CLIP's image tower as a Lightning predict module (`precision`: the autocast of a torch model; an
+    `OnnxClip` runs int8 on the CPU)."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, precision: str = "32") -> None:
         super().__init__()
-        self.model = model
+        self.model, self.precision = model, precision
         self.allow_zero_length_dataloader_with_multiple_devices = True  # fewer parts left than ranks
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         features = None
         if batch["pixel_values"] is not None:
-            features = embed_pixels(self.model, batch["pixel_values"], self.device)
+            features = embed_pixels(self.model, batch["pixel_values"], self.device, self.precision)
         return {"indices": batch["indices"], "features": features, "skipped": batch["skipped"]}
 
 
@@ -98,6 +100,7 @@ def predict_parts(
     todo: list[int],
     batch_size: int = 64,
     num_workers: int = 2,
+    precision: str = "32",
     **trainer_kwargs: Any,
 ) -> None:
     """This rank's whole parts of `todo` through `Trainer.predict`, each saved to the store when done."""
@@ -117,14 +120,16 @@ def predict_parts(
         use_distributed_sampler=False,  # RankParts gives each rank whole parts
         **trainer_kwargs,
     )
-    trainer.predict(ImageEmbedder(model.eval()), dataloaders=loader, return_predictions=False)
+    embedder = ImageEmbedder(model.eval(), precision)
+    trainer.predict(embedder, dataloaders=loader, return_predictions=False)
 
 
 def embed_files_distributed(
     model: Any, image_processor: Any, paths: Sequence[str | Path], store: PartStore, **kwargs: Any
 ) -> Embedded:
     """The parts not on disk yet through `Trainer.predict`, started from one process
-    (`strategy="ddp_spawn"`); `kwargs`: those of `predict_parts` (batch_size, num_workers, Trainer args)."""
+    (`strategy="ddp_spawn"`); `kwargs`: those of `predict_parts` (batch_size, num_workers, precision, Trainer
+    args)."""
     todo = store.todo()
     if todo:
         predict_parts(model, image_processor, paths, store, todo, **kwargs)
@@ -189,15 +194,20 @@ class EmbedGroup:
         image_processor: Any,
         paths: Sequence[str | Path],
         store: PartStore,
+        precision: str = "32",
         **loader_args: Any,
     ) -> Embedded:
-        """Leader: hand the parts still to do to every rank, embed this rank's share, collect every part."""
+        """Leader: hand the parts still to do to every rank, embed this rank's share, collect every part.
+
+        The ranks run the leader's precision: its autocast, or the int8 ONNX files it built (`onnx`)."""
         job = {
             "paths": [str(Path(p).absolute()) for p in paths],
             "parts": str(store.folder.absolute()),
             "part_size": store.part_size,
             "todo": store.todo(),
+            "onnx": str(model.folder) if isinstance(model, OnnxClip) else None,
         }
+        loader_args = {**loader_args, "precision": precision}
         job |= {"loader_args": loader_args, "trainer_kwargs": self.trainer_kwargs}
         self._job_sent = True
         self._broadcast(job)
@@ -217,6 +227,8 @@ class EmbedGroup:
             log.info("rank %d: nothing to embed (rank 0 reuses the embed stage, or stopped)", self.rank)
             return 0
         model, _tokenizer, image_processor = load_clip()
+        if job.get("onnx"):
+            model = OnnxClip(job["onnx"], model.config)
         _predict_share(model, image_processor, job, plugins=[self.env])
         log.info(
             "rank %d: embedded its share of %d files; rank 0 runs the later stages",

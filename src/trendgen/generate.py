@@ -27,6 +27,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from trendgen.clip_inference import CLIP_TOKEN_LIMIT, embed_pixels, pick_device
 from trendgen.errors import TrendgenError, first_line
+from trendgen.precision import Tower, torch_tower
 from trendgen.stage_cache import Stage, config_subset
 
 log = logging.getLogger(__name__)
@@ -159,14 +160,21 @@ def save_design(image: Image.Image, path: Path, text: dict[str, str]) -> None:
 
 @torch.inference_mode()
 def rerank(
-    clip: Any, images: list[Image.Image], centroid: np.ndarray, top_text: np.ndarray
+    clip: Any,
+    images: list[Image.Image],
+    centroid: np.ndarray,
+    top_text: np.ndarray,
+    tower: Tower | None = None,
 ) -> list[dict[str, float]]:
-    """Per design: cosine to the target centroid, mean cosine to the top captions, and their mean (score)."""
-    model, _tokenizer, image_processor = clip
+    """Per design: cosine to the target centroid, mean cosine to the top captions, and their mean (score).
+
+    `tower`: the image tower at the run's precision (the embed stage's); without one, fp32 torch."""
+    _model, _tokenizer, image_processor = clip
+    tower = tower or torch_tower(clip[0])
     device = pick_device()
-    model.eval().to(device)
+    model = tower.model.eval().to(device)
     pixels = image_processor(images=images, return_tensors="pt")["pixel_values"]
-    feats = embed_pixels(model, pixels, device).numpy()
+    feats = embed_pixels(model, pixels, device, tower.autocast).numpy()
     to_centroid = feats @ (centroid / max(float(np.linalg.norm(centroid)), 1e-12))
     to_captions = (feats @ top_text.T).mean(axis=1) if len(top_text) else to_centroid
     return [
@@ -185,17 +193,20 @@ def run(
     config_hash: str,
     stage_key: str,
     stage_dir: Path,
+    tower: Tower | None = None,
 ) -> list[str]:
     """Draw, save and rerank the designs into `stage_dir`; returns the files written."""
     gen = cfg.generator
     designs: list[dict[str, Any]] = []
     files: list[str] = []
+    reranked_by = None
     if gen.name != "none" and int(gen.num_images) > 0:
         device = pick_device()
         pipe = load_pipeline(gen, str(source), device)
         images, seeds = draw(pipe, prompt.get("generator_text") or prompt["text"], gen, device)
         del pipe
-        scores = rerank(clip, images, centroid, top_text)
+        scores = rerank(clip, images, centroid, top_text, tower)
+        reranked_by = (tower or torch_tower(clip[0])).record
         folder = stage_dir / "designs"
         folder.mkdir(parents=True, exist_ok=True)
         for image, seed, score in zip(images, seeds, scores, strict=True):
@@ -213,6 +224,7 @@ def run(
             designs.append({"path": str(path), "file": rel, "seed": seed, **score})
         designs.sort(key=lambda d: -d["score"])
     record = {"generator": gen.name, "source": source, "prompt": prompt["text"], "designs": designs}
+    record["precision"] = reranked_by  # what ran the rerank's image tower (None: nothing drawn)
     (stage_dir / DESIGNS).write_text(json.dumps(record, indent=1))
     return [DESIGNS, *files]
 
@@ -228,6 +240,8 @@ def load(stage_dir: Path) -> dict[str, Any]:
 def _run_stage(design: Any, folder: Path) -> tuple[list[str], dict[str, Any]]:
     record, centroids, _ = design.results["cluster"]
     _, top_text = design.results["describe"]
+    drawn = design.cfg.generator.name != "none" and int(design.cfg.generator.num_images) > 0
+    tower = design.towers.tower("image") if drawn else None
     files = run(
         design.cfg,
         design.clip,
@@ -238,8 +252,9 @@ def _run_stage(design: Any, folder: Path) -> tuple[list[str], dict[str, Any]]:
         design.config_hash,
         design.keys["generate"],
         folder,
+        tower,
     )
-    return files, {}
+    return files, ({"precision": tower.record, **tower.info} if tower else {})
 
 
 STAGE = Stage(
@@ -250,6 +265,7 @@ STAGE = Stage(
         "weights": design.generator_id,
         "bank": design.bank_id if design.cfg.generator.name == "tiny" else None,
         "reranker": design.model_id,
+        "rerank_precision": design.towers.precision,
     },
     run=_run_stage,
     load=load,

@@ -33,6 +33,7 @@ from trendgen.design_inputs import (
     requested_stages,
 )
 from trendgen.errors import TrendgenError
+from trendgen.precision import requested_precision
 from trendgen.slurm import check_slurm_layout, slurm_launched, under_torchrun
 from trendgen.stage_cache import Stage, StageDir, content_hash, stable_hash
 
@@ -72,12 +73,14 @@ class DesignRun:
         self.status: dict[str, str] = {}
         self.results: dict[str, Any] = {}
         self._clip: Any = None
+        self._towers: Any = None
         self._generator_source: str | None = None
         self.keys: dict[str, str] = {}  # each stage's key, set as the run reaches it
         prepare_synthetic_trend(cfg)
         self.model_id = model_identity(cfg.model)
         self.generator_id = generator_identity(cfg.generator)
         check_cluster_count(cfg.trend)
+        requested_precision(cfg.trend.precision)  # a wrong value is said before any work
         if cfg.generator.name == "trained":
             self.generator_source()  # a folder that is not a trendgen generator is refused before any work
         self.bank_id = content_hash(resolve_bank_path(cfg.captions.bank))
@@ -88,6 +91,17 @@ class DesignRun:
         if self._clip is None:
             self._clip = load_design_clip(self.cfg.model)
         return self._clip
+
+    @property
+    def towers(self) -> Any:
+        """The CLIP towers at `trend.precision` (resolved once per run; see `trendgen.precision`)."""
+        if self._towers is None:
+            from trendgen.precision import ClipTowers
+
+            self._towers = ClipTowers(
+                lambda: self.clip, self.cfg.trend.precision, self.model_id, self.cfg.paths.cache_dir
+            )
+        return self._towers
 
     def generator_source(self) -> str | None:
         if self.cfg.generator.name == "none":
@@ -180,9 +194,27 @@ class DesignRun:
                 {"path": str(self._publish_design(Path(d["path"]))), "seed": d["seed"], "score": d["score"]}
                 for d in r["generate"]["designs"]
             ]
+        trend["precision"] = self.precision_record()
         trend["stage_seconds"] = self.seconds
         trend["stage_status"] = self.status
         return trend
+
+    def precision_record(self) -> dict[str, Any]:
+        """What ran each CLIP tower: `requested` (trend.precision), `resolved` (what auto became, or int8),
+        and per stage that ran one (or was reused) its precision, runtime, device and any fallback reason."""
+        r = self.results
+        stages = {}
+        if "embed" in r:
+            stages["embed"] = r["embed"][1].get("precision")
+        if "describe" in r:
+            stages["describe"] = r["describe"][0].get("precision")
+        if "generate" in r and r["generate"].get("precision"):
+            stages["generate"] = r["generate"]["precision"]
+        stages = {name: rec for name, rec in stages.items() if rec}
+        record: dict[str, Any] = {"requested": str(self.cfg.trend.precision)}
+        if self._towers is not None:
+            record["resolved"] = self._towers.precision
+        return {**record, "stages": stages}
 
     def _publish_design(self, src: Path) -> Path:
         """Link a design into `<output_dir>/designs/` (an existing different file is never replaced)."""
