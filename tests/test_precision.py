@@ -166,6 +166,7 @@ def test_the_precision_is_in_the_stage_keys(tmp_path, tiny, looks):
     assert design("bf16")["stage_status"]["embed"] == "reused"
 
 
+@pytest.mark.slow  # ddp_spawn of two ranks; the one-process int8 path is in make test
 def test_int8_on_two_ranks_gives_the_one_process_int8_embeddings(tmp_path, tiny, looks):
     """The ONNX model pickles into spawned ranks (Lightning predict), which open their own sessions."""
     from trendgen.embed_distributed import embed_files_distributed
