@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -108,24 +107,25 @@ def test_resolve_ckpt_path(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
     assert resolve_ckpt_path(None, tmp_path) is None
     assert resolve_ckpt_path("last", tmp_path) is None  # a fresh run dir: start from scratch
+    assert not continues_run(None, tmp_path)
     with pytest.raises(TrendgenError, match="not a checkpoint file"):
         resolve_ckpt_path(str(tmp_path / "missing.ckpt"), tmp_path)
 
     (tmp_path / "checkpoints").mkdir()
-    last = tmp_path / "checkpoints" / "last.ckpt"
-    last.write_bytes(b"x")
-    assert resolve_ckpt_path("last", tmp_path) == str(last)
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    assert resolve_ckpt_path("last", tmp_path) == "last"  # Lightning picks the newest last*.ckpt itself
+    assert continues_run("last", tmp_path)
     assert resolve_ckpt_path(None, tmp_path) is None  # not a restart: a new run
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
-    assert resolve_ckpt_path(None, tmp_path) == str(last)  # a requeued job resumes by itself
+    assert resolve_ckpt_path(None, tmp_path) == "last"  # a requeued job resumes by itself
 
-    hpc = tmp_path / "hpc_ckpt_1.ckpt"  # Lightning's SIGUSR1 checkpoint, newer than last.ckpt
-    hpc.write_bytes(b"y")
-    os.utime(last, (time.time() - 60, time.time() - 60))
-    assert resolve_ckpt_path("last", tmp_path) == str(hpc)
-    assert continues_run(str(hpc), tmp_path)
-    assert not continues_run(str(hpc), tmp_path / "other_run")
-    assert not continues_run(None, tmp_path)
+    (tmp_path / "hpc_ckpt_1.ckpt").write_bytes(b"y")  # Lightning's SIGUSR1 checkpoint (plain sbatch)
+    assert resolve_ckpt_path(None, tmp_path) is None  # Lightning's SLURM auto-resume loads it
+    assert continues_run(None, tmp_path)
+    own = tmp_path / "checkpoints" / "epoch1.ckpt"
+    own.write_bytes(b"z")
+    assert resolve_ckpt_path(str(own), tmp_path) == str(own) and continues_run(str(own), tmp_path)
+    assert not continues_run(str(own), tmp_path / "other_run")
 
 
 def test_run_stamp_is_shared_by_ranks_and_requeues(slurm_env, monkeypatch) -> None:

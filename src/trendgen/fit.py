@@ -28,16 +28,14 @@ from pytorch_lightning.utilities.model_helpers import is_overridden
 
 from trendgen.errors import TrendgenError
 from trendgen.runs import set_run_identity
+from trendgen.secrets_env import REDACTED, SECRET_MARKERS, WANDB_API_KEY, secret_values
 
 log = logging.getLogger(__name__)
-
-SECRET_MARKERS = ("key", "token", "secret", "password")
-SECRET_ENV = ("OPENAI_API_KEY", "WANDB_API_KEY", "HF_TOKEN")
 
 
 def public_config(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config minus secrets: keys naming a key/token/secret, values holding an env secret."""
-    secrets = [os.environ[name] for name in SECRET_ENV if os.environ.get(name)]
+    secrets = secret_values()
 
     def scrub(node: Any) -> Any:
         if isinstance(node, dict):
@@ -47,7 +45,7 @@ def public_config(cfg: DictConfig) -> dict[str, Any]:
         if isinstance(node, list):
             return [scrub(v) for v in node]
         if isinstance(node, str) and any(s in node for s in secrets):
-            return "<redacted>"
+            return REDACTED
         return node
 
     return scrub(OmegaConf.to_container(cfg, resolve=True))
@@ -72,7 +70,7 @@ def refuse_existing(folder: Path, what: str = "a saved model") -> None:
 
 
 def wandb_offline_without_key(cfg: DictConfig) -> None:
-    if cfg.get("logger") and "wandb" in cfg.logger and not os.environ.get("WANDB_API_KEY"):
+    if cfg.get("logger") and "wandb" in cfg.logger and not os.environ.get(WANDB_API_KEY):
         os.environ.setdefault("WANDB_MODE", "offline")
         log.info("WANDB_API_KEY is unset: W&B logs offline (sync later with `wandb sync`)")
 

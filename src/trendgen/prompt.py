@@ -26,12 +26,12 @@ import openai
 
 from trendgen.clip_inference import CLIP_TOKEN_LIMIT
 from trendgen.errors import TrendgenError
+from trendgen.secrets_env import OPENAI_API_KEY as API_KEY_ENV
 from trendgen.stage_cache import Stage, config_subset
 
 log = logging.getLogger(__name__)
 
 PROMPT = "prompt.json"
-API_KEY_ENV = "OPENAI_API_KEY"
 TEMPLATE_SUFFIX = ["fashion design", "studio photograph", "full body", "plain background", "high detail"]
 MIN_WORDS = 3
 _REFUSAL = re.compile(

@@ -18,21 +18,12 @@ from pathlib import Path
 
 from omegaconf import DictConfig, open_dict
 
+from trendgen.secrets_env import without_secrets
+
 
 def wandb_run_id(output_dir: str | Path) -> str:
     """A W&B run id that depends only on the absolute run dir."""
     return hashlib.sha1(str(Path(output_dir).resolve()).encode()).hexdigest()[:16]
-
-
-def without_secrets(text: str) -> str:
-    """`text` with the value of each secret in the environment (trendgen.fit.SECRET_ENV) replaced: an override
-    such as `+note=${oc.env:HF_TOKEN}` resolves into override_dirname, which names W&B runs."""
-    from trendgen.fit import SECRET_ENV
-
-    for secret in (os.environ.get(name, "") for name in SECRET_ENV):
-        if secret:
-            text = text.replace(secret, "<redacted>")
-    return text
 
 
 def sweep_group_and_name() -> tuple[str | None, str | None]:

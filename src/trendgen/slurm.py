@@ -111,25 +111,33 @@ def cluster_plugins(trainer_cfg: Mapping[str, Any]) -> list[Any]:
     return []
 
 
-def _checkpoint_candidates(output_dir: Path) -> list[Path]:
-    """Checkpoints a restart may resume from: ModelCheckpoint's last*.ckpt, Lightning's hpc_ckpt_*.ckpt."""
-    candidates = list((output_dir / "checkpoints").rglob("last*.ckpt"))  # incl. checkpoints/steps/
-    candidates += list(output_dir.glob("hpc_ckpt_*.ckpt"))
-    return [path for path in candidates if path.is_file() and path.stat().st_size > 0]
+def _last_checkpoints(output_dir: Path) -> list[Path]:
+    """The last*.ckpt files Lightning's `ckpt_path="last"` picks from (OUTPUT/checkpoints, steps/ too)."""
+    found = (output_dir / "checkpoints").rglob("last*.ckpt")
+    return [path for path in found if path.is_file() and path.stat().st_size > 0]
+
+
+def _hpc_checkpoints(output_dir: Path) -> list[Path]:
+    """Lightning's own SIGUSR1 checkpoints (plain sbatch requeue), which its SLURM auto-resume loads."""
+    return [path for path in output_dir.glob("hpc_ckpt_*.ckpt") if path.is_file()]
 
 
 def resolve_ckpt_path(ckpt_path: str | None, output_dir: str | os.PathLike[str]) -> str | None:
-    """The checkpoint `Trainer.fit` resumes from.
+    """What `Trainer.fit(ckpt_path=...)` is given; Lightning itself picks the file to resume from.
 
     - a path: that file (refused when missing);
-    - "last": the newest of OUTPUT/checkpoints/**/last*.ckpt and OUTPUT/hpc_ckpt_*.ckpt (None in a fresh dir);
-    - None: a fresh start, except in a job SLURM requeued (SLURM_RESTART_COUNT > 0): then like "last".
+    - "last": Lightning's `"last"` (the newest last*.ckpt of its ModelCheckpoints), or None in a run dir that
+      has none (a fresh start, said as such);
+    - None: a fresh start, except in a job SLURM requeued (SLURM_RESTART_COUNT > 0): there Lightning's SLURM
+      auto-resume loads its hpc_ckpt when one exists (None is passed on), else `"last"` as above.
     """
-    if ckpt_path is None and restart_count() == 0:
-        return None
-    if ckpt_path in (None, "last"):
-        candidates = _checkpoint_candidates(Path(output_dir))
-        return str(max(candidates, key=lambda p: p.stat().st_mtime)) if candidates else None
+    output_dir = Path(output_dir)
+    if ckpt_path is None:
+        if restart_count() == 0 or _hpc_checkpoints(output_dir):
+            return None
+        ckpt_path = "last"
+    if ckpt_path == "last":
+        return "last" if _last_checkpoints(output_dir) else None
     path = Path(ckpt_path).expanduser()
     if not path.is_file():
         raise TrendgenError(f"ckpt_path {ckpt_path!r} is not a checkpoint file")
@@ -137,8 +145,10 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: str | os.PathLike[str])
 
 
 def continues_run(ckpt_path: str | None, output_dir: str | os.PathLike[str]) -> bool:
-    """True when `ckpt_path` lies in this run dir: the run resumes itself (after a requeue, a preemption or a
-    stop), so the `model/` an earlier attempt of the same run left behind is its own and may be replaced."""
+    """True when the fit resumes this run dir (after a requeue, a preemption or a stop), so the `model/` an
+    earlier attempt of the same run left behind is its own and may be replaced."""
+    if ckpt_path == "last":
+        return True
     if ckpt_path is None:
-        return False
+        return restart_count() > 0 and bool(_hpc_checkpoints(Path(output_dir)))
     return Path(ckpt_path).resolve().is_relative_to(Path(output_dir).resolve())
