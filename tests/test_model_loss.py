@@ -140,7 +140,9 @@ def _rank_main(rank: int, world_size: int, port: int, out_dir: str) -> None:
             loss, grads = loss_and_grads(encoder, local)  # DDP averages the gradients over ranks
             torch.save({"loss": loss, "rows": sizes[rank], "grads": grads}, f"{out_dir}/{split}{rank}.pt")
     finally:
-        dist.destroy_process_group()
+        # no destroy_process_group(): with gloo, the rank hosting the store could wait in it for a peer that
+        # had already exited (it hung a full suite once, every result written); exiting frees the group
+        dist.barrier()
 
 
 def _free_port() -> int:
