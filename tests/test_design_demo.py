@@ -54,6 +54,7 @@ def run_demo(tmp_path: Path, generator_args: list[str]) -> tuple[Path, dict]:
     return design_dir, json.loads((design_dir / "trend.json").read_text())
 
 
+@pytest.mark.slow  # the whole demo chain, 800 CLIP steps included: about 130 s (the wheel test runs its plumbing)
 @pytest.mark.timeout(900)
 def test_demo_finds_and_names_the_planted_look(tmp_path):
     design_dir, trend = run_demo(tmp_path, ["trainer.max_time=null", "trainer.max_steps=20"])
