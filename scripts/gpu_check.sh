@@ -38,19 +38,26 @@ workers="${GPU_CHECK_WORKERS:-$(( $(nproc) < 8 ? $(nproc) : 8 ))}"
 out="$(mktemp -d "${TMPDIR:-/tmp}/trendgen-gpu-check.XXXXXX")"
 echo "gpu_check.sh: model=$model precision=$precision steps=$steps workers=$workers output=$out"
 
+# run_logged LOG CMD...: run an entrypoint into LOG, timed into $start/$end; on failure show LOG's tail, exit 1.
+run_logged() {
+  local log=$1
+  shift
+  start=$(date +%s.%N)
+  "$@" > "$log" 2>&1 || {
+    echo "gpu_check.sh: $(basename "$1") failed; the last lines of $log:" >&2
+    tail -n 20 "$log" >&2
+    exit 1
+  }
+  end=$(date +%s.%N)
+}
+
 echo "== 1/5 trendgen-train: $steps steps of $model at $precision on synthetic garments"
-start=$(date +%s.%N)
-"$venv/bin/trendgen-train" \
+run_logged "$out/train.log" "$venv/bin/trendgen-train" \
   trainer=gpu trainer.precision="$precision" trainer.max_steps="$steps" \
   model="$model" model.pretrained=false \
   data.size=4096 data.val_size=256 data.batch_size=128 data.num_workers="$workers" data.image_px=224 \
   logger=csv '~callbacks.progress_bar' trainer.enable_progress_bar=false \
-  hydra.run.dir="$out/train" > "$out/train.log" 2>&1 || {
-    echo "gpu_check.sh: trendgen-train failed; the last lines of $out/train.log:" >&2
-    tail -n 20 "$out/train.log" >&2
-    exit 1
-  }
-end=$(date +%s.%N)
+  hydra.run.dir="$out/train"
 "$py" - "$out/train" "$start" "$end" <<'PY'
 import json
 import sys
@@ -72,19 +79,13 @@ echo "== 3/5 embed stage rate (bench_embed.py)"
 
 base="${SD_BASE:-OFA-Sys/small-stable-diffusion-v0}"
 echo "== 4/5 trendgen-train-generator: $steps steps of a LoRA on $base at $precision, 512 px"
-start=$(date +%s.%N)
-"$venv/bin/trendgen-train-generator" \
+run_logged "$out/generator.log" "$venv/bin/trendgen-train-generator" \
   diffusion=small_sd_lora diffusion.name_or_path="$base" diffusion.resolution=512 diffusion.cache_latents=true \
   trainer=gpu trainer.precision="$precision" trainer.max_steps="$steps" trainer.limit_val_batches=2 \
   data.size=1024 data.val_size=64 data.batch_size=16 data.num_workers="$workers" data.image_px=512 \
   sampling.samples_per_prompt=2 sampling.steps=20 \
   logger=csv '~callbacks.progress_bar' trainer.enable_progress_bar=false \
-  hydra.run.dir="$out/generator" > "$out/generator.log" 2>&1 || {
-    echo "gpu_check.sh: trendgen-train-generator failed; the last lines of $out/generator.log:" >&2
-    tail -n 20 "$out/generator.log" >&2
-    exit 1
-  }
-end=$(date +%s.%N)
+  hydra.run.dir="$out/generator"
 "$py" - "$out/generator" "$start" "$end" <<'PY'
 import json
 import sys
