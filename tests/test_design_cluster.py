@@ -29,9 +29,12 @@ def trend_cfg(**overrides):
 
 
 def index_for(n_now: int, n_then: int = 0) -> dict:
+    """An embed index of `n_then` baseline photos (if any), then `n_now` current ones."""
+    periods = [{"label": "baseline", "position": 0}] if n_then else []
     return {
-        "paths": [f"now_{i}.png" for i in range(n_now)] + [f"then_{i}.png" for i in range(n_then)],
-        "sets": ["current"] * n_now + ["baseline"] * n_then,
+        "paths": [f"then_{i}.png" for i in range(n_then)] + [f"now_{i}.png" for i in range(n_now)],
+        "sets": ["baseline"] * n_then + ["current"] * n_now,
+        "periods": [*periods, {"label": "current", "position": len(periods)}],
     }
 
 
@@ -75,12 +78,15 @@ def test_emerging_target_is_the_cluster_that_grew_most(tmp_path):
     # now: 60 of look A, 40 of look B; then: 90 of A, 10 of B. A dominates, B is emerging.
     now, _ = blobs([60, 40], seed=1)
     then, _ = blobs([90, 10], seed=2)
-    x = np.concatenate([now, then])
+    x = np.concatenate([then, now])
     record, _, _ = run_stage(tmp_path, x, index_for(100, 100), clusters=2, target="emerging")
     a, b = record["clusters"]
-    assert (a["size"], a["share_now"], a["share_then"]) == (60, 0.6, 0.9)
-    assert (b["size"], b["share_now"], b["share_then"]) == (40, 0.4, 0.1)
-    assert b["growth"] == pytest.approx(0.3)
+    assert (a["size"], a["shares"]) == (60, [0.9, 0.6])
+    assert (b["size"], b["shares"]) == (40, [0.1, 0.4])
+    assert b["growth"]["slope"] == pytest.approx(0.3) and b["growth"]["label"] == "emerging"
+    assert a["growth"]["slope"] == pytest.approx(-0.3) and a["growth"]["label"] == "fading"
+    low, high = b["growth"]["interval"]
+    assert 0 < low < 0.3 < high  # 100 photos a period: a 30-point rise is far outside the noise
     assert record["dominant_cluster"] == 0 and record["target_cluster"] == 1
     assert all(p.startswith("now_") for p in b["exemplars"])
     assert json.loads((tmp_path / "clusters.json").read_text())["target"] == "emerging"
@@ -90,7 +96,7 @@ def test_bad_settings_are_user_errors(tmp_path):
     x, _ = blobs([3, 3])
     with pytest.raises(TrendgenError, match="more than the 6 usable images"):
         run_stage(tmp_path, x, index_for(6), clusters=7)
-    with pytest.raises(TrendgenError, match=r"needs trend\.baseline_images"):
+    with pytest.raises(TrendgenError, match=r"needs at least two periods"):
         run_stage(tmp_path, x, index_for(6), clusters=2, target="emerging")
     with pytest.raises(TrendgenError, match="whole number or 'auto'"):
         run_stage(tmp_path, x, index_for(6), clusters="many")

@@ -15,8 +15,8 @@ from scale_support import VENV_BIN, SlurmCluster, job_env
 
 from trendgen.clip_inference import embed_files
 from trendgen.errors import TrendgenError
-from trendgen.image_files import trend_files
 from trendgen.model.build import load_saved
+from trendgen.periods import trend_periods
 from trendgen.pipeline import join_embed_group
 
 N_LOOKS = 13  # odd, plus one broken file: the ranks get unequal shares
@@ -34,7 +34,7 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
 def one_process(inputs) -> tuple[list[str], np.ndarray]:
     """The paths and embeddings the plain one-process embed loop gives."""
     trend = compose_design([f"trend.images={inputs['looks']}"]).trend
-    paths = trend_files(trend)[0]
+    paths = list(trend_periods(trend)[-1].files)
     model, _, image_processor = load_saved(inputs["model"])
     embeddings, used, skipped = embed_files(model, image_processor, paths, batch_size=4, num_workers=0)
     assert len(used) == N_LOOKS and len(skipped) == 1

@@ -22,8 +22,8 @@ from test_llm_openai import ANSWER, ChatHandler, ScriptedServer
 
 from trendgen import stage_cache
 from trendgen.clip_inference import embed_files
-from trendgen.image_files import trend_files
 from trendgen.model.build import load_saved
+from trendgen.periods import trend_periods
 from trendgen.pipeline import run_design
 
 UP_TO_PROMPT = "design.stages=[embed,cluster,describe,prompt]"
@@ -157,7 +157,7 @@ def test_embed_killed_halfway_resumes_from_its_parts(tmp_path, inputs):
     # the batches of a run never stopped (4 files each, from the first file on), in one process
     index = json.loads((tmp_path / "killed" / "embed" / "index.json").read_text())
     clip_model, _, image_processor = load_saved(model)
-    files = trend_files(compose_design([f"trend.images={looks}"]).trend)[0]
+    files = list(trend_periods(compose_design([f"trend.images={looks}"]).trend)[-1].files)
     whole, used, _ = embed_files(clip_model, image_processor, files, batch_size=4, num_workers=0)
     assert index["paths"] == [str(files[i]) for i in used]
     np.testing.assert_allclose(np.load(tmp_path / "killed" / "embed" / "embeddings.npy"), whole, atol=1e-6)

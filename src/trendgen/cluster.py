@@ -1,21 +1,27 @@
-"""Cluster stage: k-means over the image embeddings, the dominant and the emerging trend.
+"""Cluster stage: k-means over the embeddings of every period, the dominant and the emerging trend.
 
 `trend.clusters` is `auto` (the default: k with the best silhouette over `trend.auto_range`, chosen on a
 seeded sample at scale) or a fixed k. `target_stability` says how much the target cluster survives refits
 with three other seeds and with k-1 and k+1 (Jaccard overlap of its members, 1.0 = the same images). Above
-`trend.minibatch_threshold` embeddings, MiniBatchKMeans replaces KMeans. Clusters are renumbered by size in
-the current set (cluster 0 is the largest: the dominant trend). With `trend.baseline_images`, both sets are
-clustered together and every cluster reports its share then (baseline) and now (current);
-`trend.target=emerging` makes the cluster that grew most the target.
+`trend.minibatch_threshold` embeddings, MiniBatchKMeans replaces KMeans. With `trend.dedup` (a cosine, e.g.
+0.98), a photo that close to an earlier one (a repost) is dropped before clustering: its label is -1.
 
-Artifacts (in `<output_dir>/cluster/`): `clusters.json` (the clusters, dominant, target, k and how it was
-chosen) and `centroids.npy` (L2-normalised, one row per cluster, in the renumbered order), `labels.npy` (per
-embedding).
+The clusters are fit jointly over all periods (`trendgen.periods`) and renumbered by size in the last one
+(cluster 0 is the largest now: the dominant trend). Every cluster carries its share per period with a
+bootstrap interval, its `growth` ({label: emerging | fading | steady, slope, interval}) and, from three
+periods on, a one-period-ahead `forecast` (see `trendgen.timeline`). `trend.target=emerging` makes the
+cluster with the largest significant growth the target; when none grows significantly, the run says so and
+the dominant cluster stays the target.
+
+Artifacts (in `<output_dir>/cluster/`): `clusters.json` (the clusters, the periods, dominant, target and why,
+k and how it was chosen, dedup) and `centroids.npy` (L2-normalised, one row per cluster, in the renumbered
+order), `labels.npy` (per embedding, -1 for a dropped duplicate).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +30,11 @@ from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.metrics import silhouette_score
 
 from trendgen.errors import TrendgenError
+from trendgen.periods import period_rows
 from trendgen.stage_cache import Stage, config_subset
+from trendgen.timeline import most_significant_growth, share_timeline
+
+log = logging.getLogger(__name__)
 
 CLUSTERS = "clusters.json"
 CENTROIDS = "centroids.npy"
@@ -122,48 +132,82 @@ def fit_clusters(x: np.ndarray, k: int, cfg: Any) -> tuple[np.ndarray, np.ndarra
     return km.labels_.astype(np.int64), centroids / np.maximum(norms, 1e-12)
 
 
+def near_duplicates(x: np.ndarray, threshold: float, chunk: int = 2048) -> np.ndarray:
+    """Rows whose cosine to an earlier row exceeds `threshold` (x L2-normalised; O(n^2), in chunks)."""
+    dropped = np.zeros(len(x), dtype=bool)
+    for start in range(0, len(x), chunk):
+        rows = x[start : start + chunk]
+        similarity = rows @ x[: start + len(rows)].T
+        earlier = np.arange(start + len(rows))[None, :] < np.arange(start, start + len(rows))[:, None]
+        dropped[start : start + len(rows)] = (np.where(earlier, similarity, -np.inf) > threshold).any(axis=1)
+    return dropped
+
+
 def _renumber_by_size(
-    labels: np.ndarray, centroids: np.ndarray, is_current: np.ndarray
+    labels: np.ndarray, centroids: np.ndarray, in_last: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Cluster 0 is the largest in the current set (ties: the larger overall, then the old id)."""
+    """Cluster 0 is the largest in the last period (ties: the larger overall, then the old id)."""
     k = len(centroids)
-    now = np.bincount(labels[is_current], minlength=k)
-    overall = np.bincount(labels, minlength=k)
+    kept = labels >= 0
+    now = np.bincount(labels[in_last & kept], minlength=k)
+    overall = np.bincount(labels[kept], minlength=k)
     order = sorted(range(k), key=lambda c: (-now[c], -overall[c], c))
-    new_id = np.empty(k, dtype=np.int64)
+    new_id = np.full(k + 1, -1, dtype=np.int64)  # index -1 (a dropped row) stays -1
     new_id[order] = np.arange(k)
     return new_id[labels], centroids[order]
 
 
 def describe_clusters(
-    x: np.ndarray, labels: np.ndarray, centroids: np.ndarray, index: dict[str, Any], n_exemplars: int
+    x: np.ndarray,
+    labels: np.ndarray,
+    centroids: np.ndarray,
+    index: dict[str, Any],
+    n_exemplars: int,
+    timeline: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    """Size, share (and with a baseline: share then and now, growth) and exemplars of every cluster."""
+    """Size and share now, shares over the periods with intervals, growth, forecast and exemplars."""
     paths = index["paths"]
-    is_current = np.array([s == "current" for s in index["sets"]])
-    has_baseline = not is_current.all()
-    n_now, n_then = int(is_current.sum()), int((~is_current).sum())
+    _, period = period_rows(index)
+    in_last = period == period.max()
     similarity = x @ centroids.T
     clusters = []
     for c in range(len(centroids)):
         members = np.flatnonzero(labels == c)
-        current = members[is_current[members]]
+        current = members[in_last[members]]
         pool = current if len(current) else members
         nearest = pool[np.argsort(-similarity[pool, c], kind="stable")][:n_exemplars]
+        shares = [row[c] for row in timeline["shares"]]
         info: dict[str, Any] = {
             "id": c,
             "size": len(current),
-            "share": round(len(current) / n_now, 6),
+            "share": shares[-1],
+            "shares": shares,
+            "intervals": [row[c] for row in timeline["intervals"]],
+            "growth": timeline["growth"][c],
             "exemplars": [paths[i] for i in nearest],
         }
-        if has_baseline:
-            then = int((~is_current[members]).sum())
-            info["baseline_size"] = then
-            info["share_then"] = round(then / n_then, 6)
-            info["share_now"] = info["share"]
-            info["growth"] = round(info["share_now"] - info["share_then"], 6)
+        if timeline["forecast"]:
+            info["forecast"] = timeline["forecast"][c]
         clusters.append(info)
     return clusters
+
+
+def choose_target(trend_target: str, clusters: list[dict[str, Any]], n_periods: int) -> tuple[int, str]:
+    """(target cluster, why): the dominant one, or the one with the largest significant growth."""
+    if trend_target == "dominant":
+        return 0, "dominant: the largest cluster in the last period"
+    rising = most_significant_growth([c["growth"] for c in clusters])
+    if rising is not None:
+        g = clusters[rising]["growth"]
+        return rising, f"emerging: the largest significant growth ({g['slope']:+.3f} share per period)"
+    best = max(clusters, key=lambda c: c["growth"]["slope"])
+    why = (
+        f"no cluster grows significantly over the {n_periods} periods (the largest growth, cluster "
+        f"{best['id']}, {best['growth']['slope']:+.3f} per period, interval {best['growth']['interval']}): "
+        "the dominant cluster is the target"
+    )
+    log.warning("trend.target=emerging: %s", why)
+    return 0, why
 
 
 def run(cfg: Any, embeddings: np.ndarray, index: dict[str, Any], stage_dir: Path) -> list[str]:
@@ -171,28 +215,47 @@ def run(cfg: Any, embeddings: np.ndarray, index: dict[str, Any], stage_dir: Path
     trend = cfg.trend
     if trend.target not in ("dominant", "emerging"):
         raise TrendgenError(f"trend.target must be 'dominant' or 'emerging', not {trend.target!r}")
-    is_current = np.array([s == "current" for s in index["sets"]])
-    if trend.target == "emerging" and is_current.all():
-        raise TrendgenError("trend.target=emerging needs trend.baseline_images (an earlier set of looks)")
-    k, scores = choose_k(embeddings, trend)
-    labels, centroids = fit_clusters(embeddings, k, trend)
-    labels, centroids = _renumber_by_size(labels, centroids, is_current)
-    clusters = describe_clusters(embeddings, labels, centroids, index, int(trend.exemplars))
-    dominant = 0  # renumbered: the largest in the current set
-    target = dominant
-    if trend.target == "emerging":
-        target = max(clusters, key=lambda c: (c["growth"], c["size"]))["id"]
+    periods, period = period_rows(index)
+    if trend.target == "emerging" and len(periods) < 2:
+        raise TrendgenError(
+            "trend.target=emerging needs at least two periods: trend.periods, or trend.baseline_images "
+            "(an earlier set of looks)"
+        )
+    dropped = near_duplicates(embeddings, float(trend.dedup)) if trend.get("dedup") else None
+    kept = np.flatnonzero(~dropped) if dropped is not None else np.arange(len(embeddings))
+    k, scores = choose_k(embeddings[kept], trend)
+    labels = np.full(len(embeddings), -1, dtype=np.int64)
+    labels[kept], centroids = fit_clusters(embeddings[kept], k, trend)
+    labels, centroids = _renumber_by_size(labels, centroids, period == len(periods) - 1)
+    positions = [int(p["position"]) for p in periods]
+    timeline = share_timeline(
+        labels, period, positions, k, int(trend.bootstrap), 1 - float(trend.confidence), int(trend.seed)
+    )
+    clusters = describe_clusters(embeddings, labels, centroids, index, int(trend.exemplars), timeline)
+    target, why = choose_target(trend.target, clusters, len(periods))
     record = {
         "k": k,
         "k_chosen_by": "silhouette" if scores else "trend.clusters",
         "silhouette": {str(key): round(val, 6) for key, val in scores.items()},
-        "target_stability": target_stability(embeddings, labels, target, k, trend) if k > 1 else {},
-        "algorithm": type(make_kmeans(k, len(embeddings), 0, 1, trend.minibatch_threshold)).__name__,
+        "target_stability": (
+            target_stability(embeddings[kept], labels[kept], target, k, trend) if k > 1 else {}
+        ),
+        "algorithm": type(make_kmeans(k, len(kept), 0, 1, trend.minibatch_threshold)).__name__,
+        "periods": [{**p, "images": n} for p, n in zip(periods, timeline["totals"], strict=True)],
+        "confidence": float(trend.confidence),
         "clusters": clusters,
-        "dominant_cluster": dominant,
+        "dominant_cluster": 0,  # renumbered: the largest in the last period
         "target_cluster": target,
         "target": trend.target,
+        "target_reason": why,
     }
+    if dropped is not None:
+        per_period = np.bincount(period[dropped], minlength=len(periods)).tolist()
+        record["dedup"] = {
+            "threshold": float(trend.dedup),
+            "dropped": int(dropped.sum()),
+            "dropped_per_period": dict(zip([p["label"] for p in periods], per_period, strict=True)),
+        }
     (stage_dir / CLUSTERS).write_text(json.dumps(record, indent=1))
     np.save(stage_dir / CENTROIDS, centroids)
     np.save(stage_dir / LABELS, labels)
@@ -219,6 +282,9 @@ STAGE = Stage(
             "target",
             "exemplars",
             "minibatch_threshold",
+            "dedup",
+            "bootstrap",
+            "confidence",
         ],
     ),
     run=lambda design, folder: (run(design.cfg, *design.results["embed"], folder), {}),

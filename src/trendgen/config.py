@@ -111,6 +111,11 @@ class TrendConfig:
 
     images: str | None = None  # folder (recursive) or a text file of paths
     baseline_images: str | None = None  # an earlier set of looks, for emerging trends
+    periods: Any = None  # [{label, images}, ...] or a CSV/JSONL index of (path, date): see trendgen.periods
+    period_unit: str = "month"  # an index's dates binned by month | quarter | season | year
+    bootstrap: int = 2000  # resamples per period for the share intervals and the growth test
+    confidence: float = 0.95  # of every interval; growth intervals hold it jointly over the clusters
+    dedup: float | None = None  # a cosine: photos this close to an earlier one (reposts) are dropped
     clusters: Any = "auto"  # "auto" (best silhouette over auto_range) or a fixed k
     auto_range: list[int] = field(default_factory=lambda: [2, 10])
     auto_sample: int = 20000  # auto: k is chosen on a seeded sample of at most this many embeddings

@@ -12,8 +12,14 @@ file per model and precision (keyed by the model folder's identity and, but for 
 the text tower: `trend.precision`) holding every text embedded so far, so a second run with the same model
 and bank embeds only the few look captions it has not seen.
 
+Attributes over time (as GeoStyle and FIT count trends): for every facet, each photo's best caption in that
+facet, scored as the trend's look with that one value changed (the `scored_as` texts: "a blue striped dress"
+for colour=blue), counted per period with intervals, growth labels and forecasts (`trendgen.timeline`);
+duplicates the cluster stage dropped are left out.
+
 Artifacts (in `<output_dir>/describe/`): `captions.json` (`look`, `overall` and `facets`, each [{text, facet,
-score}] best first, and the `precision` that ran the text tower) and `top_text_embeddings.npy` (the
+score}] best first, `attributes` {facet: {captions, shares, intervals, growth, forecast}}, and the
+`precision` that ran the text tower) and `top_text_embeddings.npy` (the
 overall top captions, in order; the generate stage reranks designs against them).
 """
 
@@ -35,8 +41,10 @@ import torch
 from trendgen.caption_bank import load_bank, resolve_bank_path
 from trendgen.clip_inference import autocast_for, features_of, pick_device
 from trendgen.errors import TrendgenError
+from trendgen.periods import period_rows
 from trendgen.precision import Tower, torch_tower
 from trendgen.stage_cache import Stage, config_subset, stable_hash
+from trendgen.timeline import share_timeline
 
 log = logging.getLogger(__name__)
 
@@ -253,6 +261,39 @@ def drop_unknown_words(bank: dict[str, list[str]], tokenizer: Any) -> tuple[dict
     return {facet: captions for facet, captions in kept.items() if captions}, dropped
 
 
+def attribute_series(
+    entries: list[dict[str, Any]],
+    bank: dict[str, list[str]],
+    embed: Callable[[list[str]], np.ndarray],
+    photos: tuple[np.ndarray, np.ndarray, list[int], np.ndarray],
+    trend: Any,
+) -> dict[str, dict[str, Any]]:
+    """Per facet: the share of photos whose best caption in that facet is each caption, over the periods.
+
+    `photos`: (embeddings, period number per row, the periods' positions, cluster labels: -1 left out)."""
+    embeddings, period, positions, labels = photos
+    series = {}
+    for facet, captions in bank.items():
+        scored_as = {e["text"]: e["scored_as"] for e in entries if e["facet"] == facet}
+        texts = [scored_as[c] for c in captions]
+        best = np.argmax(embeddings @ embed(texts).T, axis=1)
+        best[labels < 0] = -1
+        timeline = share_timeline(
+            best,
+            period,
+            positions,
+            len(captions),
+            int(trend.bootstrap),
+            1 - float(trend.confidence),
+            int(trend.seed),
+        )
+        series[facet] = {"captions": captions, **{k: timeline[k] for k in _SERIES_KEYS}}
+    return series
+
+
+_SERIES_KEYS = ("shares", "intervals", "growth", "forecast")
+
+
 def run(
     cfg: Any,
     clip: Any,
@@ -260,10 +301,13 @@ def run(
     centroid: np.ndarray,
     stage_dir: Path,
     tower: Tower | None = None,
+    photos: tuple[np.ndarray, np.ndarray, list[int], np.ndarray] | None = None,
 ) -> tuple[list[str], dict[str, Any]]:
     """Rank the bank against `centroid` into `stage_dir`; returns the files written and manifest info.
 
-    `tower`: the text tower at the run's precision (`ClipTowers.tower("text")`); without one, fp32 torch."""
+    `tower`: the text tower at the run's precision (`ClipTowers.tower("text")`); without one, fp32 torch.
+    `photos`: (embeddings, period number per row, period positions, cluster labels) for the attribute series.
+    """
     _model, tokenizer, _ = clip
     tower = tower or torch_tower(clip[0])
     model, precision = tower.model, tower.autocast
@@ -283,6 +327,7 @@ def run(
     cache(bank_texts)  # the whole bank in a few batched forwards (or none, from the cache)
     target = centroid / max(float(np.linalg.norm(centroid)), 1e-12)
     look, entries = rank_bank(bank, lambda texts: cache(texts) @ target, cfg.captions.look_template)
+    attributes = attribute_series(entries, bank, cache, photos, cfg.trend) if photos is not None else {}
     cache.save()
     entries.sort(key=lambda e: -e["score"])  # stable: bank order breaks ties
     overall = ([{**look, "facet": "look", "scored_as": look["text"]}] if look else []) + entries
@@ -293,6 +338,7 @@ def run(
         "look_facets": look_facets(cfg.captions.look_template, bank),
         "overall": overall,
         "facets": by_facet,
+        "attributes": attributes,
         "bank": str(resolve_bank_path(cfg.captions.bank)),
         "bank_size": len(bank_texts),
         "left_out_unknown_words": unknown,
@@ -312,19 +358,24 @@ def load(stage_dir: Path) -> tuple[dict[str, Any], np.ndarray]:
 
 
 def _run_stage(design: Any, folder: Path) -> tuple[list[str], dict[str, Any]]:
-    record, centroids, _ = design.results["cluster"]
+    record, centroids, labels = design.results["cluster"]
+    embeddings, index = design.results["embed"]
+    periods, period = period_rows(index)
+    photos = (embeddings, period, [int(p["position"]) for p in periods], labels)
     centroid = centroids[record["target_cluster"]]
-    return run(design.cfg, design.clip, design.model_id, centroid, folder, design.towers.tower("text"))
+    tower = design.towers.tower("text")
+    return run(design.cfg, design.clip, design.model_id, centroid, folder, tower, photos)
 
 
 STAGE = Stage(
     "describe",
-    inputs=("cluster",),
+    inputs=("embed", "cluster"),
     settings=lambda design: {
         "model": design.model_id,  # the text tower that ranks the bank
         "precision": design.towers.precision,
         "bank": design.bank_id,
         "captions": config_subset(design.cfg.captions, ["top_k", "per_facet", "look_template"]),
+        "attributes": config_subset(design.cfg.trend, ["bootstrap", "confidence", "seed"]),
     },
     run=_run_stage,
     load=load,

@@ -10,7 +10,7 @@ from typing import Any
 
 from trendgen.errors import TrendgenError, first_line
 from trendgen.hub import is_local, resolved_revision
-from trendgen.image_files import trend_files
+from trendgen.periods import trend_periods
 from trendgen.stage_cache import folder_identity
 
 log = logging.getLogger(__name__)
@@ -92,11 +92,9 @@ def check_cluster_count(trend: Any) -> None:
     setting = str(trend.clusters).strip().lower()
     if setting == "auto" or not setting.lstrip("-").isdigit():
         return
-    current, baseline = trend_files(trend)
-    if int(setting) > len(current) + len(baseline):
-        raise TrendgenError(
-            f"trend.clusters={setting} is more than the {len(current) + len(baseline)} images given: lower k"
-        )
+    total = sum(len(p.files) for p in trend_periods(trend))
+    if int(setting) > total:
+        raise TrendgenError(f"trend.clusters={setting} is more than the {total} images given: lower k")
 
 
 def load_design_clip(model_cfg: Any) -> Any:

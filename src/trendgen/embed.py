@@ -1,4 +1,4 @@
-"""Embed stage: every trending (and baseline) image through CLIP's image tower, in batches, resumable.
+"""Embed stage: the photos of every period through CLIP's image tower, in batches, resumable.
 
 The files are embedded in parts of `trend.part_batches` batches (`trendgen.embed_parts`); each finished part
 is written to `embed/parts/` at once, so a run killed halfway (`kill -9`, a preempted job) is picked up by the
@@ -7,8 +7,9 @@ several ranks (`trend.devices`, srun, torchrun: `trendgen.embed_distributed`), w
 that was never stopped.
 
 Artifacts (in `<output_dir>/embed/`): `embeddings.npy` (float32, L2-normalised, one row per used image, in
-index order) and `index.json` (`paths`, `sets` (current | baseline) per row, `skipped` [{path, reason}],
-`totals` per set, `reused_from_parts`: files a resumed run took from an interrupted one, `precision`: what ran
+index order) and `index.json` (`paths`; `sets`: the period label of each row; `periods`: [{label, position}]
+in time order (see `trendgen.periods`), `skipped` [{path, reason, set}], `totals`: files per period,
+`reused_from_parts`: files a resumed run took from an interrupted one, `precision`: what ran
 the image tower, see `trendgen.precision`).
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ import numpy as np
 from trendgen.clip_inference import embed_batches, image_loader, pick_device
 from trendgen.embed_parts import Embedded, PartAssembler, PartStore
 from trendgen.errors import TrendgenError
-from trendgen.image_files import input_files, trend_files
+from trendgen.periods import period_list_files, trend_periods
 from trendgen.precision import Tower, torch_tower
 from trendgen.stage_cache import Stage, files_identity
 
@@ -59,7 +61,7 @@ def embed_resumable(
 def run(
     cfg: Any, clip: Any, stage_dir: Path, key: str, group: Any = None, tower: Tower | None = None
 ) -> tuple[list[str], dict]:
-    """Embed `trend.images` (and `trend.baseline_images`) into `stage_dir`; returns the files written.
+    """Embed the photos of every period (`trendgen.periods`) into `stage_dir`; returns the files written.
 
     `group`: the `EmbedGroup` of ranks srun or torchrun started, which share the work; without one,
     `trend.devices > 1` starts that many ranks here (`ddp_spawn`). `tower`: the image tower at the run's
@@ -68,9 +70,9 @@ def run(
     _model, _tokenizer, image_processor = clip
     tower = tower or torch_tower(clip[0])
     model, precision = tower.model, tower.autocast
-    current, baseline = trend_files(cfg.trend)
-    paths = [*current, *baseline]
-    sets = ["current"] * len(current) + ["baseline"] * len(baseline)
+    periods = trend_periods(cfg.trend)
+    paths = [f for p in periods for f in p.files]
+    sets = [p.label for p in periods for _ in p.files]
     loader_args = {"batch_size": int(cfg.trend.batch_size), "num_workers": int(cfg.trend.num_workers)}
     part_size = loader_args["batch_size"] * int(cfg.trend.part_batches)
     store = PartStore.for_job(stage_dir / PARTS, key, part_size, len(paths))
@@ -96,19 +98,21 @@ def run(
         embeddings, used, skipped = embed_resumable(
             model, image_processor, paths, store, precision, **loader_args
         )
-    used_current = sum(1 for i in used if sets[i] == "current")
-    if used_current == 0:
-        raise TrendgenError(
-            f"trend.images: none of the {len(current)} files could be used as an image "
-            f"(first reason: {skipped[0][1] if skipped else 'unknown'})"
-        )
-    if baseline and len(used) == used_current:
-        raise TrendgenError(f"trend.baseline_images: none of the {len(baseline)} files could be used")
+    used_per_period = Counter(sets[i] for i in used)
+    for period in periods:
+        if not used_per_period[period.label]:
+            what = "trend.images" if len(periods) == 1 else f"period {period.label}"
+            first = next((reason for i, reason in skipped if sets[i] == period.label), "unknown")
+            raise TrendgenError(
+                f"{what}: none of the {len(period.files)} files could be used as an image "
+                f"(first reason: {first})"
+            )
     index = {
         "paths": [str(paths[i]) for i in used],
         "sets": [sets[i] for i in used],
         "skipped": [{"path": str(paths[i]), "reason": reason, "set": sets[i]} for i, reason in skipped],
-        "totals": {"current": len(current), "baseline": len(baseline)},
+        "periods": [{"label": p.label, "position": p.position} for p in periods],
+        "totals": {p.label: len(p.files) for p in periods},
         "reused_from_parts": reused,
         "precision": tower.record,
     }
@@ -125,11 +129,11 @@ def load(stage_dir: Path) -> tuple[np.ndarray, dict[str, Any]]:
 
 def _settings(design: Any) -> dict[str, Any]:
     trend = design.cfg.trend
+    periods = trend_periods(trend)
     return {
         "model": design.model_id,
-        "images": str(trend.images),
-        "baseline_images": str(trend.baseline_images),
-        "files": files_identity(input_files(trend)),
+        "periods": [[p.label, p.position, len(p.files)] for p in periods],  # with the files: who is where
+        "files": files_identity([*period_list_files(trend), *(f for p in periods for f in p.files)]),
         "precision": design.towers.precision,  # what `auto` resolved to: embeddings of two never mix
     }
 

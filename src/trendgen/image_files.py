@@ -6,7 +6,6 @@ Kept free of heavy imports so that a wrong path is reported at once, before torc
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from trendgen.errors import TrendgenError
 
@@ -42,19 +41,3 @@ def discover_images(spec: str | Path | None, what: str = "trend.images") -> list
     if not files:
         raise TrendgenError(f"{what}: the list {root} names no image paths")
     return files
-
-
-def trend_files(trend: Any) -> tuple[list[Path], list[Path]]:
-    """(current, baseline) image files of `trend.images` and `trend.baseline_images`."""
-    current = discover_images(trend.images, "trend.images")
-    baseline = (
-        discover_images(trend.baseline_images, "trend.baseline_images") if trend.baseline_images else []
-    )
-    return current, baseline
-
-
-def input_files(trend: Any) -> list[Path]:
-    """Every file the embed stage reads (for its key): the images and the list files when lists are given."""
-    current, baseline = trend_files(trend)
-    lists = [Path(str(s)) for s in (trend.images, trend.baseline_images) if s and Path(str(s)).is_file()]
-    return [*lists, *current, *baseline]

@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -158,24 +159,37 @@ class DesignRun:
             total = sum(index["totals"].values())
             trend["images"] = {"total": total, "used": len(index["paths"]), "skipped": skipped}
             trend["images"]["reused_from_parts"] = index.get("reused_from_parts", 0)
-            if index["totals"]["baseline"]:
-                used_then = sum(1 for s in index["sets"] if s == "baseline")
-                trend["images"]["baseline"] = {"total": index["totals"]["baseline"], "used": used_then}
+            if len(index["totals"]) > 1:
+                used = Counter(index["sets"])
+                trend["images"]["periods"] = [
+                    {"label": label, "total": total, "used": used[label]}
+                    for label, total in index["totals"].items()
+                ]
         if "cluster" in r:
             record, _, _ = r["cluster"]
             trend.update(
+                periods=record["periods"],
                 clusters=record["clusters"],
                 dominant_cluster=record["dominant_cluster"],
                 target_cluster=record["target_cluster"],
+                target_reason=record["target_reason"],
                 k=record["k"],
                 k_chosen_by=record["k_chosen_by"],
             )
+            if "dedup" in record:
+                trend["images"]["dropped_duplicates"] = record["dedup"]
         if "describe" in r:
             captions, _ = r["describe"]
 
             def public(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 return [{k: e[k] for k in ("text", "facet", "score")} for e in rows]
 
+            if captions.get("attributes"):
+                trend["timeline"] = {
+                    "periods": trend.get("periods"),
+                    "confidence": self.cfg.trend.confidence,
+                    "attributes": captions["attributes"],
+                }
             trend.update(
                 look=captions["look"],
                 captions=public(captions["overall"]),

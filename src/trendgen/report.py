@@ -1,8 +1,9 @@
 """Report stage: one self-contained `report.html` (every picture a PNG data URI) a person can open anywhere.
 
-It shows the cluster shares as a bar chart (then and now, with a baseline), a 2-D PCA projection of the
-embeddings coloured by cluster, an exemplar montage per cluster, the ranked captions with their scores, the
-prompt and where it came from, and the designs with their scores.
+It shows the cluster shares (a bar chart for one period; over several, a stacked area with each cluster's
+exemplar strip, and each facet's attribute shares as lines with intervals: `trendgen.report_timeline`), a
+2-D PCA projection of the embeddings coloured by cluster, an exemplar montage per cluster, the ranked
+captions with their scores, the prompt and where it came from, and the designs with their scores.
 """
 
 from __future__ import annotations
@@ -52,26 +53,13 @@ def image_png(image: Image.Image) -> bytes:
 
 
 def shares_chart(clusters: list[dict[str, Any]], target: int) -> bytes:
-    """Bars of each cluster's share now (and then, with a baseline); the target cluster highlighted."""
+    """Bars of each cluster's share (one period); the target cluster highlighted."""
     ids = [c["id"] for c in clusters]
-    now = [c["share"] for c in clusters]
     fig, ax = plt.subplots(figsize=(max(4.0, 0.7 * len(ids) + 2), 3.2))
     x = np.arange(len(ids))
-    has_then = "share_then" in clusters[0] if clusters else False
-    width = 0.4 if has_then else 0.7
-    colors = ["#e8a33d" if i == target else "#4c72b0" for i in ids]
-    if has_then:
-        ax.bar(
-            x - width / 2,
-            [c["share_then"] for c in clusters],
-            width,
-            color="#bbbbbb",
-            label="then (baseline)",
-        )
-        ax.bar(x + width / 2, now, width, color=colors, label="now")
-        ax.legend(frameon=False)
-    else:
-        ax.bar(x, now, width, color=colors)
+    ax.bar(
+        x, [c["share"] for c in clusters], 0.7, color=["#e8a33d" if i == target else "#4c72b0" for i in ids]
+    )
     ax.set_xticks(x, [f"#{i}" for i in ids])
     ax.set_ylabel("share of images")
     ax.set_title(f"Cluster shares (target: #{target})")
@@ -80,7 +68,7 @@ def shares_chart(clusters: list[dict[str, Any]], target: int) -> bytes:
 
 
 def projection_chart(embeddings: np.ndarray, labels: np.ndarray, sets: list[str], target: int) -> bytes:
-    """A 2-D PCA projection of the embeddings, coloured by cluster; baseline images drawn hollow."""
+    """A 2-D PCA projection of the embeddings, coloured by cluster; earlier periods' photos drawn hollow."""
     from sklearn.decomposition import PCA
 
     rng = np.random.default_rng(0)
@@ -93,8 +81,8 @@ def projection_chart(embeddings: np.ndarray, labels: np.ndarray, sets: list[str]
     else:
         points = np.zeros((len(rows), 2))
     cmap = plt.get_cmap("tab10")
-    is_current = np.array([sets[i] == "current" for i in rows])
-    for c in np.unique(labels[rows]):
+    is_current = np.array([sets[i] == sets[-1] for i in rows])
+    for c in np.unique(labels[rows][labels[rows] >= 0]):
         mask = labels[rows] == c
         color = cmap(int(c) % 10)
         label = f"#{c}" + (" (target)" if c == target else "")
@@ -102,7 +90,8 @@ def projection_chart(embeddings: np.ndarray, labels: np.ndarray, sets: list[str]
         if (mask & ~is_current).any():
             ax.scatter(*points[mask & ~is_current].T, s=10, facecolors="none", edgecolors=color)
     ax.set_title(
-        "Embeddings (PCA), coloured by cluster" + ("; hollow: baseline" if not is_current.all() else "")
+        "Embeddings (PCA), coloured by cluster"
+        + ("; hollow: earlier periods" if not is_current.all() else "")
     )
     ax.legend(frameon=False, fontsize=8, markerscale=1.5, loc="best")
     ax.set_xticks([])
@@ -160,11 +149,20 @@ def render(
         parts.append(f"<details><summary>skipped files</summary><table>{rows}</table></details>")
     if clusters:
         parts.append("<h2>Clusters</h2>")
-        parts.append(_img(shares_chart(clusters, target), "cluster shares"))
+        periods = trend.get("periods") or []
+        if len(periods) > 1:
+            from trendgen.report_timeline import shares_area_chart
+
+            chart = figure_png(shares_area_chart(periods, clusters, target))
+            parts.append(_img(chart, "cluster shares over time"))
+            parts.append(f"<p>{esc(str(trend.get('target_reason', '')))}</p>")
+        else:
+            parts.append(_img(shares_chart(clusters, target), "cluster shares"))
         if embeddings is not None and labels is not None and len(embeddings):
             parts.append(_img(projection_chart(embeddings, labels, sets, target), "embedding projection"))
         for c in clusters:
-            then = f", then {c['share_then']:.1%}" if "share_then" in c else ""
+            g = c.get("growth") or {}
+            then = f", {g['label']} ({g['slope']:+.1%} a period)" if g.get("slope") is not None else ""
             mark = " class='target'" if c["id"] == target else ""
             parts.append(
                 f"<h3{mark}>Cluster #{c['id']}{' (target)' if c['id'] == target else ''}: "
@@ -179,6 +177,12 @@ def render(
         parts.append(_captions_table(trend["captions"]))
         for facet, rows in (trend.get("facets") or {}).items():
             parts.append(f"<h3>{esc(facet)}</h3>" + _captions_table(rows))
+    attributes = (trend.get("timeline") or {}).get("attributes")
+    if attributes and len(trend.get("periods") or []) > 1:
+        from trendgen.report_timeline import attribute_chart
+
+        parts.append("<h2>Attributes over time</h2>")
+        parts.append(_img(figure_png(attribute_chart(trend["periods"], attributes)), "attributes over time"))
     prompt = trend.get("prompt")
     if prompt:
         reason = f" (fallback: {esc(prompt['fallback_reason'])})" if prompt.get("fallback_reason") else ""
