@@ -7,6 +7,13 @@ agreement relative to KMeans (1.0 = as good). The crossover is where MiniBatchKM
 quality cost worth paying; `trend.minibatch_threshold` switches the stage there.
 
     .venv/bin/python scripts/bench_cluster.py --sizes 10000,100000,1000000 --k 8 --n-init 3
+
+With `--auto`, the table is instead the time of `trend.clusters=auto` as the cluster stage runs it (k chosen
+by silhouette over `trend.auto_range` on a seeded sample of `trend.auto_sample`, then the final fit on every
+embedding and the stability refits), side by side with choosing k on every embedding (the unsampled
+baseline, run up to `--baseline-max` embeddings), and whether the two choose the same k:
+
+    .venv/bin/python scripts/bench_cluster.py --auto --k 8 --n-init 10 --baseline-max 100000
 """
 
 from __future__ import annotations
@@ -45,8 +52,13 @@ def main() -> None:
     parser.add_argument("--n-init", type=int, default=3, help="restarts (trend.n_init)")
     parser.add_argument("--spread", type=float, default=1.2, help="noise norm around each direction")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--auto", action="store_true", help="time trend.clusters=auto instead")
+    parser.add_argument("--baseline-max", type=int, default=100_000, help="--auto: largest unsampled run")
     args = parser.parse_args()
     setup_torch(args.threads, "cpu")
+    if args.auto:
+        auto_k(args)
+        return
 
     from sklearn.cluster import KMeans, MiniBatchKMeans
     from sklearn.metrics import adjusted_rand_score
@@ -87,6 +99,56 @@ def main() -> None:
             "MiniBatch inertia / KMeans",
             "label agreement (ARI)",
             "KMeans ARI vs truth",
+        ],
+        rows,
+        [],
+        args,
+    )
+
+
+def auto_k(args) -> None:
+    """trend.clusters=auto as the stage runs it, against choosing k on all embeddings."""
+    import numpy as np
+    from omegaconf import OmegaConf
+    from threadpoolctl import threadpool_limits
+
+    from trendgen.cluster import choose_k, fit_clusters, target_stability
+    from trendgen.config import TrendConfig
+
+    stage = OmegaConf.merge(OmegaConf.structured(TrendConfig), {"n_init": args.n_init, "seed": args.seed})
+    rows = []
+    with threadpool_limits(limits=args.threads):
+        for n in (int(s) for s in args.sizes.split(",")):
+            x, _ = blobs(n, args.dim, args.k, args.spread, args.seed)
+            with stopwatch() as t_choose:
+                k, _ = choose_k(x, stage)
+            with stopwatch() as t_rest:
+                labels, _ = fit_clusters(x, k, stage)
+                target = int(np.bincount(labels).argmax())
+                stability = target_stability(x, labels, target, k, stage)
+            baseline_k, t_base = "–", None
+            if n <= args.baseline_max:
+                unsampled = OmegaConf.merge(stage, {"auto_sample": n})
+                with stopwatch() as t_all:
+                    baseline_k, _ = choose_k(x, unsampled)
+                t_base = t_all["s"]
+            total = t_choose["s"] + t_rest["s"]
+            rows.append(
+                [f"{n:,}", k, t_choose["s"], t_rest["s"], total, stability["mean"], baseline_k, t_base or "–"]
+            )
+            del x
+    report(
+        f"cluster auto-k: auto_range {list(stage.auto_range)}, sample {stage.auto_sample:,}, "
+        f"n_init={args.n_init}, {args.dim}-d, {args.k} planted looks, {args.threads} threads",
+        [
+            "embeddings",
+            "k chosen",
+            "choose k s",
+            "final fit + stability s",
+            "stage total s",
+            "target stability",
+            "k on all rows",
+            "choose k on all rows s",
         ],
         rows,
         [],

@@ -15,29 +15,13 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchlib import REPO, compose
+from fmnist_sets import PhotoDraw, class_counts, test_photos
 
-from trendgen.data.fashion_mnist import CLASSES, DEBIAN_ROOT, read_idx_pair
+from trendgen.data.fashion_mnist import CLASSES
 from trendgen.pipeline import run_design
-
-
-def planted_set(images, labels, planted: int, n: int, share: float, seed: int, folder: Path) -> None:
-    """`n` test photos: round(share * n) of class `planted`, the rest evenly over the other classes."""
-    rng = np.random.default_rng(seed)
-    n_planted = round(share * n)
-    others = [c for c in range(len(CLASSES)) if c != planted]
-    counts = {planted: n_planted} | {c: (n - n_planted) // len(others) for c in others}
-    for c in others[: (n - n_planted) % len(others)]:
-        counts[c] += 1
-    folder.mkdir(parents=True, exist_ok=True)
-    for c, count in counts.items():
-        for i in rng.choice(np.flatnonzero(labels == c), count, replace=False):
-            Image.fromarray(images[i]).convert("RGB").save(folder / f"{c}_{i}.png")
 
 
 def main() -> None:
@@ -55,14 +39,14 @@ def main() -> None:
     bank = work / "fmnist_classes.yaml"
     work.mkdir(parents=True, exist_ok=True)
     bank.write_text("garment:\n" + "".join(f"  - {name}\n" for name in CLASSES))
-    images, labels = read_idx_pair(Path(DEBIAN_ROOT), "test")
+    photos = test_photos()
     rows = []
     for planted in (int(c) for c in args.classes.split(",")):
         for seed in (int(s) for s in args.seeds.split(",")):
             name = f"{CLASSES[planted].replace(' ', '_')}-seed{seed}"
             looks = work / "sets" / name
-            if not looks.exists():
-                planted_set(images, labels, planted, args.n, args.share, seed, looks)
+            if not looks.exists():  # round(share * n) of the planted class, the rest evenly over the others
+                PhotoDraw(*photos, seed=seed).write(class_counts(args.n, {planted: args.share}), looks)
             overrides = [
                 f"paths.output_dir={work / 'runs' / name}",
                 f"paths.cache_dir={work / 'cache'}",
