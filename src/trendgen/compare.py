@@ -2,7 +2,9 @@
 
 A sweep point is a directory holding `.hydra/overrides.yaml`; its metrics come from the `metrics.json` the
 train recipe writes at the end of a run, or else from the last logged value of each column of its CSV logger's
-`metrics.csv` (an unfinished or failed point).
+`metrics.csv` (an unfinished or failed point). A trendgen-design run (a point with `trend.json`) gives k, the
+target cluster's share and growth (label and slope, when trend.json has them), the top caption and the best
+design's rerank score (`trendgen.trend_record.design_summary`).
 """
 
 from __future__ import annotations
@@ -17,8 +19,13 @@ from pathlib import Path
 import yaml
 
 from trendgen.errors import TrendgenError
+from trendgen.trend_record import design_summary
 
 METRICS_FILE = "metrics.json"
+TREND_FILE = "trend.json"
+# A design run's columns, in this order (the text ones are not sortable).
+DESIGN_COLUMNS = ("k", "target_share", "target_growth_label", "target_growth_slope", "top_caption")
+DESIGN_COLUMNS += ("best_design_score",)
 _SKIP_PARTS = {".submitit", "wandb", "checkpoints", "model", ".hydra"}
 _METRIC_ORDER = ("val/", "test/", "train/")
 _BOOKKEEPING = ("epoch", "step")
@@ -31,6 +38,7 @@ class SweepPoint:
     path: Path
     overrides: dict[str, str]
     metrics: dict[str, float] = field(default_factory=dict)
+    text: dict[str, str] = field(default_factory=dict)  # columns that are words (a design's top caption)
     status: str = "no metrics"  # finished | partial | no metrics
     num: int | None = None  # hydra.job.num: the point's place in the sweep
 
@@ -93,9 +101,29 @@ def _find_metrics_csv(point_dir: Path) -> Path | None:
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
+def _read_design(point: SweepPoint, trend_file: Path) -> SweepPoint:
+    """A design run's columns from its trend.json."""
+    try:
+        trend = json.loads(trend_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        point.status = f"unreadable {TREND_FILE}"
+        return point
+    summary = design_summary(trend) if isinstance(trend, dict) else {}
+    for name in DESIGN_COLUMNS:
+        value = summary.get(name)
+        if isinstance(value, str):
+            point.text[name] = value
+        elif _as_number(value) is not None:
+            point.metrics[name] = _as_number(value)  # type: ignore[assignment]
+    point.status = "finished"
+    return point
+
+
 def read_point(point_dir: Path) -> SweepPoint:
-    """Overrides and final metrics of one sweep point."""
+    """Overrides and final metrics of one sweep point (a training run, or a design run: trend.json)."""
     point = SweepPoint(path=point_dir, overrides=_read_overrides(point_dir), num=_read_job_num(point_dir))
+    if (point_dir / TREND_FILE).is_file():
+        return _read_design(point, point_dir / TREND_FILE)
     metrics_json = point_dir / METRICS_FILE
     metrics_csv = _find_metrics_csv(point_dir)
     if metrics_csv is not None:
@@ -127,11 +155,13 @@ def find_points(sweep_dir: str | Path) -> list[SweepPoint]:
     return points
 
 
-def _metric_sort_key(name: str) -> tuple[int, str]:
-    for rank, prefix in enumerate(_METRIC_ORDER):
+def _metric_sort_key(name: str) -> tuple[int, int, str]:
+    if name in DESIGN_COLUMNS:
+        return 0, DESIGN_COLUMNS.index(name), name
+    for rank, prefix in enumerate(_METRIC_ORDER, start=1):
         if name.startswith(prefix):
-            return rank, name
-    return (len(_METRIC_ORDER) + (1 if name in _BOOKKEEPING else 0)), name
+            return rank, 0, name
+    return (len(_METRIC_ORDER) + 1 + (1 if name in _BOOKKEEPING else 0)), 0, name
 
 
 @dataclass
@@ -150,7 +180,7 @@ class Comparison:
             "status": point.status,
         }
         values.update({key: point.overrides.get(key, "") for key in self.swept})
-        values.update({name: point.metrics.get(name) for name in self.metrics})
+        values.update({name: point.metrics.get(name, point.text.get(name)) for name in self.metrics})
         return values
 
 
@@ -166,7 +196,8 @@ def build_comparison(
         keys += [key for key in point.overrides if key not in keys]
     swept = [key for key in keys if len({p.overrides.get(key) for p in points}) > 1]
     shared = {key: points[0].overrides[key] for key in keys if key not in swept}
-    available = sorted({name for p in points for name in p.metrics}, key=_metric_sort_key)
+    numbers = {name for p in points for name in p.metrics}
+    available = sorted(numbers | {name for p in points for name in p.text}, key=_metric_sort_key)
     if metrics:
         unknown = [name for name in metrics if name not in available]
         if unknown:
@@ -175,9 +206,10 @@ def build_comparison(
     if sort_by is None and "val/recall_mean" in available:
         sort_by = "val/recall_mean"
     if sort_by is not None:
-        if sort_by not in available:
+        if sort_by not in numbers:
+            sortable = ", ".join(name for name in available if name in numbers)
             raise TrendgenError(
-                f"cannot sort by {sort_by!r}: no point logged it; available: {', '.join(available)}"
+                f"cannot sort by {sort_by!r}: no point logged it as a number; sortable: {sortable}"
             )
         with_value = [p for p in points if sort_by in p.metrics]
         with_value.sort(key=lambda p: p.metrics[sort_by], reverse=descending)

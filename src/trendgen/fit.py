@@ -21,34 +21,17 @@ from typing import Any
 
 import pytorch_lightning as pl
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities.model_helpers import is_overridden
 
 from trendgen.errors import TrendgenError
-from trendgen.runs import set_run_identity
-from trendgen.secrets_env import REDACTED, SECRET_MARKERS, WANDB_API_KEY, secret_values
+from trendgen.runs import set_run_identity, wandb_offline_without_key
+from trendgen.secrets_env import public_config
+from trendgen.wandb_runs import log_exported_folder
 
 log = logging.getLogger(__name__)
-
-
-def public_config(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config minus secrets: keys naming a key/token/secret, values holding an env secret."""
-    secrets = secret_values()
-
-    def scrub(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {
-                k: scrub(v) for k, v in node.items() if not any(m in str(k).lower() for m in SECRET_MARKERS)
-            }
-        if isinstance(node, list):
-            return [scrub(v) for v in node]
-        if isinstance(node, str) and any(s in node for s in secrets):
-            return REDACTED
-        return node
-
-    return scrub(OmegaConf.to_container(cfg, resolve=True))
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -67,12 +50,6 @@ def refuse_existing(folder: Path, what: str = "a saved model") -> None:
             f"{folder} already holds {what} from an earlier run; it is never overwritten. "
             "Move it away or start a new run dir (hydra.run.dir=...)"
         )
-
-
-def wandb_offline_without_key(cfg: DictConfig) -> None:
-    if cfg.get("logger") and "wandb" in cfg.logger and not os.environ.get(WANDB_API_KEY):
-        os.environ.setdefault("WANDB_MODE", "offline")
-        log.info("WANDB_API_KEY is unset: W&B logs offline (sync later with `wandb sync`)")
 
 
 def point_latest_at(output_dir: Path) -> None:
@@ -235,10 +212,11 @@ def fit_and_export(
     last_validation = LastValidation()
     trainer.callbacks.append(last_validation)
 
-    def save(path: str | None) -> None:
+    def save(path: str | None, scores: dict[str, Any] | None = None) -> None:
         if trainer.is_global_zero and trainer.global_step > 0:
             export()
             log.info("saved %s (%s)", artifact, path or "last weights")
+            log_exported_folder(trainer, artifact, path, scores)  # logger.wandb.log_model: an artifact
 
     _RUNNING.update(trainer=trainer, output_dir=output_dir, requeued=False)
     try:
@@ -266,7 +244,7 @@ def fit_and_export(
     path, exported = chosen_checkpoint(trainer, weights)
     if trainer.global_step > 0:  # epochs done, trainer.max_time or trainer.max_steps reached
         metrics.update(score_exported(trainer, module, datamodule, path, last_validation.step))
-        save(path)
+        save(path, metrics)
     _finish_wandb(trainer)
     metrics["exported"] = exported
     if trainer.is_global_zero:  # read by trendgen-compare

@@ -54,9 +54,9 @@ def stage(name: str) -> Stage:
 
 
 def config_hash(cfg: Any) -> str:
-    """A hash of the resolved config, paths and hydra settings left out."""
+    """A hash of the resolved config, paths, hydra and logger settings left out (they change no result)."""
     plain = OmegaConf.to_container(cfg, resolve=True)
-    for key in ("paths", "hydra"):
+    for key in ("paths", "hydra", "logger"):
         plain.pop(key, None)
     return stable_hash(plain)
 

@@ -13,12 +13,15 @@ would otherwise delete the metrics.csv of the earlier attempt.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path
 
 from omegaconf import DictConfig, open_dict
 
-from trendgen.secrets_env import without_secrets
+from trendgen.secrets_env import WANDB_API_KEY, without_secrets
+
+log = logging.getLogger(__name__)
 
 
 def wandb_run_id(output_dir: str | Path) -> str:
@@ -38,6 +41,13 @@ def sweep_group_and_name() -> tuple[str | None, str | None]:
     if hydra_cfg.mode == RunMode.MULTIRUN:
         return Path(hydra_cfg.sweep.dir).name, overrides or f"job{hydra_cfg.job.get('num', 0)}"
     return None, overrides or Path(hydra_cfg.runtime.output_dir).name
+
+
+def wandb_offline_without_key(cfg: DictConfig) -> None:
+    """With a `logger.wandb` node and no WANDB_API_KEY, W&B logs offline (WANDB_MODE=offline unless set)."""
+    if cfg.get("logger") and "wandb" in cfg.logger and not os.environ.get(WANDB_API_KEY):
+        os.environ.setdefault("WANDB_MODE", "offline")
+        log.info("WANDB_API_KEY is unset: W&B logs offline (sync later with `wandb sync`)")
 
 
 def set_run_identity(cfg: DictConfig, resuming: bool = False) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 OPENAI_API_KEY = "OPENAI_API_KEY"
 WANDB_API_KEY = "WANDB_API_KEY"
@@ -22,3 +23,23 @@ def without_secrets(text: str) -> str:
     for secret in secret_values():
         text = text.replace(secret, REDACTED)
     return text
+
+
+def public_config(cfg: Any) -> dict[str, Any]:
+    """The resolved config minus secrets: keys naming a key/token/secret, values holding an env secret."""
+    from omegaconf import OmegaConf
+
+    secrets = secret_values()
+
+    def scrub(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {
+                k: scrub(v) for k, v in node.items() if not any(m in str(k).lower() for m in SECRET_MARKERS)
+            }
+        if isinstance(node, list):
+            return [scrub(v) for v in node]
+        if isinstance(node, str) and any(s in node for s in secrets):
+            return REDACTED
+        return node
+
+    return scrub(OmegaConf.to_container(cfg, resolve=True))

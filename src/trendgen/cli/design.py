@@ -9,13 +9,19 @@ from trendgen.cli import CONF_DIR
 from trendgen.config import register_configs
 from trendgen.errors import exit_on_user_error
 from trendgen.pipeline import run_design
+from trendgen.wandb_runs import log_design_run
 
 register_configs()
 
 
+def run(cfg: DictConfig) -> None:
+    trend = run_design(cfg)
+    log_design_run(cfg, trend)  # logger=wandb: the trend, prompt, designs and report in W&B
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="design")
 def main(cfg: DictConfig) -> None:
-    exit_on_user_error(run_design)(cfg)
+    exit_on_user_error(run)(cfg)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,12 @@ Examples:
     trendgen-eval model.name_or_path=runs/train/runs/<run>/model data=fashion_mnist data.split=test
     trendgen-eval mode=generator generator_path=runs/<run>/generator model.name_or_path=<judge CLIP> \
         data=fashion_mnist sampling.samples_per_prompt=100
+    trendgen-eval model.name_or_path=runs/train/runs/<run>/model logger=wandb logger.wandb.id=<its W&B run id>
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -19,16 +22,19 @@ register_configs()
 
 
 def run(cfg: DictConfig) -> None:
+    from trendgen.wandb_runs import log_eval_run
+
     if cfg.mode == "generator":
         from trendgen.evaluate_generator import evaluate_generator
 
-        evaluate_generator(cfg)
+        result = evaluate_generator(cfg)
+        log_eval_run(cfg, result, samples=Path(cfg.paths.output_dir) / "samples.png")
         return
     if cfg.mode != "clip":
         raise TrendgenError(f"mode must be clip or generator, not {cfg.mode!r}")
     from trendgen.evaluate import evaluate  # heavy imports after Hydra has checked the config
 
-    evaluate(cfg)
+    log_eval_run(cfg, evaluate(cfg))  # logger=wandb: eval/ metrics (into a training run given its id)
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")

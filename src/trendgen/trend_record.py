@@ -1,0 +1,151 @@
+"""Reading a design run's trend.json: clusters' shares per period, growth, the trend table, the headline.
+
+trend.json grows over time (timelines, intervals, growth labels); these readers take what is there. Growth
+is a dict ({label, slope, interval, ...}) or, from the two-set mode, a number (share now minus share then);
+shares over time are a cluster's `shares` (a list beside the periods, or a dict period -> share or ->
+{share, interval}), else `share_then`/`share_now`, else `share`. Used by `trendgen.wandb_runs` (W&B) and
+`trendgen.compare` (tables of design runs).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+TOP_CAPTIONS = 3  # captions named per cluster in the trend table
+
+
+def number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def interval(node: Any) -> tuple[float | None, float | None]:
+    """(low, high) from `interval` / `ci` ([lo, hi] or {low, high}) or `low`/`high` keys; (None, None)."""
+    if not isinstance(node, dict):
+        return None, None
+    found = next((node[k] for k in ("interval", "ci", "share_interval") if node.get(k) is not None), None)
+    if isinstance(found, list | tuple) and len(found) == 2:
+        return number(found[0]), number(found[1])
+    if isinstance(found, dict):
+        node = found
+    low = next((node[k] for k in ("low", "lower", "lo") if k in node), None)
+    high = next((node[k] for k in ("high", "upper", "hi") if k in node), None)
+    return number(low), number(high)
+
+
+def growth_of(cluster: dict[str, Any]) -> dict[str, Any]:
+    """A cluster's growth as {label, slope, low, high}: `growth` is a dict (label, slope, interval) or, from
+    the two-set mode, a number (share now minus share then); empty when the cluster has none."""
+    growth = cluster.get("growth")
+    if isinstance(growth, dict):
+        low, high = interval(growth)
+        slope = number(growth.get("slope", growth.get("value")))
+        return {"label": growth.get("label"), "slope": slope, "low": low, "high": high}
+    if number(growth) is not None:
+        return {"label": None, "slope": number(growth), "low": None, "high": None}
+    return {}
+
+
+def _period_labels(trend: dict[str, Any], cluster: dict[str, Any]) -> list[str]:
+    periods = cluster.get("periods") or trend.get("periods") or (trend.get("timeline") or {}).get("periods")
+    if not isinstance(periods, list):
+        return []
+    return [str(p.get("label", i)) if isinstance(p, dict) else str(p) for i, p in enumerate(periods)]
+
+
+def share_series(trend: dict[str, Any], cluster: dict[str, Any]) -> list[dict[str, Any]]:
+    """A cluster's share per period, [{period, share, low, high}] in time order.
+
+    Reads `shares` (a list beside the periods' labels, or a dict label -> share or -> {share, interval}),
+    else the two-set mode's `share_then` / `share_now`, else the one set's `share`.
+    """
+    shares = cluster.get("shares")
+    rows: list[tuple[str, Any]] = []
+    if isinstance(shares, dict):
+        rows = [(str(label), value) for label, value in shares.items()]
+    elif isinstance(shares, list):
+        labels = _period_labels(trend, cluster)
+        for i, value in enumerate(shares):
+            label = value.get("period", value.get("label")) if isinstance(value, dict) else None
+            rows.append((str(label if label is not None else labels[i] if i < len(labels) else i), value))
+    elif "share_then" in cluster:
+        rows = [("baseline", cluster["share_then"]), ("current", cluster.get("share_now", cluster["share"]))]
+    else:
+        rows = [("current", {"share": cluster.get("share"), "interval": cluster.get("interval")})]
+    series = []
+    for label, value in rows:
+        share = number(value.get("share", value.get("value")) if isinstance(value, dict) else value)
+        low, high = interval(value)
+        series.append({"period": label, "share": share, "low": low, "high": high})
+    return series
+
+
+def cluster_captions(trend: dict[str, Any], cluster: dict[str, Any]) -> list[str]:
+    """The top captions of a cluster: its own when it carries them, the run's for the target cluster."""
+    own = cluster.get("captions") or cluster.get("top_captions")
+    if isinstance(own, list) and own:
+        return [str(c.get("text", c)) if isinstance(c, dict) else str(c) for c in own[:TOP_CAPTIONS]]
+    if cluster.get("id") == trend.get("target_cluster"):
+        return [c["text"] for c in trend.get("captions", [])[:TOP_CAPTIONS]]
+    return []
+
+
+TREND_COLUMNS = ["cluster", "target", "size", "share", "share_low", "share_high", "growth_label"]
+TREND_COLUMNS += ["growth_slope", "growth_low", "growth_high", "top_captions", "exemplar"]
+
+
+def trend_rows(trend: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per cluster of trend.json: the values of the trend table (exemplar: an image path)."""
+    rows = []
+    for cluster in trend.get("clusters", []):
+        share_low, share_high = interval(cluster)
+        series = share_series(trend, cluster)
+        if share_low is None and series:
+            share_low, share_high = series[-1]["low"], series[-1]["high"]
+        growth = growth_of(cluster)
+        exemplars = [p for p in cluster.get("exemplars", []) if Path(p).is_file()]
+        rows.append(
+            {
+                "cluster": cluster.get("id"),
+                "target": cluster.get("id") == trend.get("target_cluster"),
+                "size": cluster.get("size"),
+                "share": number(cluster.get("share")),
+                "share_low": share_low,
+                "share_high": share_high,
+                "growth_label": growth.get("label"),
+                "growth_slope": growth.get("slope"),
+                "growth_low": growth.get("low"),
+                "growth_high": growth.get("high"),
+                "top_captions": " | ".join(cluster_captions(trend, cluster)),
+                "exemplar": exemplars[0] if exemplars else None,
+            }
+        )
+    return rows
+
+
+def target_cluster(trend: dict[str, Any]) -> dict[str, Any]:
+    return next((c for c in trend.get("clusters", []) if c.get("id") == trend.get("target_cluster")), {})
+
+
+def design_summary(trend: dict[str, Any]) -> dict[str, Any]:
+    """The design run's headline values (W&B summary; `trendgen-compare` reads the same)."""
+    target = target_cluster(trend)
+    growth = growth_of(target)
+    designs = trend.get("designs") or []
+    captions = trend.get("captions") or []
+    summary: dict[str, Any] = {
+        "k": trend.get("k"),
+        "k_chosen_by": trend.get("k_chosen_by"),
+        "target_cluster": trend.get("target_cluster"),
+        "dominant_cluster": trend.get("dominant_cluster"),
+        "target_share": number(target.get("share")),
+        "target_growth_label": growth.get("label"),
+        "target_growth_slope": growth.get("slope"),
+        "top_caption": captions[0]["text"] if captions else None,
+        "best_design_score": max((d["score"] for d in designs), default=None),
+        "images_used": (trend.get("images") or {}).get("used"),
+    }
+    return {k: v for k, v in summary.items() if v is not None}
