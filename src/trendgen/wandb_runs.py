@@ -24,6 +24,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from trendgen.errors import TrendgenError, first_line
 from trendgen.runs import set_run_identity, wandb_offline_without_key
 from trendgen.secrets_env import public_config, without_secrets
 from trendgen.trend_record import TREND_COLUMNS, design_summary, number, share_series, trend_rows
@@ -58,6 +59,11 @@ def init_settings(cfg: DictConfig, join_given_run: bool = False) -> dict[str, An
     plain = OmegaConf.to_container(node, resolve=True)
     settings = {k: v for k, v in plain.items() if k not in LIGHTNING_ONLY and v is not None}
     settings["id"] = plain.get("id") or plain.get("version")
+    if isinstance(settings["id"], str) and 1 < len(parts := settings["id"].split("/")) <= 3:
+        # a run's path as W&B shows it, [entity/]project/id
+        settings["id"], settings["project"] = parts[-1], parts[-2]
+        if len(parts) == 3:
+            settings["entity"] = parts[0]
     settings["dir"] = str(plain.get("save_dir") or plain.get("dir") or cfg.paths.output_dir)
     Path(settings["dir"]).mkdir(parents=True, exist_ok=True)
     if plain.get("offline"):
@@ -84,11 +90,17 @@ def start_run(cfg: DictConfig, join_given_run: bool = False) -> Any:
     import wandb
 
     config = public_config(cfg)
-    if join_given_run:
-        run = wandb.init(**settings)
-        run.config.update({str(cfg.get("task_name", "eval")): config}, allow_val_change=True)
-    else:
-        run = wandb.init(config=config, **settings)
+    try:
+        if join_given_run:
+            run = wandb.init(**settings)
+            run.config.update({str(cfg.get("task_name", "eval")): config}, allow_val_change=True)
+        else:
+            run = wandb.init(config=config, **settings)
+    except wandb.errors.Error as err:  # a bad id, key or project: the app's results are on disk already
+        raise TrendgenError(
+            f"logger.wandb: W&B refused the run ({first_line(err)}); the results are in "
+            f"{cfg.paths.output_dir} (WANDB_MODE=offline logs without the server)"
+        ) from err
     log.info("W&B run %s (%s)", run.id, "offline" if run.offline else "online")
     return run
 

@@ -1,4 +1,5 @@
-"""trendgen-compare SWEEP_DIR: every sweep point's overrides and final metrics in one table (md, CSV)."""
+"""trendgen-compare SWEEP_DIR: every sweep point's overrides and final metrics (training runs) or trend
+headline (design runs: k, target share and growth, top caption, best design score) in one table (md, CSV)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,16 @@ from trendgen.errors import exit_on_user_error
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="trendgen-compare",
-        description="Gather every point of a Hydra sweep (trendgen-train -m ...) into one table. Prints "
-        "markdown "
-        "and writes compare.md and compare.csv into the sweep dir (never overwriting: compare-1.md, ...).",
+        description="Gather every point of a Hydra sweep (trendgen-train -m ..., trendgen-design -m ...) "
+        "into one table. Prints markdown and writes compare.md and compare.csv into the sweep dir (never "
+        "overwriting: compare-1.md, ...).",
     )
     parser.add_argument("sweep_dir", help="the multirun dir, e.g. runs/train/multiruns/2025-01-01_12-00-00")
     parser.add_argument(
-        "--sort", dest="sort_by", default=None, help="metric to sort by (default val/recall_mean)"
+        "--sort",
+        dest="sort_by",
+        default=None,
+        help="metric to sort by (default val/recall_mean; design runs e.g. best_design_score)",
     )
     parser.add_argument(
         "--ascending", action="store_true", help="sort ascending (default: best = largest first)"
