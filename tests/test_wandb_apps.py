@@ -332,3 +332,35 @@ def test_eval_logs_its_metrics_into_the_training_run(trained: Path, tmp_path: Pa
     assert run.config["eval"]["model"]["name_or_path"] == str(trained / "model")  # eval's config, apart
     assert run.config["eval"]["run_note"] == "<redacted>"
     assert leaks(tmp_path) == [] and leaks(trained.parent) == []
+
+
+def test_a_generator_eval_logs_its_scores_and_sample_grid(tmp_path: Path) -> None:
+    """mode=generator: the numbers of eval_generator.json under eval/ and samples.png as an image."""
+    from PIL import Image
+
+    from trendgen.wandb_runs import log_eval_run
+
+    out = tmp_path / "eval"
+    out.mkdir()
+    Image.new("RGB", (48, 32), (200, 30, 60)).save(out / "samples.png")
+    result = {"prompt_fidelity": 0.75, "prompt_fidelity/dress": 1.0, "clip_score": 71.5, "steps": 20}
+    result |= {"generator": str(tmp_path / "generator"), "prompts": ["a photo of a dress"]}
+    cfg = compose_app("eval", [f"paths.output_dir={out}", "mode=generator", "logger=wandb"])
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in wandb_env(tmp_path).items():
+            patch.setenv(key, value)
+        log_eval_run(cfg, result, samples=out / "samples.png")
+        wandb_teardown()
+    (run,) = offline_runs(out)
+    assert run.run.run_id == wandb_run_id(out) and run.run.job_type == "eval"  # a run of its own
+    assert run.config["mode"] == "generator"
+    assert {
+        k: run.summary[k] for k in ("eval/prompt_fidelity", "eval/prompt_fidelity/dress", "eval/steps")
+    } == {
+        "eval/prompt_fidelity": 0.75,
+        "eval/prompt_fidelity/dress": 1.0,
+        "eval/steps": 20,
+    }
+    assert run.summary["eval/generator"] == str(tmp_path / "generator")
+    (image,) = (run.folder / "files" / "media" / "images" / "eval").glob("samples_*.png")
+    assert image.read_bytes() == (out / "samples.png").read_bytes()
