@@ -14,7 +14,7 @@ from trendgen.cli import CONF_DIR
 from trendgen.config import register_configs
 from trendgen.errors import TrendgenError
 from trendgen.runs import wandb_run_id
-from trendgen.trend_record import design_summary, growth_of, share_series, trend_rows
+from trendgen.trend_record import attribute_rows, design_summary, growth_of, share_series, trend_rows
 from trendgen.wandb_runs import eval_metrics, init_settings, start_run
 
 TIMELINE = {
@@ -27,8 +27,9 @@ TIMELINE = {
             "id": 0,
             "size": 60,
             "share": 0.6,
-            "interval": [0.52, 0.68],
             "shares": [0.8, 0.7, 0.6],
+            "intervals": [[0.7, 0.9], [0.6, 0.8], [0.52, 0.68]],
+            "forecast": {"share": 0.5, "interval": [0.4, 0.6]},
             "growth": {"label": "fading", "slope": -0.1, "interval": [-0.15, -0.05]},
         },
         {
@@ -54,9 +55,9 @@ TIMELINE = {
 def test_a_timeline_gives_shares_per_period_with_intervals_and_growth_labels() -> None:
     fading, emerging = TIMELINE["clusters"]
     assert share_series(TIMELINE, fading) == [
-        {"period": "2024-Q1", "share": 0.8, "low": None, "high": None},
-        {"period": "2024-Q2", "share": 0.7, "low": None, "high": None},
-        {"period": "2024-Q3", "share": 0.6, "low": None, "high": None},
+        {"period": "2024-Q1", "share": 0.8, "low": 0.7, "high": 0.9},
+        {"period": "2024-Q2", "share": 0.7, "low": 0.6, "high": 0.8},
+        {"period": "2024-Q3", "share": 0.6, "low": 0.52, "high": 0.68},
     ]
     assert [(s["period"], s["share"], s["low"], s["high"]) for s in share_series(TIMELINE, emerging)] == [
         ("2024-Q1", 0.2, 0.12, 0.28),
@@ -66,7 +67,12 @@ def test_a_timeline_gives_shares_per_period_with_intervals_and_growth_labels() -
     assert growth_of(fading) == {"label": "fading", "slope": -0.1, "low": -0.15, "high": -0.05}
     assert growth_of(emerging) == {"label": "emerging", "slope": 0.1, "low": 0.05, "high": 0.15}
     rows = trend_rows(TIMELINE)
-    assert [(r["share_low"], r["share_high"]) for r in rows] == [(0.52, 0.68), (0.32, 0.48)]  # own, else last
+    assert [(r["share_low"], r["share_high"]) for r in rows] == [
+        (0.52, 0.68),
+        (0.32, 0.48),
+    ]  # the last period's
+    assert (rows[0]["forecast"], rows[0]["forecast_low"], rows[0]["forecast_high"]) == (0.5, 0.4, 0.6)
+    assert rows[1]["forecast"] is None
     assert [r["target"] for r in rows] == [False, True]
     assert rows[1]["top_captions"] == "a red dress | red" and rows[0]["top_captions"] == ""
     assert design_summary(TIMELINE) == {
@@ -81,7 +87,36 @@ def test_a_timeline_gives_shares_per_period_with_intervals_and_growth_labels() -
     }
 
 
-def test_the_two_set_mode_is_two_periods_and_its_growth_a_slope_without_label() -> None:
+def test_the_attribute_series_of_a_timeline_give_a_row_per_caption_and_period() -> None:
+    trend = {
+        "periods": [{"label": "spring"}, {"label": "summer"}],
+        "timeline": {
+            "attributes": {
+                "colour": {
+                    "captions": ["red", "blue"],
+                    "shares": [[0.25, 0.75], [0.5, 0.5]],
+                    "intervals": [[[0.1, 0.4], [0.6, 0.9]], [[0.3, 0.7], [0.3, 0.7]]],
+                    "growth": [{"label": "steady", "slope": 0.25, "interval": [-0.1, 0.6]}] * 2,
+                    "forecast": None,
+                }
+            }
+        },
+    }
+    summary, per_period = attribute_rows(trend)
+    assert [(r["caption"], r["share"], r["share_low"], r["growth_slope"]) for r in summary] == [
+        ("red", 0.5, 0.3, 0.25),
+        ("blue", 0.5, 0.3, 0.25),
+    ]
+    assert [(r["caption"], r["period"], r["share"], r["high"]) for r in per_period] == [
+        ("red", "spring", 0.25, 0.4),
+        ("red", "summer", 0.5, 0.7),
+        ("blue", "spring", 0.75, 0.9),
+        ("blue", "summer", 0.5, 0.7),
+    ]
+    assert attribute_rows({}) == ([], [])
+
+
+def test_the_two_set_mode_of_older_runs_is_two_periods_and_its_growth_a_slope_without_label() -> None:
     cluster = {"id": 0, "size": 7, "share": 0.35, "share_then": 0.05, "share_now": 0.35, "growth": 0.3}
     assert [(s["period"], s["share"]) for s in share_series({}, cluster)] == [
         ("baseline", 0.05),

@@ -167,21 +167,35 @@ def test_each_design_run_logs_its_trend_prompt_designs_and_report(design_sweep: 
         assert run.config["trend"]["clusters"] == trend["k"] and run.config["task_name"] == "design"
         assert "logger" in run.config and run.exit_code == 0
 
-        # the trend table: one row per cluster of trend.json, with its growth (share now minus then)
+        # the trend table: one row per cluster of trend.json, its share now with the interval, its growth
         rows = run.rows("trend/clusters")
         assert [r["cluster"] for r in rows] == [c["id"] for c in trend["clusters"]]
         for row, cluster in zip(rows, trend["clusters"], strict=True):
             assert row["share"] == cluster["share"] and row["size"] == cluster["size"]
-            assert row["growth_slope"] == cluster["growth"]
+            assert [row["share_low"], row["share_high"]] == cluster["intervals"][-1]
+            growth = cluster["growth"]
+            assert (row["growth_label"], row["growth_slope"]) == (growth["label"], growth["slope"])
+            assert [row["growth_low"], row["growth_high"]] == growth["interval"]
             assert row["target"] == (cluster["id"] == trend["target_cluster"])
         target = next(r for r in rows if r["target"])
         assert target["top_captions"].split(" | ") == [c["text"] for c in trend["captions"][:3]]
-        # each cluster's share per period: baseline, then current
+        # each cluster's share per period (baseline, then current) in the history and, with intervals, a table
         history = [h for h in run.history if "trend/period_index" in h]
-        assert [h["trend/period"] for h in history] == ["baseline", "current"]
+        assert [h["trend/period"] for h in history] == [p["label"] for p in trend["periods"]]
+        assert [p["label"] for p in trend["periods"]] == ["baseline", "current"]
+        shares = run.rows("trend/shares")
         for cluster in trend["clusters"]:
-            shares = [h[f"trend/share/cluster_{cluster['id']}"] for h in history]
-            assert shares == [cluster["share_then"], cluster["share_now"]]
+            assert [h[f"trend/share/cluster_{cluster['id']}"] for h in history] == cluster["shares"]
+            mine = [r for r in shares if r["cluster"] == cluster["id"]]
+            assert [[r["low"], r["high"]] for r in mine] == cluster["intervals"]
+        # the attribute series: every caption of every facet, its last share and growth
+        attributes = run.rows("trend/attributes")
+        series = trend["timeline"]["attributes"]
+        assert len(attributes) == sum(len(facet["captions"]) for facet in series.values())
+        first = next(a for a in attributes if a["facet"] == "garment")
+        assert first["caption"] == series["garment"]["captions"][0]
+        assert first["share"] == series["garment"]["shares"][-1][0]
+        assert first["growth_label"] == series["garment"]["growth"][0]["label"]
         captions = run.rows("trend/captions")
         assert [(c["text"], c["score"]) for c in captions] == [
             (c["text"], c["score"]) for c in trend["captions"]
@@ -201,6 +215,7 @@ def test_each_design_run_logs_its_trend_prompt_designs_and_report(design_sweep: 
         assert summary["k"] == trend["k"] and summary["target_cluster"] == trend["target_cluster"]
         assert summary["best_design_score"] == trend["designs"][0]["score"]
         assert summary["prompt/text"] == trend["prompt"]["text"] and summary["prompt/source"] == "template"
+        assert summary["target_reason"] == trend["target_reason"]
         # report.html, trend.json and prompt.txt as one artifact, their bytes as the run wrote them
         report = run.artifact("report")
         assert report.name == f"design-{run.run.run_id}"
@@ -224,30 +239,34 @@ def test_compare_tabulates_design_runs(design_sweep: Path, tmp_path: Path) -> No
         target = next(c for c in trend["clusters"] if c["id"] == trend["target_cluster"])
         assert float(row["k"]) == trend["k"] and row["status"] == "finished"
         assert float(row["target_share"]) == target["share"]
-        assert float(row["target_growth_slope"]) == target["growth"]
+        assert row["target_growth_label"] == target["growth"]["label"]
+        assert float(row["target_growth_slope"]) == target["growth"]["slope"]
         assert row["top_caption"] == trend["captions"][0]["text"]
         assert float(row["best_design_score"]) == max(d["score"] for d in trend["designs"])
     header = next(line for line in markdown.splitlines() if line.startswith("| job"))
     assert header.split(" | ")[3:] == [
         "k",
         "target_share",
+        "target_growth_label",
         "target_growth_slope",
         "top_caption",
         "best_design_score |",
     ]
 
-    # a trend.json of a timeline run: growth is a dict with its label and slope
+    # a trend.json from before timelines (growth: share now minus then, no label) sits in the same table
     copy = shutil.copytree(design_sweep, tmp_path / "sweep", ignore=shutil.ignore_patterns("wandb", "embed"))
     point = sweep_points(copy)[0]
     trend = json.loads((point / "trend.json").read_text())
     for cluster in trend["clusters"]:
-        cluster["growth"] = {"label": "emerging", "slope": 0.05, "interval": [0.01, 0.09]}
+        cluster["growth"] = 0.05
     (point / "trend.json").write_text(json.dumps(trend))
     _, _, csv_path = compare_sweep(copy, sort_by="best_design_score")
     with csv_path.open(newline="") as handle:
-        rows = {row["point"]: row for row in csv.DictReader(handle)}
-    assert rows[point.name]["target_growth_label"] == "emerging"
-    assert float(rows[point.name]["target_growth_slope"]) == 0.05
+        rows = [row for row in csv.DictReader(handle)]
+    scores = [float(row["best_design_score"]) for row in rows]
+    assert scores == sorted(scores, reverse=True)
+    older = next(row for row in rows if row["point"] == point.name)
+    assert older["target_growth_label"] == "" and float(older["target_growth_slope"]) == 0.05
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
-"""Reading a design run's trend.json: clusters' shares per period, growth, the trend table, the headline.
+"""Reading a design run's trend.json: clusters' shares per period, growth, the trend table, the headline,
+the attribute series.
 
-trend.json grows over time (timelines, intervals, growth labels); these readers take what is there. Growth
-is a dict ({label, slope, interval, ...}) or, from the two-set mode, a number (share now minus share then);
-shares over time are a cluster's `shares` (a list beside the periods, or a dict period -> share or ->
+These readers take what a trend.json holds, today's and an earlier run's: growth is a dict ({label, slope,
+interval}) or, in runs before timelines, a number (share now minus share then); a cluster's shares over time
+are `shares` (a list beside trend.json's `periods`, with `intervals`; or a dict period -> share or ->
 {share, interval}), else `share_then`/`share_now`, else `share`. Used by `trendgen.wandb_runs` (W&B) and
 `trendgen.compare` (tables of design runs).
 """
@@ -59,8 +60,9 @@ def _period_labels(trend: dict[str, Any], cluster: dict[str, Any]) -> list[str]:
 def share_series(trend: dict[str, Any], cluster: dict[str, Any]) -> list[dict[str, Any]]:
     """A cluster's share per period, [{period, share, low, high}] in time order.
 
-    Reads `shares` (a list beside the periods' labels, or a dict label -> share or -> {share, interval}),
-    else the two-set mode's `share_then` / `share_now`, else the one set's `share`.
+    Reads `shares` (a list beside trend.json's `periods`, with the per-period `intervals` [low, high]; or
+    a dict label -> share or -> {share, interval}), else an older run's `share_then` / `share_now`, else
+    `share`.
     """
     shares = cluster.get("shares")
     rows: list[tuple[str, Any]] = []
@@ -68,9 +70,13 @@ def share_series(trend: dict[str, Any], cluster: dict[str, Any]) -> list[dict[st
         rows = [(str(label), value) for label, value in shares.items()]
     elif isinstance(shares, list):
         labels = _period_labels(trend, cluster)
+        intervals = cluster.get("intervals") if isinstance(cluster.get("intervals"), list) else []
         for i, value in enumerate(shares):
             label = value.get("period", value.get("label")) if isinstance(value, dict) else None
-            rows.append((str(label if label is not None else labels[i] if i < len(labels) else i), value))
+            label = label if label is not None else labels[i] if i < len(labels) else i
+            if not isinstance(value, dict) and i < len(intervals):
+                value = {"share": value, "interval": intervals[i]}
+            rows.append((str(label), value))
     elif "share_then" in cluster:
         rows = [("baseline", cluster["share_then"]), ("current", cluster.get("share_now", cluster["share"]))]
     else:
@@ -94,7 +100,8 @@ def cluster_captions(trend: dict[str, Any], cluster: dict[str, Any]) -> list[str
 
 
 TREND_COLUMNS = ["cluster", "target", "size", "share", "share_low", "share_high", "growth_label"]
-TREND_COLUMNS += ["growth_slope", "growth_low", "growth_high", "top_captions", "exemplar"]
+TREND_COLUMNS += ["growth_slope", "growth_low", "growth_high", "forecast", "forecast_low", "forecast_high"]
+TREND_COLUMNS += ["top_captions", "exemplar"]
 
 
 def trend_rows(trend: dict[str, Any]) -> list[dict[str, Any]]:
@@ -106,6 +113,8 @@ def trend_rows(trend: dict[str, Any]) -> list[dict[str, Any]]:
         if share_low is None and series:
             share_low, share_high = series[-1]["low"], series[-1]["high"]
         growth = growth_of(cluster)
+        forecast = cluster.get("forecast") if isinstance(cluster.get("forecast"), dict) else {}
+        forecast_low, forecast_high = interval(forecast)
         exemplars = [p for p in cluster.get("exemplars", []) if Path(p).is_file()]
         rows.append(
             {
@@ -119,6 +128,9 @@ def trend_rows(trend: dict[str, Any]) -> list[dict[str, Any]]:
                 "growth_slope": growth.get("slope"),
                 "growth_low": growth.get("low"),
                 "growth_high": growth.get("high"),
+                "forecast": number(forecast.get("share")),
+                "forecast_low": forecast_low,
+                "forecast_high": forecast_high,
                 "top_captions": " | ".join(cluster_captions(trend, cluster)),
                 "exemplar": exemplars[0] if exemplars else None,
             }
@@ -144,8 +156,52 @@ def design_summary(trend: dict[str, Any]) -> dict[str, Any]:
         "target_share": number(target.get("share")),
         "target_growth_label": growth.get("label"),
         "target_growth_slope": growth.get("slope"),
+        "target_reason": trend.get("target_reason"),
         "top_caption": captions[0]["text"] if captions else None,
         "best_design_score": max((d["score"] for d in designs), default=None),
         "images_used": (trend.get("images") or {}).get("used"),
     }
     return {k: v for k, v in summary.items() if v is not None}
+
+
+ATTRIBUTE_COLUMNS = ["facet", "caption", "share", "share_low", "share_high", "growth_label", "growth_slope"]
+ATTRIBUTE_COLUMNS += ["growth_low", "growth_high"]
+
+
+def attribute_rows(trend: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The attribute series of a timeline (`timeline.attributes`: per facet, each caption's share of the
+    photos per period): one row per caption (its last share and growth) and one per caption and period."""
+    attributes = (trend.get("timeline") or {}).get("attributes") or {}
+    labels = _period_labels(trend, {})
+    summary, per_period = [], []
+    for facet, series in attributes.items():
+        captions = series.get("captions") or []
+        shares, intervals = series.get("shares") or [], series.get("intervals") or []
+        growth = series.get("growth") or []
+        for c, caption in enumerate(captions):
+            rows = share_series(
+                trend,
+                {
+                    "shares": [row[c] for row in shares],
+                    "intervals": [row[c] for row in intervals],
+                    "periods": labels,
+                },
+            )
+            for row in rows:
+                per_period.append({"facet": facet, "caption": caption, **row})
+            last = rows[-1] if rows else {"share": None, "low": None, "high": None}
+            g = growth_of({"growth": growth[c]}) if c < len(growth) else {}
+            summary.append(
+                {
+                    "facet": facet,
+                    "caption": caption,
+                    "share": last["share"],
+                    "share_low": last["low"],
+                    "share_high": last["high"],
+                    "growth_label": g.get("label"),
+                    "growth_slope": g.get("slope"),
+                    "growth_low": g.get("low"),
+                    "growth_high": g.get("high"),
+                }
+            )
+    return summary, per_period

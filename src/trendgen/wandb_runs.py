@@ -27,7 +27,15 @@ from omegaconf import DictConfig, OmegaConf
 from trendgen.errors import TrendgenError, first_line
 from trendgen.runs import set_run_identity, wandb_offline_without_key
 from trendgen.secrets_env import public_config, without_secrets
-from trendgen.trend_record import TREND_COLUMNS, design_summary, number, share_series, trend_rows
+from trendgen.trend_record import (
+    ATTRIBUTE_COLUMNS,
+    TREND_COLUMNS,
+    attribute_rows,
+    design_summary,
+    number,
+    share_series,
+    trend_rows,
+)
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +147,8 @@ def _log_share_history(run: Any, trend: dict[str, Any]) -> Any:
 
 
 def _trend_tables(trend: dict[str, Any]) -> dict[str, Any]:
-    """The trend table (a cluster per row, an exemplar image), the ranked captions and each facet's best."""
+    """The trend table (a cluster per row, an exemplar image), the ranked captions, each facet's best, and
+    on a timeline the attribute series (each caption's share per period, its growth)."""
     import wandb
 
     clusters = wandb.Table(columns=TREND_COLUMNS)
@@ -153,7 +162,16 @@ def _trend_tables(trend: dict[str, Any]) -> dict[str, Any]:
     for facet, rows in (trend.get("facets") or {}).items():
         for rank, caption in enumerate(rows, start=1):
             facets.add_data(facet, rank, caption["text"], caption["score"])
-    return {"trend/clusters": clusters, "trend/captions": captions, "trend/facets": facets}
+    tables = {"trend/clusters": clusters, "trend/captions": captions, "trend/facets": facets}
+    summary, per_period = attribute_rows(trend)
+    if summary:  # a timeline: each facet's captions over the periods
+        tables["trend/attributes"] = wandb.Table(
+            columns=ATTRIBUTE_COLUMNS, data=[[row[c] for c in ATTRIBUTE_COLUMNS] for row in summary]
+        )
+        columns = ["facet", "caption", "period", "share", "low", "high"]
+        data = [[row[c] for c in columns] for row in per_period]
+        tables["trend/attribute_shares"] = wandb.Table(columns=columns, data=data)
+    return tables
 
 
 def _design_images(trend: dict[str, Any]) -> dict[str, Any]:
