@@ -113,8 +113,8 @@ def _read_design(point: SweepPoint, trend_file: Path) -> SweepPoint:
         value = summary.get(name)
         if isinstance(value, str):
             point.text[name] = value
-        elif _as_number(value) is not None:
-            point.metrics[name] = _as_number(value)  # type: ignore[assignment]
+        elif (number := _as_number(value)) is not None:
+            point.metrics[name] = number
     point.status = "finished"
     return point
 
