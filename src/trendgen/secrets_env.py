@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 OPENAI_API_KEY = "OPENAI_API_KEY"
 WANDB_API_KEY = "WANDB_API_KEY"
 HF_TOKEN = "HF_TOKEN"
 SECRET_ENV = (OPENAI_API_KEY, WANDB_API_KEY, HF_TOKEN)
-SECRET_MARKERS = ("key", "token", "secret", "password")  # config keys whose values are never logged
+SECRET_WORDS = {
+    "key",
+    "apikey",
+    "token",
+    "secret",
+    "password",
+}  # a config key with one of these words is never logged
 REDACTED = "<redacted>"
+
+
+def names_a_secret(name: str) -> bool:
+    """Whether a config key names a secret: one of its words (split at `_`, `-`, `.`) is key, token, ...
+
+    `api_key`, `hf_token`, `client_secret` do; `max_tokens`, `monkey_patch`, `sort_keys` do not."""
+    return any(word in SECRET_WORDS for word in re.split(r"[^a-z0-9]+", name.lower()))
 
 
 def secret_values() -> list[str]:
@@ -33,9 +47,7 @@ def public_config(cfg: Any) -> dict[str, Any]:
 
     def scrub(node: Any) -> Any:
         if isinstance(node, dict):
-            return {
-                k: scrub(v) for k, v in node.items() if not any(m in str(k).lower() for m in SECRET_MARKERS)
-            }
+            return {k: scrub(v) for k, v in node.items() if not names_a_secret(str(k))}
         if isinstance(node, list):
             return [scrub(v) for v in node]
         if isinstance(node, str) and any(s in node for s in secrets):
