@@ -57,6 +57,29 @@ class FreezeConfig:
 
 
 @dataclass
+class ClipLoraConfig:
+    """LoRA adapters (peft) on CLIP's attention and MLP projections; base weights train as `freeze` says."""
+
+    enabled: bool = False
+    rank: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+    targets: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
+    )  # per encoder block: attention q/k/v/out projections, MLP fc1/fc2
+    towers: list[str] = field(default_factory=lambda: ["vision", "text"])  # vision, text or both
+    save_adapter: bool = True  # also write the adapter alone (peft save_pretrained) to OUTPUT/lora_adapter/
+
+
+@dataclass
+class WiseFtConfig:
+    """WiSE-FT: export weight-space interpolations (1 - a) * start + a * fine-tuned at each alpha a."""
+
+    alphas: list[float] = field(default_factory=list)  # empty: off
+    export_alpha: float | None = None  # the alpha model/ holds; None: the best on val by the run's monitor
+
+
+@dataclass
 class ClipGeometry:
     """The shape of a CLIP model built with random weights (`model.pretrained=false`)."""
 
@@ -83,6 +106,8 @@ class ModelConfig:
     pretrained: bool = True
     geometry: ClipGeometry = field(default_factory=ClipGeometry)
     freeze: FreezeConfig = field(default_factory=FreezeConfig)
+    lora: ClipLoraConfig = field(default_factory=ClipLoraConfig)
+    wise_ft: WiseFtConfig = field(default_factory=WiseFtConfig)
     optimizer: Any = MISSING  # `_partial_` torch.optim.AdamW
     warmup_fraction: float = 0.05
     min_lr_ratio: float = 0.0

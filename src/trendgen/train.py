@@ -53,7 +53,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer = build_trainer(cfg, plugins, resuming)
 
     def export() -> None:
-        save_clip(model_dir, module.model, tokenizer, image_processor)
+        save_clip(model_dir, module.export_model(), tokenizer, image_processor)
+        if module.lora is not None and cfg.model.lora.save_adapter:
+            module.lora.save(output_dir / "lora_adapter")
 
     weights = export_weights(cfg)
     return fit_and_export(trainer, module, datamodule, ckpt_path, export, output_dir, model_dir, weights)

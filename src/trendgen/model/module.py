@@ -17,6 +17,7 @@ from transformers import CLIPModel, get_cosine_with_min_lr_schedule_with_warmup
 
 from trendgen.errors import TrendgenError
 from trendgen.model.freeze import apply_freeze
+from trendgen.model.lora import add_lora
 from trendgen.model.loss import ContrastiveLoss, rank_sizes
 from trendgen.model.metrics import (
     RetrievalRecall,
@@ -73,7 +74,9 @@ class ClipFineTuner(pl.LightningModule):
         self.cfg = model_cfg
         self.category_prompts = list(category_prompts)
         self.max_text_length = model.config.text_config.max_position_embeddings
-        apply_freeze(model, model_cfg.freeze)
+        lora_cfg = model_cfg.get("lora")
+        apply_freeze(model, model_cfg.freeze, allow_empty=bool(lora_cfg and lora_cfg.enabled))
+        self.lora = add_lora(model, lora_cfg)  # adapters in place; None when model.lora is off
         if model_cfg.gradient_checkpointing:
             enable_activation_checkpointing(model)
         self.loss_fn = ContrastiveLoss(multi_positive=model_cfg.multi_positive)
@@ -88,6 +91,10 @@ class ClipFineTuner(pl.LightningModule):
             self.model.vision_model.compile()
             self.model.text_model.compile()
             self._compiled = True
+
+    def export_model(self) -> CLIPModel:
+        """What to save: the trained model, or with LoRA a merged copy (plain transformers loads it)."""
+        return self.lora.merged_copy() if self.lora is not None else self.model
 
     # ---- features
 
