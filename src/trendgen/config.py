@@ -19,7 +19,7 @@ from omegaconf import MISSING
 class DataConfig:
     """A captioned fashion image dataset (see conf/data/)."""
 
-    name: str = MISSING  # synthetic | deepfashion | fashion_mnist | folder
+    name: str = MISSING  # synthetic | deepfashion | deepfashion_inshop | fashion_mnist | folder | hf
     root: str | None = None
     split: str = "test"  # the split `trendgen-eval` scores
     train_split: str = "train"
@@ -38,6 +38,7 @@ class DataConfig:
     image_px: int = 64
     planted_share: float = 0.0
     planted: dict[str, str] = field(default_factory=dict)  # {garment, color, pattern}
+    val_fraction: float = 0.05  # deepfashion_inshop (and hf without a val split): train items held out as val
     # deepfashion
     annotations: str = "coarse"  # coarse | fine
     max_attributes: int = 3  # attributes named in one caption

@@ -19,7 +19,7 @@ from pytorch_lightning.callbacks import RichProgressBar
 from trendgen.data.datamodule import FashionDataModule
 from trendgen.hub import is_local
 from trendgen.model.build import load_clip, load_saved
-from trendgen.model.metrics import EVAL_KEYS
+from trendgen.model.metrics import EVAL_KEYS, RECALL_KS
 from trendgen.model.module import ClipFineTuner
 from trendgen.wise_ft import eval_wise_ft, load_interpolated
 
@@ -72,6 +72,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             "skipped_images": [{"image": image, "reason": reason} for image, reason in skipped],
         }
     )
+    if any(k.startswith("q2g_R@") for k in logged):  # query/gallery datasets (In-shop)
+        result.update({f"query_to_gallery_recall@{k}": logged.get(f"q2g_R@{k}") for k in RECALL_KS})
     if eval_wise_ft(cfg) is not None:
         result["wise_ft"] = dict(zip(("start", "alpha"), eval_wise_ft(cfg), strict=True))
     out = Path(cfg.paths.output_dir) / "eval.json"

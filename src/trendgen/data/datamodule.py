@@ -58,6 +58,7 @@ class CaptionCollate:
         self.caption_ids = torch.as_tensor(caption_ids, dtype=torch.long)
         self.item_ids = torch.tensor(dataset.item_ids, dtype=torch.long)
         self.category_ids = torch.tensor(dataset.category_ids, dtype=torch.long)
+        self.is_query = None if dataset.is_query is None else torch.tensor(dataset.is_query, dtype=torch.bool)
         self.input_ids = table.input_ids
         self.attention_mask = table.attention_mask
         self.processor = processor
@@ -77,7 +78,9 @@ class CaptionCollate:
         else:
             pixels = self.no_pixels
         caption_ids = self.caption_ids[index]
+        query = {} if self.is_query is None else {"is_query": self.is_query[index]}  # query/gallery sets
         return {
+            **query,
             "pixel_values": pixels.float(),
             "input_ids": self.input_ids[caption_ids],
             "attention_mask": self.attention_mask[caption_ids],
