@@ -130,7 +130,7 @@ def test_a_release_without_descriptions_captions_from_the_paths(inshop):
 @pytest.mark.parametrize(
     ("rows", "count", "message"),
     [
-        (["img/WOMEN/Dresses/id_00000001/a.jpg id_00000001"], None, r"list_eval_partition\.txt:3: expected 3"),
+        (["img/WOMEN/Dresses/id_00000001/a.jpg id_00000001"], None, r"partition\.txt:3: expected 3"),
         (["img/WOMEN/Dresses/id_00000001/a.jpg id_00000001 test"], None, ":3: evaluation status 'test'"),
         (["img/WOMEN/Dresses/id_00000001/a.jpg 00000001 train"], None, ":3: item id '00000001'"),
         (["photos/a.jpg id_00000001 train"], None, ":3: image name 'photos/a.jpg'"),
