@@ -16,6 +16,26 @@ from omegaconf import MISSING
 
 
 @dataclass
+class HfDataConfig:
+    """A Hugging Face `datasets` dataset with an image and a text column (`data=hf`)."""
+
+    path: str | None = None  # hub id, save_to_disk folder, folder of parquet files, or a parquet file/glob
+    name: str | None = None  # the hub dataset's config name
+    revision: str | None = None
+    image_column: str = "image"  # an Image feature (or image bytes / file paths relative to data.root)
+    text_column: str = "text"  # a caption, or a list of captions (one sample each)
+    item_column: str | None = None  # None: every row is its own item
+    category_column: str | None = None  # a ClassLabel or text column; None: no zero-shot categories
+    splits: dict[str, str] = field(
+        default_factory=lambda: {"train": "train", "val": "validation", "test": "test"}
+    )  # trendgen split -> the dataset's split; a missing val split is held out of train (data.val_fraction)
+    streaming: bool = False  # train streams (an IterableDataset; set trainer.max_steps); val/test are taken
+    eval_rows: int = 1000  # streaming: rows taken for val and test (a missing val: the first of train)
+    shuffle_buffer: int = 1000  # streaming: shuffle buffer of the train stream
+    cache_dir: str | None = None  # where `datasets` keeps what it downloads and converts
+
+
+@dataclass
 class DataConfig:
     """A captioned fashion image dataset (see conf/data/)."""
 
@@ -44,6 +64,7 @@ class DataConfig:
     max_attributes: int = 3  # attributes named in one caption
     # folder
     index: str | None = None  # CSV or JSONL with path, caption (and optional item_id, category)
+    hf: HfDataConfig = field(default_factory=HfDataConfig)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, IterableDataset
 
 from trendgen.config import DataConfig
 from trendgen.data.images import DEFAULT_MAX_PIXELS, load_rgb
@@ -132,12 +132,14 @@ def require_templates(cfg: DataConfig) -> list[str]:
     return templates
 
 
-def build_dataset(cfg: DataConfig, split: str) -> CaptionDataset:
+def build_dataset(cfg: DataConfig, split: str) -> CaptionDataset | Any:
     """The dataset `cfg.name` for `split` (train / val / test), capped at `cfg.limit` rows if set."""
     if cfg.name not in DATASETS:
         raise TrendgenError(f"unknown dataset data.name={cfg.name!r}; choose one of {', '.join(DATASETS)}")
     builder = importlib.import_module(DATASETS[cfg.name]).build
     dataset = builder(cfg, split)
+    if isinstance(dataset, IterableDataset):  # a stream (data=hf streaming): no length, capped by the builder
+        return dataset
     if cfg.limit is not None and 0 <= cfg.limit < len(dataset):
         rng = np.random.default_rng(cfg.seed)
         keep = np.sort(rng.choice(len(dataset), size=cfg.limit, replace=False))

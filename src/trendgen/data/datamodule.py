@@ -16,7 +16,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 
 from trendgen.config import DataConfig
 from trendgen.data.base import CaptionDataset, build_dataset
@@ -164,6 +164,8 @@ class FashionDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         split = self.cfg.train_split
+        if isinstance(self.dataset(split), IterableDataset):  # data=hf streaming
+            return self._stream_loader(self.dataset(split))
         batch_size, size = self.per_rank_batch_size(), len(self.dataset(split))
         if size < batch_size:
             raise TrendgenError(f"the {split} split has {size} samples, fewer than one batch of {batch_size}")
@@ -225,6 +227,19 @@ class FashionDataModule(pl.LightningDataModule):
                 first_error = first_error or err
         assert first_error is not None
         raise first_error
+
+    def _stream_loader(self, stream: Any) -> DataLoader:
+        """A streamed split: sharded and shuffled by the stream itself, tokenized batch by batch."""
+        workers = self.cfg.num_workers
+        return DataLoader(
+            stream,
+            batch_size=self.per_rank_batch_size(),
+            drop_last=True,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=self.cfg.pin_memory,
+            collate_fn=stream.collate(self.tokenizer, self.image_processor, self.max_length),
+        )
 
     def _loader(self, split: str, shuffle: bool, drop_last: bool) -> DataLoader:
         workers = self.cfg.num_workers
