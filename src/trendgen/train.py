@@ -5,8 +5,11 @@ The run dir (`paths.output_dir`) receives Lightning checkpoints (`checkpoints/`)
 checkpoint with the best `callbacks.model_checkpoint.monitor`, by default the lowest val/loss; `last`: the
 final weights), written by rank 0 when training stops with progress (epochs done, `trainer.max_time`,
 `trainer.max_steps`, Ctrl-C), and `metrics.json`: those weights' val/ and test/ scores and which checkpoint
-they came from (see `trendgen.fit`). A `model/` left by an earlier run in the same
-dir is never overwritten: the run refuses to start instead.
+they came from (see `trendgen.fit`). With `model.lora.enabled`, `model/` is the merged model and
+`lora_adapter/` the adapter alone (`trendgen.model.lora`); with `model.wise_ft.alphas`, `model/` is the chosen
+interpolation between the starting and the fine-tuned weights and `wise_ft/alpha_<a>/` the others
+(`trendgen.wise_ft`). A `model/` left by an earlier run in the same dir is never overwritten: the run refuses
+to start instead.
 """
 
 from __future__ import annotations

@@ -179,8 +179,10 @@ class ClipFineTuner(pl.LightningModule):
         self.eval_loss.update(loss, weight=batch["caption_ids"].numel())
         samples = batch.get("index")  # dataset rows: DDP's padded repeats are counted once
         self.retrieval.update(images, texts, batch["item_ids"], batch["caption_ids"], samples)
-        if "is_query" in batch:
-            self.query_gallery.update(images, batch["item_ids"], batch["is_query"], batch["index"])
+        # query/gallery roles (In-shop); other datasets add no rows, so every rank computes alike
+        rows = slice(None) if "is_query" in batch else slice(0, 0)
+        is_query = batch.get("is_query", batch["item_ids"].bool())
+        self.query_gallery.update(images[rows], batch["item_ids"][rows], is_query[rows], batch["index"][rows])
         if self._prompt_embeds is not None:
             predictions = zero_shot_predictions(images, self._prompt_embeds)
             self.zero_shot.update(predictions, batch["category_ids"], samples)
