@@ -7,16 +7,19 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from peft import PeftModel
 from test_model_freeze import GEOMETRY
-from test_train import SMALL, run_cli
+from test_train import SMALL
 from transformers import CLIPModel
 
-from trendgen.config import ClipGeometry
+from trendgen.cli import CONF_DIR
+from trendgen.config import ClipGeometry, register_configs
 from trendgen.errors import TrendgenError
-from trendgen.evaluate import load_model_for_eval
+from trendgen.evaluate import evaluate, load_model_for_eval
 from trendgen.model.build import random_clip
+from trendgen.train import train
 from trendgen.wise_ft import interpolate
 
 torch.set_num_threads(1)
@@ -59,14 +62,21 @@ def test_models_of_different_shapes_or_an_alpha_outside_0_1_are_refused():
         interpolate(start, finetuned, 1.5)
 
 
+def composed(name: str, overrides: list[str], tmp_path: Path, out: str):
+    """The config `trendgen-train` / `trendgen-eval` compose (in process: no Hydra run, output_dir given)."""
+    register_configs()
+    paths = [f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path / out}"]
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        return compose(name, overrides=[*SMALL, *paths, *overrides])
+
+
 def test_a_lora_run_with_wise_ft_exports_the_chosen_alpha_and_keeps_the_rest(tmp_path):
     run_dir = tmp_path / "run"
     overrides = [
         "model/freeze=none", "model.lora.enabled=true", "model.lora.rank=4", "model.optimizer.lr=1e-2",
-        "model.wise_ft.alphas=[0,0.5]", "trainer.max_steps=4", f"hydra.run.dir={run_dir}",
+        "model.wise_ft.alphas=[0,0.5]", "trainer.max_steps=4", "callbacks.progress_bar=null",
     ]  # fmt: skip
-    proc = run_cli("trendgen-train", *SMALL, *overrides, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    train(composed("train", overrides, tmp_path, "run"))
     metrics = json.loads((run_dir / "metrics.json").read_text())
     wise = metrics["wise_ft"]
     losses = {name: scores["val/loss"] for name, scores in wise["alphas"].items()}
@@ -103,12 +113,11 @@ def test_a_lora_run_with_wise_ft_exports_the_chosen_alpha_and_keeps_the_rest(tmp
     assert all(torch.equal(mixed[k], state["alpha_0.5"][k]) for k in mixed)
     assert tokenizer is not None
     start = _folder(run_dir, "alpha_0", chosen)
-    proc = run_cli(
-        "trendgen-eval", *SMALL, f"model.name_or_path={run_dir / 'wise_ft' / 'alpha_1'}", "data.split=test",
-        f"eval.wise_ft.start={start}", "eval.wise_ft.alpha=0.5", f"hydra.run.dir={tmp_path / 'eval'}",
-        cwd=tmp_path,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    overrides = [
+        f"model.name_or_path={run_dir / 'wise_ft' / 'alpha_1'}", "data.split=test",
+        f"eval.wise_ft.start={start}", "eval.wise_ft.alpha=0.5",
+    ]  # fmt: skip
+    evaluate(composed("eval", overrides, tmp_path, "eval"))
     scores = json.loads((tmp_path / "eval" / "eval.json").read_text())
     assert scores["wise_ft"] == {"start": str(start), "alpha": 0.5} and scores["n_images"] == 32
 
