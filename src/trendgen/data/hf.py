@@ -161,6 +161,11 @@ def _captions(value: Any, where: str, row: int, column: str) -> list[str]:
     return [" ".join(t.split()) for t in texts]
 
 
+def column_values(dataset: Any, column: str) -> list[Any]:
+    """One column as a Python list, read from Arrow in one pass (no per-row access)."""
+    return dataset.select_columns([column]).to_dict()[column]
+
+
 def _check_columns(features: Any, hf: Any, where: str) -> None:
     if features is None:
         return
@@ -186,7 +191,7 @@ def _categories(cfg: DataConfig, splits: dict[str, Any], eval_rows: list[dict]) 
     if cfg.hf.streaming:
         values = {row[column] for row in eval_rows}
     else:
-        values = {v for d in splits.values() for v in d.select_columns([column])[column]}
+        values = {v for d in splits.values() for v in column_values(d, column)}
     return sorted(str(v) for v in values if v is not None)
 
 
@@ -230,22 +235,22 @@ def build(cfg: DataConfig, split: str) -> Any:
     where = f"{cfg.hf.path}[{source_name}]"
     _check_columns(dataset.features, cfg.hf, where)
     hf = cfg.hf
-    items_column = dataset.select_columns([hf.item_column])[hf.item_column] if hf.item_column else None
+    items_column = column_values(dataset, hf.item_column) if hf.item_column else None
     rows = list(range(len(dataset)))
     if held_out:
         rows = _hold_out(rows, items_column, cfg.val_fraction, cfg.seed, keep_val=split == "val")
-    texts = dataset.select_columns([hf.text_column])
+    texts = column_values(dataset, hf.text_column)
     categories = _categories(cfg, splits, [])
-    category_values = dataset.select_columns([hf.category_column]) if hf.category_column else None
+    category_values = column_values(dataset, hf.category_column) if hf.category_column else None
     item_index: dict[str, int] = {}
     sources, captions, item_ids, category_ids = [], [], [], []
     for row in rows:
-        for caption in _captions(texts[row][hf.text_column], where, row, hf.text_column):
+        for caption in _captions(texts[row], where, row, hf.text_column):
             sources.append(row)
             captions.append(caption)
             item = str(items_column[row]) if items_column is not None else f"row {row}"
             item_ids.append(item_index.setdefault(item, len(item_index)))
-            value = category_values[row][hf.category_column] if category_values is not None else None
+            value = category_values[row] if category_values is not None else None
             category_ids.append(_category_id(value, categories))
     return HfCaptionDataset(
         where=where,
