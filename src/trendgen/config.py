@@ -16,10 +16,30 @@ from omegaconf import MISSING
 
 
 @dataclass
+class HfDataConfig:
+    """A Hugging Face `datasets` dataset with an image and a text column (`data=hf`)."""
+
+    path: str | None = None  # hub id, save_to_disk folder, folder of parquet files, or a parquet file/glob
+    name: str | None = None  # the hub dataset's config name
+    revision: str | None = None
+    image_column: str = "image"  # an Image feature (or image bytes / file paths relative to data.root)
+    text_column: str = "text"  # a caption, or a list of captions (one sample each)
+    item_column: str | None = None  # None: every row is its own item
+    category_column: str | None = None  # a ClassLabel or text column; None: no zero-shot categories
+    splits: dict[str, str] = field(
+        default_factory=lambda: {"train": "train", "val": "validation", "test": "test"}
+    )  # trendgen split -> the dataset's split; a missing val split is held out of train (data.val_fraction)
+    streaming: bool = False  # train streams (an IterableDataset; set trainer.max_steps); val/test are taken
+    eval_rows: int = 1000  # streaming: rows taken for val and test (a missing val: the first of train)
+    shuffle_buffer: int = 1000  # streaming: shuffle buffer of the train stream
+    cache_dir: str | None = None  # where `datasets` keeps what it downloads and converts
+
+
+@dataclass
 class DataConfig:
     """A captioned fashion image dataset (see conf/data/)."""
 
-    name: str = MISSING  # synthetic | deepfashion | fashion_mnist | folder
+    name: str = MISSING  # synthetic | deepfashion | deepfashion_inshop | fashion_mnist | folder | hf
     root: str | None = None
     split: str = "test"  # the split `trendgen-eval` scores
     train_split: str = "train"
@@ -38,11 +58,13 @@ class DataConfig:
     image_px: int = 64
     planted_share: float = 0.0
     planted: dict[str, str] = field(default_factory=dict)  # {garment, color, pattern}
+    val_fraction: float = 0.05  # deepfashion_inshop (and hf without a val split): train items held out as val
     # deepfashion
     annotations: str = "coarse"  # coarse | fine
     max_attributes: int = 3  # attributes named in one caption
     # folder
     index: str | None = None  # CSV or JSONL with path, caption (and optional item_id, category)
+    hf: HfDataConfig = field(default_factory=HfDataConfig)
 
 
 @dataclass
@@ -54,6 +76,29 @@ class FreezeConfig:
     train_projections: bool = True
     train_logit_scale: bool = True
     train_embeddings: bool = True  # embeddings and pre/post norms (only when all blocks train)
+
+
+@dataclass
+class ClipLoraConfig:
+    """LoRA adapters (peft) on CLIP's attention and MLP projections; base weights train as `freeze` says."""
+
+    enabled: bool = False
+    rank: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+    targets: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
+    )  # per encoder block: attention q/k/v/out projections, MLP fc1/fc2
+    towers: list[str] = field(default_factory=lambda: ["vision", "text"])  # vision, text or both
+    save_adapter: bool = True  # also write the adapter alone (peft save_pretrained) to OUTPUT/lora_adapter/
+
+
+@dataclass
+class WiseFtConfig:
+    """WiSE-FT: export weight-space interpolations (1 - a) * start + a * fine-tuned at each alpha a."""
+
+    alphas: list[float] = field(default_factory=list)  # empty: off
+    export_alpha: float | None = None  # the alpha model/ holds; None: the best on val by the run's monitor
 
 
 @dataclass
@@ -83,6 +128,8 @@ class ModelConfig:
     pretrained: bool = True
     geometry: ClipGeometry = field(default_factory=ClipGeometry)
     freeze: FreezeConfig = field(default_factory=FreezeConfig)
+    lora: ClipLoraConfig = field(default_factory=ClipLoraConfig)
+    wise_ft: WiseFtConfig = field(default_factory=WiseFtConfig)
     optimizer: Any = MISSING  # `_partial_` torch.optim.AdamW
     warmup_fraction: float = 0.05
     min_lr_ratio: float = 0.0

@@ -5,8 +5,11 @@ The run dir (`paths.output_dir`) receives Lightning checkpoints (`checkpoints/`)
 checkpoint with the best `callbacks.model_checkpoint.monitor`, by default the lowest val/loss; `last`: the
 final weights), written by rank 0 when training stops with progress (epochs done, `trainer.max_time`,
 `trainer.max_steps`, Ctrl-C), and `metrics.json`: those weights' val/ and test/ scores and which checkpoint
-they came from (see `trendgen.fit`). A `model/` left by an earlier run in the same
-dir is never overwritten: the run refuses to start instead.
+they came from (see `trendgen.fit`). With `model.lora.enabled`, `model/` is the merged model and
+`lora_adapter/` the adapter alone (`trendgen.model.lora`); with `model.wise_ft.alphas`, `model/` is the chosen
+interpolation between the starting and the fine-tuned weights and `wise_ft/alpha_<a>/` the others
+(`trendgen.wise_ft`). A `model/` left by an earlier run in the same dir is never overwritten: the run refuses
+to start instead.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig
 
 from trendgen.data.datamodule import FashionDataModule
-from trendgen.fit import build_trainer, export_weights, fit_and_export, refuse_existing
+from trendgen.fit import build_trainer, export_weights, fit_and_export, refuse_existing, write_metrics
 from trendgen.model.build import load_clip, save_clip
 from trendgen.model.module import ClipFineTuner
 from trendgen.slurm import cluster_plugins, continues_run, resolve_ckpt_path
+from trendgen.wise_ft import check_wise_ft, run_wise_ft, start_weights
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +51,28 @@ def train(cfg: DictConfig) -> dict[str, float]:
     resuming = continues_run(ckpt_path, output_dir)
     if not resuming:  # a run resuming itself replaces its own earlier model/
         refuse_existing(model_dir)
+        refuse_existing(output_dir / "wise_ft", "WiSE-FT models")
+        refuse_existing(output_dir / "lora_adapter", "a LoRA adapter")
 
     pl.seed_everything(cfg.seed, workers=True)
     datamodule, module, tokenizer, image_processor = build_training(cfg)
     trainer = build_trainer(cfg, plugins, resuming)
+    alphas = check_wise_ft(cfg.model, trainer)
+    start = start_weights(module.export_model()) if alphas else None  # before training: WiSE-FT's start
 
     def export() -> None:
-        save_clip(model_dir, module.model, tokenizer, image_processor)
+        save_clip(model_dir, module.export_model(), tokenizer, image_processor)
+        if module.lora is not None and cfg.model.lora.save_adapter:
+            module.lora.save(output_dir / "lora_adapter")
 
     weights = export_weights(cfg)
-    return fit_and_export(trainer, module, datamodule, ckpt_path, export, output_dir, model_dir, weights)
+    metrics = fit_and_export(trainer, module, datamodule, ckpt_path, export, output_dir, model_dir, weights)
+    if start is not None and trainer.global_step > 0:  # every rank: the alphas are validated in parallel
+
+        def save(folder: Path, model: Any) -> None:
+            save_clip(folder, model, tokenizer, image_processor)
+
+        metrics = run_wise_ft(trainer, module, datamodule, start, alphas, save, output_dir, metrics)
+        if trainer.is_global_zero:
+            write_metrics(output_dir, metrics, model_dir)
+    return metrics

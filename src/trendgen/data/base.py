@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, IterableDataset
 
 from trendgen.config import DataConfig
 from trendgen.data.images import DEFAULT_MAX_PIXELS, load_rgb
@@ -31,6 +31,8 @@ DATASETS = {
     "deepfashion": "trendgen.data.deepfashion",
     "fashion_mnist": "trendgen.data.fashion_mnist",
     "folder": "trendgen.data.folder",
+    "deepfashion_inshop": "trendgen.data.deepfashion_inshop",
+    "hf": "trendgen.data.hf",
 }
 """Dataset name (`data.name`) -> module whose `build(cfg, split)` makes it."""
 
@@ -40,7 +42,8 @@ class CaptionDataset(Dataset):
 
     `sources[i]` is whatever `load` needs to produce image i (a path, an array index, a drawing spec).
     `skipped` lists `(describe, reason)` for rows dropped while the index was read (e.g. missing files);
-    images that fail to decode are reported later, per batch, by the DataLoader's collate.
+    images that fail to decode are reported later, per batch, by the DataLoader's collate. `is_query` (image
+    retrieval benchmarks such as DeepFashion In-shop) flags the query images; the others are the gallery.
     """
 
     def __init__(
@@ -56,6 +59,7 @@ class CaptionDataset(Dataset):
         category_template: str,
         load: Loader,
         skipped: Sequence[tuple[str, str]] = (),
+        is_query: Sequence[bool] | None = None,
     ) -> None:
         n = len(sources)
         if not len(captions) == len(item_ids) == len(category_ids) == n:
@@ -69,6 +73,9 @@ class CaptionDataset(Dataset):
         self.categories = list(categories)
         self.category_template = category_template
         self.skipped = list(skipped)
+        self.is_query = None if is_query is None else [bool(q) for q in is_query]
+        if self.is_query is not None and len(self.is_query) != n:
+            raise ValueError("is_query must have one entry per sample")
         self._load = load
 
     def __len__(self) -> int:
@@ -96,6 +103,8 @@ class CaptionDataset(Dataset):
         picked.captions = [self.captions[i] for i in indices]
         picked.item_ids = [self.item_ids[i] for i in indices]
         picked.category_ids = [self.category_ids[i] for i in indices]
+        if self.is_query is not None:
+            picked.is_query = [self.is_query[i] for i in indices]
         return picked
 
 
@@ -123,12 +132,14 @@ def require_templates(cfg: DataConfig) -> list[str]:
     return templates
 
 
-def build_dataset(cfg: DataConfig, split: str) -> CaptionDataset:
+def build_dataset(cfg: DataConfig, split: str) -> CaptionDataset | Any:
     """The dataset `cfg.name` for `split` (train / val / test), capped at `cfg.limit` rows if set."""
     if cfg.name not in DATASETS:
         raise TrendgenError(f"unknown dataset data.name={cfg.name!r}; choose one of {', '.join(DATASETS)}")
     builder = importlib.import_module(DATASETS[cfg.name]).build
     dataset = builder(cfg, split)
+    if isinstance(dataset, IterableDataset):  # a stream (data=hf streaming): no length, capped by the builder
+        return dataset
     if cfg.limit is not None and 0 <= cfg.limit < len(dataset):
         rng = np.random.default_rng(cfg.seed)
         keep = np.sort(rng.choice(len(dataset), size=cfg.limit, replace=False))

@@ -16,7 +16,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 
 from trendgen.config import DataConfig
 from trendgen.data.base import CaptionDataset, build_dataset
@@ -58,6 +58,7 @@ class CaptionCollate:
         self.caption_ids = torch.as_tensor(caption_ids, dtype=torch.long)
         self.item_ids = torch.tensor(dataset.item_ids, dtype=torch.long)
         self.category_ids = torch.tensor(dataset.category_ids, dtype=torch.long)
+        self.is_query = None if dataset.is_query is None else torch.tensor(dataset.is_query, dtype=torch.bool)
         self.input_ids = table.input_ids
         self.attention_mask = table.attention_mask
         self.processor = processor
@@ -77,7 +78,9 @@ class CaptionCollate:
         else:
             pixels = self.no_pixels
         caption_ids = self.caption_ids[index]
+        query = {} if self.is_query is None else {"is_query": self.is_query[index]}  # query/gallery sets
         return {
+            **query,
             "pixel_values": pixels.float(),
             "input_ids": self.input_ids[caption_ids],
             "attention_mask": self.attention_mask[caption_ids],
@@ -161,6 +164,8 @@ class FashionDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         split = self.cfg.train_split
+        if isinstance(self.dataset(split), IterableDataset):  # data=hf streaming
+            return self._stream_loader(self.dataset(split))
         batch_size, size = self.per_rank_batch_size(), len(self.dataset(split))
         if size < batch_size:
             raise TrendgenError(f"the {split} split has {size} samples, fewer than one batch of {batch_size}")
@@ -222,6 +227,19 @@ class FashionDataModule(pl.LightningDataModule):
                 first_error = first_error or err
         assert first_error is not None
         raise first_error
+
+    def _stream_loader(self, stream: Any) -> DataLoader:
+        """A streamed split: sharded and shuffled by the stream itself, tokenized batch by batch."""
+        workers = self.cfg.num_workers
+        return DataLoader(
+            stream,
+            batch_size=self.per_rank_batch_size(),
+            drop_last=True,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=self.cfg.pin_memory,
+            collate_fn=stream.collate(self.tokenizer, self.image_processor, self.max_length),
+        )
 
     def _loader(self, split: str, shuffle: bool, drop_last: bool) -> DataLoader:
         workers = self.cfg.num_workers

@@ -11,6 +11,7 @@ Truncated files are refused, not padded with grey: this module never sets `Image
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import warnings
@@ -41,10 +42,25 @@ def load_rgb(
         return None, f"cannot read file: {err.strerror or err}"
     if size == 0:
         return None, "empty file (zero bytes)"
+    return _decode(path, max_pixels)
+
+
+def load_rgb_bytes(
+    data: bytes | None, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> tuple[Image.Image | None, str | None]:
+    """`load_rgb` for an image held in memory (e.g. a Hugging Face dataset's image bytes)."""
+    if not data:
+        return None, "empty image (zero bytes)"
+    return _decode(io.BytesIO(data), max_pixels)
+
+
+def _decode(
+    source: str | os.PathLike[str] | io.BytesIO, max_pixels: int
+) -> tuple[Image.Image | None, str | None]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with Image.open(source) as im:
                 _draft_if_huge(im, max_pixels)
                 im.load()
                 rgb = to_rgb(_exif_upright(im))

@@ -76,6 +76,11 @@ def load_clip(model_cfg: Any, captions_for_tokenizer: Iterable[str] | None = Non
     return model, tokenizer, image_processor_for(geometry.image_size)
 
 
+def load_pretrained(name_or_path: str, revision: str | None = None) -> ClipParts:
+    """CLIP, tokenizer and image processor from a saved folder or a hub id."""
+    return _from_pretrained(name_or_path, revision)
+
+
 def _from_pretrained(name_or_path: str, revision: str | None = None) -> ClipParts:
     if is_local(name_or_path):
         return load_saved(name_or_path)

@@ -30,8 +30,11 @@ def _tower_modules(
     return modules
 
 
-def apply_freeze(model: CLIPModel, freeze: Any) -> CLIPModel:
-    """Set `requires_grad` of every parameter as `freeze` (a FreezeConfig) says; returns the model."""
+def apply_freeze(model: CLIPModel, freeze: Any, allow_empty: bool = False) -> CLIPModel:
+    """Set `requires_grad` of every parameter as `freeze` (a FreezeConfig) says; returns the model.
+
+    A setting that trains nothing is refused unless `allow_empty` (LoRA adapters will train).
+    """
     vision, text = model.vision_model, model.text_model
     trainable = _tower_modules(
         vision.encoder.layers,
@@ -54,8 +57,10 @@ def apply_freeze(model: CLIPModel, freeze: Any) -> CLIPModel:
     for module in trainable:
         module.requires_grad_(True)
     model.logit_scale.requires_grad_(bool(freeze.train_logit_scale))
-    if not any(p.requires_grad for p in model.parameters()):
-        raise TrendgenError("model.freeze leaves nothing to train")
+    if not allow_empty and not any(p.requires_grad for p in model.parameters()):
+        raise TrendgenError(
+            "model.freeze leaves nothing to train (model/freeze=none needs model.lora.enabled=true)"
+        )
     return model
 
 

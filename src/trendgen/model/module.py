@@ -17,6 +17,8 @@ from transformers import CLIPModel, get_cosine_with_min_lr_schedule_with_warmup
 
 from trendgen.errors import TrendgenError
 from trendgen.model.freeze import apply_freeze
+from trendgen.model.image_retrieval import QueryGalleryRecall
+from trendgen.model.lora import add_lora
 from trendgen.model.loss import ContrastiveLoss, rank_sizes
 from trendgen.model.metrics import (
     RetrievalRecall,
@@ -73,11 +75,14 @@ class ClipFineTuner(pl.LightningModule):
         self.cfg = model_cfg
         self.category_prompts = list(category_prompts)
         self.max_text_length = model.config.text_config.max_position_embeddings
-        apply_freeze(model, model_cfg.freeze)
+        lora_cfg = model_cfg.get("lora")
+        apply_freeze(model, model_cfg.freeze, allow_empty=bool(lora_cfg and lora_cfg.enabled))
+        self.lora = add_lora(model, lora_cfg)  # adapters in place; None when model.lora is off
         if model_cfg.gradient_checkpointing:
             enable_activation_checkpointing(model)
         self.loss_fn = ContrastiveLoss(multi_positive=model_cfg.multi_positive)
         self.retrieval = RetrievalRecall()
+        self.query_gallery = QueryGalleryRecall()  # datasets with query/gallery roles (In-shop)
         self.zero_shot = ZeroShotScores(num_classes=max(len(self.category_prompts), 2))
         self.eval_loss = MeanMetric()  # the contrastive loss of each evaluation batch, weighted by its rows
         self._prompt_embeds: Tensor | None = None
@@ -88,6 +93,10 @@ class ClipFineTuner(pl.LightningModule):
             self.model.vision_model.compile()
             self.model.text_model.compile()
             self._compiled = True
+
+    def export_model(self) -> CLIPModel:
+        """What to save: the trained model, or with LoRA a merged copy (plain transformers loads it)."""
+        return self.lora.merged_copy() if self.lora is not None else self.model
 
     # ---- features
 
@@ -170,6 +179,10 @@ class ClipFineTuner(pl.LightningModule):
         self.eval_loss.update(loss, weight=batch["caption_ids"].numel())
         samples = batch.get("index")  # dataset rows: DDP's padded repeats are counted once
         self.retrieval.update(images, texts, batch["item_ids"], batch["caption_ids"], samples)
+        # query/gallery roles (In-shop); other datasets add no rows, so every rank computes alike
+        rows = slice(None) if "is_query" in batch else slice(0, 0)
+        is_query = batch.get("is_query", batch["item_ids"].bool())
+        self.query_gallery.update(images[rows], batch["item_ids"][rows], is_query[rows], batch["index"][rows])
         if self._prompt_embeds is not None:
             predictions = zero_shot_predictions(images, self._prompt_embeds)
             self.zero_shot.update(predictions, batch["category_ids"], samples)
@@ -177,6 +190,7 @@ class ClipFineTuner(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         stage = "test" if self.trainer.testing else "val"
         metrics = self.retrieval.compute()  # gathered from every rank by torchmetrics, duplicates removed
+        metrics.update(self.query_gallery.compute())  # q2g_R@k, when the split has query/gallery roles
         if self._prompt_embeds is not None:
             metrics.update(self.zero_shot.compute())
         metrics["loss"] = self.eval_loss.compute()  # nan when every image was skipped (every rank syncs)
@@ -184,6 +198,7 @@ class ClipFineTuner(pl.LightningModule):
             value = value.to(self.device).float()
             self.log(f"{stage}/{name}", value, prog_bar=name == "loss", sync_dist=True)
         self.retrieval.reset()
+        self.query_gallery.reset()
         self.zero_shot.reset()
         self.eval_loss.reset()
 
