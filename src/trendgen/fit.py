@@ -22,7 +22,7 @@ from typing import Any
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities.model_helpers import is_overridden
 
@@ -76,6 +76,8 @@ def build_trainer(cfg: DictConfig, plugins: list[Any], resuming: bool) -> pl.Tra
     set_run_identity(cfg, resuming)  # W&B id/group/name; CSV kept on resume
     loggers = instantiate_group(cfg.get("logger"))
     callbacks = instantiate_group(cfg.get("callbacks"))
+    if not loggers:  # logger=none: what only logs (Lightning refuses LearningRateMonitor without a logger)
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     extra = {"plugins": plugins} if plugins else {}
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, **extra)
     for logger in loggers:
