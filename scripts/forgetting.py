@@ -11,7 +11,8 @@ it learnt: zero-shot accuracy and text->image recall@10), and writes one table.
 Training runs `trendgen-train` (one process per recipe, stopped by `trainer.max_steps`, so the figures do
 not depend on the machine's load); WiSE-FT is scored by `trendgen-eval`'s `eval.wise_ft.start/alpha`
 (the same interpolation `model.wise_ft.alphas` exports). A run or score already on disk is reused, so the
-script can be stopped and started again. OUT/table.md holds the table, OUT/table.json its figures.
+script can be stopped and started again. OUT/table.md holds the table, OUT/table.json its figures
+(`--split val`: the val splits, into OUT/eval_val/ and OUT/table_val.md, to check a choice made on test).
 """
 
 from __future__ import annotations
@@ -29,13 +30,18 @@ from typing import Any
 # Each recipe: the trendgen-train overrides on top of COMMON, and the WiSE-FT alphas scored (1 = itself).
 COMMON = ["data=synthetic", "model.pretrained=true", "data.num_workers=1", "callbacks.progress_bar=null"]
 LORA = ["model/freeze=none", "model.lora.enabled=true"]
+LORA_R4 = [*LORA, "model.lora.rank=4", "model.lora.alpha=8"]
+ALPHAS = [0.5, 0.75, 0.9, 1.0]
 RECIPES: dict[str, tuple[list[str], list[float]]] = {
-    "full": (["model.optimizer.lr=5e-4"], [0.25, 0.5, 0.75, 1.0]),
-    "original": (["model/freeze=original", "model.optimizer.lr=5e-4"], [0.5, 0.75, 1.0]),
-    "lora": ([*LORA, "model.optimizer.lr=2e-3"], [0.5, 0.75, 1.0]),
-    "full_lr1e-4": (["model.optimizer.lr=1e-4"], [0.5, 0.75, 1.0]),
-    "lora_text": ([*LORA, "model.lora.towers=[text]", "model.optimizer.lr=2e-3"], [0.5, 0.75, 1.0]),
-    "lora_r4": ([*LORA, "model.lora.rank=4", "model.lora.alpha=8", "model.optimizer.lr=1e-3"], [0.5, 1.0]),
+    "full": (["model.optimizer.lr=5e-4"], [0.25, *ALPHAS]),
+    "original": (["model/freeze=original", "model.optimizer.lr=5e-4"], ALPHAS),
+    "lora": ([*LORA, "model.optimizer.lr=2e-3"], ALPHAS),
+    "full_lr1e-4": (["model.optimizer.lr=1e-4"], ALPHAS),
+    "full_lr2e-4": (["model.optimizer.lr=2e-4"], ALPHAS),
+    "lora_text": ([*LORA, "model.lora.towers=[text]", "model.optimizer.lr=2e-3"], ALPHAS),
+    "lora_r4": ([*LORA_R4, "model.optimizer.lr=1e-3"], [0.5, 0.75, 0.8, 0.85, 0.9, 1.0]),
+    "lora_r4_seed7": ([*LORA_R4, "model.optimizer.lr=1e-3", "seed=7"], [0.5, 0.75, 0.8, 0.85, 0.9, 1.0]),
+    "lora_r4_lr5e-4": ([*LORA_R4, "model.optimizer.lr=5e-4"], ALPHAS),
 }
 REFERENCE = "full"  # the in-domain gain is counted against this recipe's own weights (alpha 1)
 EVAL_SETS = {"fashion_mnist": ["data=fashion_mnist"], "synthetic": ["data=synthetic"]}
@@ -65,7 +71,10 @@ def trainable_params(run_dir: Path) -> str | None:
     return found.group(1).strip() if found else None
 
 
-def score(model: Path, start: Path, alpha: float | None, out_dir: Path) -> dict[str, dict[str, Any]]:
+Scores = dict[str, dict[str, Any]]  # eval set -> its eval.json
+
+
+def score(model: Path, start: Path, alpha: float | None, out_dir: Path, split: str) -> Scores:
     """trendgen-eval's scores of `model` (or its WiSE-FT mix with `start` at `alpha`) on each eval set."""
     from hydra import compose, initialize_config_dir
 
@@ -79,7 +88,7 @@ def score(model: Path, start: Path, alpha: float | None, out_dir: Path) -> dict[
     for data, data_overrides in EVAL_SETS.items():
         target = out_dir / data
         if not (target / "eval.json").is_file():
-            overrides = [f"model.name_or_path={model}", *data_overrides, "data.split=test"]
+            overrides = [f"model.name_or_path={model}", *data_overrides, f"data.split={split}"]
             if alpha is not None:
                 overrides += [f"eval.wise_ft.start={start}", f"eval.wise_ft.alpha={alpha}"]
             target.mkdir(parents=True, exist_ok=True)
@@ -91,7 +100,7 @@ def score(model: Path, start: Path, alpha: float | None, out_dir: Path) -> dict[
     return scores
 
 
-def row(label: str, scores: dict[str, dict[str, Any]], **extra: Any) -> dict[str, Any]:
+def row(label: str, scores: Scores, **extra: Any) -> dict[str, Any]:
     """The table's figures for one set of weights."""
     synthetic = scores["synthetic"]
     return {
@@ -138,29 +147,32 @@ def main() -> None:
     parser.add_argument("--start", type=Path, required=True, help="the starting model/ folder")
     parser.add_argument("--out", type=Path, default=Path("runs/forgetting"))
     parser.add_argument("--steps", type=int, default=300, help="trainer.max_steps of every recipe")
+    parser.add_argument("--split", choices=["test", "val"], default="test", help="the split scored")
     parser.add_argument("--runs", nargs="+", choices=list(RECIPES), default=list(RECIPES))
     args = parser.parse_args()
     os.environ["OMP_NUM_THREADS"] = "1"
     start, out = args.start.resolve(), args.out.resolve()
     names = [REFERENCE, *(n for n in args.runs if n != REFERENCE)]  # the reference is always needed
 
-    start_row = row("start", score(start, start, None, out / "eval" / "start"))
+    evals = out / ("eval" if args.split == "test" else f"eval_{args.split}")
+    start_row = row("start", score(start, start, None, evals / "start", args.split))
     rows: list[dict[str, Any]] = []
     for name in names:
         overrides, alphas = RECIPES[name]
         finetuned = train(name, overrides, start, out, args.steps)
         run_dir = out / name
-        seconds = (run_dir / "train_seconds").read_text().strip()
+        seconds = f"{float((run_dir / 'train_seconds').read_text()):.0f}"
         extra = {"trains": trainable_params(run_dir), "train_s": seconds}
         for alpha in sorted(alphas, reverse=True):
             label = name if alpha == 1 else f"{name} + WiSE-FT α={alpha:g}"
             mix = None if alpha == 1 else alpha
-            scores = score(finetuned, start, mix, out / "eval" / f"{name}_a{alpha:g}")
+            scores = score(finetuned, start, mix, evals / f"{name}_a{alpha:g}", args.split)
             rows.append(row(label, scores, recipe=name, alpha=alpha, **(extra if alpha == 1 else {})))
     reference = next(r for r in rows if r["recipe"] == REFERENCE and r["alpha"] == 1)
     add_shares([start_row, *rows], start_row, reference)
-    (out / "table.json").write_text(json.dumps([start_row, *rows], indent=2) + "\n")
-    (out / "table.md").write_text(markdown([start_row, *rows]))
+    table = "table" if args.split == "test" else f"table_{args.split}"
+    (out / f"{table}.json").write_text(json.dumps([start_row, *rows], indent=2) + "\n")
+    (out / f"{table}.md").write_text(markdown([start_row, *rows]))
     print(markdown([start_row, *rows]))
 
 
