@@ -129,11 +129,11 @@ def add_shares(rows: list[dict[str, Any]], start: dict[str, Any], reference: dic
 def markdown(rows: list[dict[str, Any]]) -> str:
     head = (
         "| weights | trains | train s | Fashion-MNIST zero-shot (kept) | synthetic zero-shot (gain) "
-        "| synthetic t2i R@10 (gain) | i2t R@10 | goal |\n|---|---|---|---|---|---|---|---|\n"
+        "| synthetic t2i R@10 (gain) | i2t R@10 | goal met on |\n|---|---|---|---|---|---|---|---|\n"
     )
     lines = [
         f"| {r['weights']} | {r.get('trains') or '–'} | {r.get('train_s') or '–'} "
-        f"| {r['fashion_mnist_zero_shot']:.3f} ({r['kept']:.0%}) "
+        f"| {r['fashion_mnist_zero_shot']:.3f} ({r['kept']:.1%}) "
         f"| {r['synthetic_zero_shot']:.3f} ({r['gain_zero_shot']:.0%}) "
         f"| {r['synthetic_t2i_R@10']:.3f} ({r['gain_R@10']:.0%}) | {r['synthetic_i2t_R@10']:.3f} "
         f"| {', '.join(r['goal']) or 'no'} |"
