@@ -36,6 +36,25 @@ class HfDataConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Random augmentation of the training split only (validation, test and trendgen-eval stay plain).
+
+    Geometric by default; colour jitter is off (0) because colour is a label in fashion captions.
+    """
+
+    enabled: bool = False
+    where: str = "workers"  # workers: per sample, in the DataLoader workers | batch: kornia, on the batch
+    crop_scale: list[float] = field(default_factory=lambda: [0.8, 1.0])  # random resized crop: area share
+    crop_ratio: list[float] = field(default_factory=lambda: [0.75, 1.3333333])  # and aspect ratio
+    hflip: float = 0.5  # probability of a horizontal flip
+    rotation: float = 10.0  # degrees, drawn uniformly from [-rotation, rotation]
+    brightness: float = 0.0  # colour jitter strengths (0: off)
+    contrast: float = 0.0
+    saturation: float = 0.0
+    hue: float = 0.0  # at most 0.5
+
+
+@dataclass
 class DataConfig:
     """A captioned fashion image dataset (see conf/data/)."""
 
@@ -51,6 +70,9 @@ class DataConfig:
     seed: int = 0
     templates: list[str] = field(default_factory=list)  # caption templates, e.g. "a photo of a {category}"
     category_template: str = "a photo of a {category}"  # zero-shot prompt per category
+    # zero-shot prompt ensemble: class embedding = normalised mean over these (empty: category_template alone)
+    zero_shot_templates: list[str] = field(default_factory=list)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     # synthetic
     size: int = 2000
     val_size: int = 400
@@ -120,6 +142,16 @@ class ClipGeometry:
 
 
 @dataclass
+class LrGroups:
+    """Learning-rate multipliers of `model.optimizer.lr` per part of CLIP."""
+
+    vision: float = 1.0  # the vision tower (embeddings, blocks, norms)
+    text: float = 1.0  # the text tower
+    projection: float = 1.0  # visual_projection and text_projection
+    logit_scale: float = 1.0  # the temperature
+
+
+@dataclass
 class ModelConfig:
     """CLIP in a LightningModule (see conf/model/)."""
 
@@ -137,6 +169,9 @@ class ModelConfig:
     gradient_checkpointing: bool = False
     compile: bool = False
     max_logit_scale: float = 100.0
+    lr_groups: LrGroups = field(default_factory=LrGroups)
+    layer_decay: float = 1.0  # LLRD: top block at its tower's LR, each block below x decay, embeddings lowest
+    ema: float | None = None  # EMA decay of the weights (e.g. 0.999); validated and exported when set
 
 
 @dataclass

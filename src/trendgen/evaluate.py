@@ -1,7 +1,13 @@
 """The evaluation recipe behind `trendgen-eval`: score a saved model folder on one split, write `eval.json`.
 
-Scores: zero-shot top-1 accuracy and weighted F1 over the category prompts, image→text and text→image
-recall@1/5/10 by item id (see `trendgen.model.metrics`), the number of images scored and the images skipped.
+Scores: zero-shot top-1 accuracy and weighted F1 over the category prompts (a prompt ensemble with
+`data.zero_shot_templates`), image→text and text→image recall@1/5/10 by item id (see
+`trendgen.model.metrics`), the number of images scored and the images skipped.
+
+`eval.datasets=[...]` scores one model on several datasets in one run (what a fine-tune learnt and what it
+forgot): each entry is a `conf/data` name or a mapping `{name: <conf/data name>, <data keys>...}`, and
+`eval.json` holds each one's scores under `datasets.<name>` (`report_as` renames one, e.g. two splits of
+one dataset). Without the list, `data` alone is scored and `eval.json` keeps its flat layout.
 """
 
 from __future__ import annotations
@@ -14,9 +20,11 @@ from typing import Any
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from pytorch_lightning.callbacks import RichProgressBar
 
 from trendgen.data.datamodule import FashionDataModule
+from trendgen.errors import TrendgenError
 from trendgen.hub import is_local
 from trendgen.model.build import load_clip, load_saved
 from trendgen.model.metrics import EVAL_KEYS, RECALL_KS
@@ -42,31 +50,51 @@ def load_model_for_eval(cfg: DictConfig) -> tuple[Any, Any, Any]:
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Evaluate `model.name_or_path` on `data.split`; returns what it writes to eval.json.
+    """Evaluate `model.name_or_path` on `data.split` (or on each of `eval.datasets`); returns what it writes
+    to eval.json.
 
     The model is a saved folder (e.g. a training run's `model/`) or, with `model.pretrained=true`, a hub id.
     """
     name = str(cfg.model.name_or_path)
-    model, tokenizer, image_processor = load_model_for_eval(cfg)
+    datasets = dataset_configs(cfg.get("eval", {}).get("datasets"))  # bad entries fail before loading
+    parts = load_model_for_eval(cfg)
+    model_id = str(Path(name).resolve()) if is_local(name) else name
+    if datasets is None:
+        result: dict[str, Any] = {**score_dataset(cfg, parts, cfg.data), "model": model_id}
+        summary = _summary(result)
+    else:
+        scores = {key: score_dataset(cfg, parts, data_cfg) for key, data_cfg in datasets.items()}
+        result = {"model": model_id, "datasets": scores}
+        summary = "\n".join(f"{key}: {_summary(s)}" for key, s in scores.items())
+    if eval_wise_ft(cfg) is not None:
+        result["wise_ft"] = dict(zip(("start", "alpha"), eval_wise_ft(cfg), strict=True))
+    out = Path(cfg.paths.output_dir) / "eval.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    log.info("wrote %s: %s", out, summary)
+    print(f"{summary}\nwrote {out}")
+    return result
+
+
+def score_dataset(cfg: DictConfig, parts: tuple[Any, Any, Any], data_cfg: DictConfig) -> dict[str, Any]:
+    """The eval.json scores of the model `parts` (model, tokenizer, image processor) on `data_cfg.split`."""
+    model, tokenizer, image_processor = parts
     datamodule = FashionDataModule(
-        cfg.data, tokenizer, image_processor, model.config.text_config.max_position_embeddings
+        data_cfg, tokenizer, image_processor, model.config.text_config.max_position_embeddings
     )
-    module = ClipFineTuner(model, tokenizer, cfg.model, category_prompts=datamodule.category_prompts)
+    module = ClipFineTuner(model, tokenizer, cfg.model, category_prompts=datamodule.zero_shot_prompts)
     trainer: pl.Trainer = instantiate(
         cfg.trainer, logger=False, callbacks=[RichProgressBar()], enable_checkpointing=False
     )
-    trainer.test(
-        module, datamodule=datamodule, verbose=False
-    )  # the datamodule's test loader reads data.split
+    trainer.test(module, datamodule=datamodule, verbose=False)  # the test loader reads data.split
     logged = {k.removeprefix("test/"): float(v) for k, v in trainer.callback_metrics.items()}
     n_skipped, skipped = datamodule.skipped_files()
-
     result: dict[str, Any] = {key: logged.get(name) for name, key in EVAL_KEYS.items()}
     result.update(
         {
-            "model": str(Path(name).resolve()) if is_local(name) else name,
-            "data": OmegaConf.to_container(cfg.data, resolve=True)["name"],
-            "split": cfg.data.split,
+            "data": str(data_cfg.name),
+            "split": str(data_cfg.split),
+            "zero_shot_templates": len(datamodule.zero_shot_prompts),
             "n_images": int(logged.get("n_images", 0)),
             "skipped": n_skipped,
             "skipped_images": [{"image": image, "reason": reason} for image, reason in skipped],
@@ -74,12 +102,65 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     )
     if any(k.startswith("q2g_R@") for k in logged):  # query/gallery datasets (In-shop)
         result.update({f"query_to_gallery_recall@{k}": logged.get(f"q2g_R@{k}") for k in RECALL_KS})
-    if eval_wise_ft(cfg) is not None:
-        result["wise_ft"] = dict(zip(("start", "alpha"), eval_wise_ft(cfg), strict=True))
-    out = Path(cfg.paths.output_dir) / "eval.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    summary = ", ".join(f"{k}={result[k]:.4f}" for k in EVAL_KEYS.values() if result[k] is not None)
-    log.info("wrote %s: %s", out, summary)
-    print(f"{summary}\nwrote {out}")
     return result
+
+
+def dataset_configs(entries: Any) -> dict[str, DictConfig] | None:
+    """`eval.datasets` as {report name: data config}; None when the list is not given."""
+    if entries is None:
+        return None
+    if not OmegaConf.is_list(entries) and not isinstance(entries, list):
+        raise TrendgenError(f"eval.datasets must be a list of data config names or mappings, not {entries!r}")
+    configs: dict[str, DictConfig] = {}
+    for entry in entries:
+        overrides = OmegaConf.to_container(entry, resolve=True) if OmegaConf.is_config(entry) else entry
+        if isinstance(overrides, str):
+            overrides = {"name": overrides}
+        if not isinstance(overrides, dict) or not isinstance(overrides.get("name"), str):
+            raise TrendgenError(
+                f"eval.datasets entry {entry!r}: give a conf/data name or a mapping with `name` and data keys"
+            )
+        key = str(overrides.pop("report_as", overrides["name"]))
+        if key in configs:
+            raise TrendgenError(f"eval.datasets names {key!r} twice: give one of them `report_as: <name>`")
+        configs[key] = data_config(overrides)
+    if not configs:
+        raise TrendgenError("eval.datasets is empty: list the datasets to score (or leave it null)")
+    return configs
+
+
+def data_config(overrides: dict[str, Any]) -> DictConfig:
+    """The data config `conf/data/<name>.yaml`, composed as Hydra composes `data=<name>`, with the other keys
+    of `overrides` merged on top (before its interpolations resolve), checked against the data schema."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+
+    from trendgen.cli import CONF_DIR
+
+    name = overrides.pop("name")
+
+    def composed() -> DictConfig:
+        return compose("eval", overrides=[f"data={name}"])
+
+    try:
+        if GlobalHydra.instance().is_initialized():  # inside trendgen-eval
+            root = composed()
+        else:
+            with initialize_config_dir(CONF_DIR, version_base="1.3"):
+                root = composed()
+        root.data.merge_with(overrides)
+        data = OmegaConf.to_container(root.data, resolve=True)
+    except HydraException as err:
+        raise TrendgenError(f"eval.datasets: no data config {name!r} in conf/data ({err})") from None
+    except OmegaConfBaseException as err:
+        raise TrendgenError(f"eval.datasets entry {name!r}: {err}".splitlines()[0]) from None
+    from trendgen.config import DataConfig
+
+    data_cfg = OmegaConf.structured(DataConfig)
+    data_cfg.merge_with(data)
+    return data_cfg
+
+
+def _summary(result: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={result[k]:.4f}" for k in EVAL_KEYS.values() if result[k] is not None)

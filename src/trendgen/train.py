@@ -38,7 +38,7 @@ def build_training(cfg: DictConfig) -> tuple[FashionDataModule, ClipFineTuner, A
     model, tokenizer, image_processor = load_clip(cfg.model, captions_for_tokenizer=captions)
     datamodule.tokenizer, datamodule.image_processor = tokenizer, image_processor
     datamodule.max_length = model.config.text_config.max_position_embeddings
-    module = ClipFineTuner(model, tokenizer, cfg.model, category_prompts=datamodule.category_prompts)
+    module = ClipFineTuner(model, tokenizer, cfg.model, category_prompts=datamodule.zero_shot_prompts)
     return datamodule, module, tokenizer, image_processor
 
 

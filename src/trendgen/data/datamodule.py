@@ -5,6 +5,9 @@ carries only its row in that table (`caption_ids`), so equal ids mean equal capt
 positives. Decoding and the image processor run in DataLoader workers (`CaptionCollate`); images that cannot
 be used are dropped from their batch and listed in `batch["skipped"]`, and the module keeps a run-wide record
 (`skipped_files()`).
+
+`data.augment` augments the training split only (see `trendgen.data.augment`): in the workers, before the
+processor (`where=workers`), or on the batch after it reached the device (`where=batch`, kornia).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset
 
 from trendgen.config import DataConfig
+from trendgen.data.augment import BatchAugment, SampleAugment, check_augment
 from trendgen.data.base import CaptionDataset, build_dataset
 from trendgen.errors import TrendgenError
 
@@ -53,8 +57,16 @@ class CaptionTable:
 class CaptionCollate:
     """Turns `dataset[i]` dicts into a training batch; runs in DataLoader workers (picklable)."""
 
-    def __init__(self, dataset: CaptionDataset, caption_ids: np.ndarray, table: CaptionTable, processor: Any):
+    def __init__(
+        self,
+        dataset: CaptionDataset,
+        caption_ids: np.ndarray,
+        table: CaptionTable,
+        processor: Any,
+        augment: SampleAugment | None = None,
+    ):
         self.dataset = dataset
+        self.augment = augment  # applied to each decoded image before the processor (training only)
         self.caption_ids = torch.as_tensor(caption_ids, dtype=torch.long)
         self.item_ids = torch.tensor(dataset.item_ids, dtype=torch.long)
         self.category_ids = torch.tensor(dataset.category_ids, dtype=torch.long)
@@ -74,7 +86,10 @@ class CaptionCollate:
         ]
         index = torch.tensor([s["index"] for s in kept], dtype=torch.long)
         if kept:
-            pixels = self.processor(images=[s["image"] for s in kept], return_tensors="pt")["pixel_values"]
+            images = [s["image"] for s in kept]
+            if self.augment is not None:
+                images = [self.augment(image) for image in images]
+            pixels = self.processor(images=images, return_tensors="pt")["pixel_values"]
         else:
             pixels = self.no_pixels
         caption_ids = self.caption_ids[index]
@@ -115,6 +130,7 @@ class FashionDataModule(pl.LightningDataModule):
         self._datasets: dict[str, CaptionDataset] = {}
         self._caption_ids: dict[str, np.ndarray] = {}
         self._skipped: dict[str, str] = {}
+        self._batch_augment: BatchAugment | None = None
 
     # datasets and captions
     def dataset(self, split: str) -> CaptionDataset:
@@ -128,7 +144,8 @@ class FashionDataModule(pl.LightningDataModule):
     def all_captions(self) -> list[str]:
         """Unique captions of the train and val splits plus the category prompts (to train a tokenizer on)."""
         captions = self.dataset(self.cfg.train_split).captions + self.dataset(self.cfg.val_split).captions
-        return list(dict.fromkeys(captions + self.category_prompts))
+        ensemble = [prompt for prompts in self.zero_shot_prompts for prompt in prompts]
+        return list(dict.fromkeys(captions + self.category_prompts + ensemble))
 
     def has_test_split(self) -> bool:
         """True when `data.split` is neither train nor val and has samples: fit ends by testing on it."""
@@ -147,12 +164,29 @@ class FashionDataModule(pl.LightningDataModule):
         return self._any_dataset().category_prompts()
 
     @property
+    def zero_shot_prompts(self) -> list[list[str]]:
+        """[template][category id] zero-shot prompts: `data.zero_shot_templates` (a prompt ensemble), or the
+        one `data.category_template` when that list is empty. Templates fill `{category}`."""
+        templates = list(self.cfg.zero_shot_templates) or [self.cfg.category_template]
+        prompts = []
+        for template in templates:
+            try:
+                prompts.append([template.format(category=name) for name in self.categories])
+            except (KeyError, IndexError, ValueError) as err:
+                raise TrendgenError(
+                    f"data.zero_shot_templates: {template!r} must name the category as {{category}} ({err})"
+                ) from None
+        return prompts
+
+    @property
     def categories(self) -> list[str]:
         """Category names (index = category id); the same in every split."""
         return self._any_dataset().categories
 
     # Lightning hooks
     def setup(self, stage: str | None = None) -> None:
+        if getattr(self.cfg, "augment", None) is not None and self.cfg.augment.enabled:
+            check_augment(self.cfg.augment)  # a bad setting fails before the first batch
         splits = {
             "fit": [self.cfg.train_split, self.cfg.val_split],
             "validate": [self.cfg.val_split],
@@ -169,7 +203,7 @@ class FashionDataModule(pl.LightningDataModule):
         batch_size, size = self.per_rank_batch_size(), len(self.dataset(split))
         if size < batch_size:
             raise TrendgenError(f"the {split} split has {size} samples, fewer than one batch of {batch_size}")
-        return self._loader(split, shuffle=True, drop_last=True)
+        return self._loader(split, shuffle=True, drop_last=True, augment=True)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.cfg.val_split, shuffle=False, drop_last=False)
@@ -184,6 +218,15 @@ class FashionDataModule(pl.LightningDataModule):
         """Keep a run-wide record of the files the workers had to skip (runs in the main process)."""
         if isinstance(batch, dict):
             self._skipped.update(batch.get("skipped", ()))
+        return batch
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """`data.augment.where=batch`: kornia augments training batches on their device (never eval's)."""
+        training = self.trainer is not None and self.trainer.training
+        if training and isinstance(batch, dict) and self._augments("batch"):
+            if self._batch_augment is None:
+                self._batch_augment = BatchAugment(self.cfg.augment, self.image_processor)
+            batch["pixel_values"] = self._batch_augment(batch["pixel_values"])
         return batch
 
     # helpers
@@ -201,9 +244,17 @@ class FashionDataModule(pl.LightningDataModule):
         """(count, [(file or sample, reason)]) of every distinct sample skipped so far in this process."""
         return len(self._skipped), sorted(self._skipped.items())
 
-    def collate_for(self, split: str) -> CaptionCollate:
-        """The collate function of `split`'s loader (tokenizes the split's captions if setup has not)."""
-        return CaptionCollate(self.dataset(split), self._tokenized(split), self.table, self.image_processor)
+    def collate_for(self, split: str, augment: bool = False) -> CaptionCollate:
+        """The collate function of `split`'s loader (tokenizes the split's captions if setup has not);
+        `augment`: with the per-sample training augmentation (`data.augment.where=workers`)."""
+        sample_augment = SampleAugment(self.cfg.augment, self.image_processor) if augment else None
+        return CaptionCollate(
+            self.dataset(split), self._tokenized(split), self.table, self.image_processor, sample_augment
+        )
+
+    def _augments(self, where: str) -> bool:
+        augment = getattr(self.cfg, "augment", None)
+        return bool(augment is not None and augment.enabled and augment.where == where)
 
     def _tokenized(self, split: str) -> np.ndarray:
         """Caption-table rows of `split`'s samples; new captions are tokenized now, once."""
@@ -241,7 +292,7 @@ class FashionDataModule(pl.LightningDataModule):
             collate_fn=stream.collate(self.tokenizer, self.image_processor, self.max_length),
         )
 
-    def _loader(self, split: str, shuffle: bool, drop_last: bool) -> DataLoader:
+    def _loader(self, split: str, shuffle: bool, drop_last: bool, augment: bool = False) -> DataLoader:
         workers = self.cfg.num_workers
         return DataLoader(
             self.dataset(split),
@@ -251,5 +302,5 @@ class FashionDataModule(pl.LightningDataModule):
             num_workers=workers,
             persistent_workers=workers > 0,
             pin_memory=self.cfg.pin_memory,
-            collate_fn=self.collate_for(split),
+            collate_fn=self.collate_for(split, augment=augment and self._augments("workers")),
         )

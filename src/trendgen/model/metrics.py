@@ -214,6 +214,15 @@ class ZeroShotScores(Metric):
         }
 
 
+def ensemble_class_embeddings(per_template: Sequence[Tensor]) -> Tensor:
+    """Class embeddings [C, D] from each template's prompt embeddings [C, D] (CLIP's prompt ensembling):
+    per class the normalised mean of its normalised embeddings. One template: its embeddings unchanged."""
+    if len(per_template) == 1:
+        return per_template[0]
+    stacked = F.normalize(torch.stack([e.float() for e in per_template]), dim=-1)  # [T, C, D]
+    return F.normalize(stacked.mean(dim=0), dim=-1)
+
+
 def zero_shot_predictions(image_embeds: Tensor, prompt_embeds: Tensor) -> Tensor:
     """The category whose prompt is closest to each image."""
     scores = F.normalize(image_embeds.float(), dim=-1) @ F.normalize(prompt_embeds.float(), dim=-1).T

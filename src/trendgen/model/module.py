@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import Callback, EMAWeightAveraging
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from transformers import CLIPModel, get_cosine_with_min_lr_schedule_with_warmup
@@ -24,9 +25,11 @@ from trendgen.model.metrics import (
     RetrievalRecall,
     ZeroShotScores,
     batch_features,
+    ensemble_class_embeddings,
     text_features,
     zero_shot_predictions,
 )
+from trendgen.model.optim import no_weight_decay_ids, parameter_groups
 
 
 def split_weight_decay(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
@@ -35,13 +38,9 @@ def split_weight_decay(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Pa
     No decay on biases, norms, the class embedding and logit_scale (all below 2-D) nor on token and position
     embeddings; matrices and the patch convolution decay.
     """
-    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
-    decay, no_decay = [], []
-    for param in model.parameters():
-        if not param.requires_grad:
-            continue
-        (no_decay if param.ndim < 2 or id(param) in embeddings else decay).append(param)
-    return decay, no_decay
+    skip = no_weight_decay_ids(model)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return [p for p in trainable if id(p) not in skip], [p for p in trainable if id(p) in skip]
 
 
 def enable_activation_checkpointing(model: CLIPModel) -> None:
@@ -62,18 +61,25 @@ class ClipFineTuner(pl.LightningModule):
     for each k smaller than its gallery and their mean `val/recall_mean`, `val/n_images`, `val/skipped`.
 
     `model_cfg` is the `model` config group (a ModelConfig); `category_prompts` are the dataset's zero-shot
-    prompts, index = category id.
+    prompts, index = category id: one list of them, or one list per template of a prompt ensemble (each
+    class embedding is then the normalised mean of its normalised per-template embeddings).
+    With `model.ema` set, validation, checkpoints and the weights left after fit are the EMA weights.
     """
 
     def __init__(
-        self, model: CLIPModel, tokenizer: Any, model_cfg: DictConfig, category_prompts: Sequence[str]
+        self,
+        model: CLIPModel,
+        tokenizer: Any,
+        model_cfg: DictConfig,
+        category_prompts: Sequence[str] | Sequence[Sequence[str]],
     ) -> None:
         super().__init__()
         self.save_hyperparameters({"model": OmegaConf.to_container(model_cfg, resolve=True)}, logger=False)
         self.model = model
         self.tokenizer = tokenizer
         self.cfg = model_cfg
-        self.category_prompts = list(category_prompts)
+        self.prompt_templates = _per_template(category_prompts)
+        self.category_prompts = self.prompt_templates[0] if self.prompt_templates else []
         self.max_text_length = model.config.text_config.max_position_embeddings
         lora_cfg = model_cfg.get("lora")
         apply_freeze(model, model_cfg.freeze, allow_empty=bool(lora_cfg and lora_cfg.enabled))
@@ -103,6 +109,12 @@ class ClipFineTuner(pl.LightningModule):
     def encode_batch(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
         """Image and text features of a batch (see `batch_features`: an empty batch gives 0 rows)."""
         return batch_features(self.model, batch)
+
+    def class_embeddings(self) -> Tensor | None:
+        """Zero-shot class embeddings [C, D] from the prompt templates (None without categories)."""
+        if not self.category_prompts:
+            return None
+        return ensemble_class_embeddings([self.encode_prompts(p) for p in self.prompt_templates])
 
     def encode_prompts(self, prompts: Sequence[str]) -> Tensor:
         tokens = self.tokenizer(
@@ -145,10 +157,23 @@ class ClipFineTuner(pl.LightningModule):
         with torch.no_grad():
             self.model.logit_scale.clamp_(0, math.log(self.cfg.max_logit_scale))
 
+    def configure_callbacks(self) -> list[Callback]:
+        """`model.ema`: Lightning's EMA callback (validation swaps the EMA weights in; checkpoints hold them
+        as `state_dict` and the raw weights as `current_model_state`; after fit the module holds them). A
+        fresh one per Trainer stage: validating or testing a checkpoint after fit scores its EMA weights."""
+        decay = self.cfg.get("ema")
+        if decay is None:
+            return []
+        if not 0.0 < float(decay) < 1.0:
+            raise TrendgenError(f"model.ema={decay} must be a decay in (0, 1), e.g. 0.999 (null: no EMA)")
+        return [InterruptSafeEMA(decay=float(decay))]
+
     def configure_optimizers(self) -> dict[str, Any]:
-        decay, no_decay = split_weight_decay(self.model)
-        groups = [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
-        optimizer = instantiate(self.cfg.optimizer)([g for g in groups if g["params"]])
+        optimizer_cfg = self.cfg.optimizer
+        groups = parameter_groups(
+            self.model, float(optimizer_cfg.lr), self.cfg.lr_groups, float(self.cfg.layer_decay)
+        )
+        optimizer = instantiate(optimizer_cfg)(groups)
         total = self.trainer.estimated_stepping_batches
         if not math.isfinite(total):
             raise TrendgenError("set trainer.max_steps or trainer.max_epochs: the LR schedule needs a length")
@@ -164,7 +189,7 @@ class ClipFineTuner(pl.LightningModule):
     # ---- validation
 
     def on_validation_epoch_start(self) -> None:
-        self._prompt_embeds = self.encode_prompts(self.category_prompts) if self.category_prompts else None
+        self._prompt_embeds = self.class_embeddings()
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         stage = "test" if self.trainer.testing else "val"
@@ -206,3 +231,27 @@ class ClipFineTuner(pl.LightningModule):
     on_test_epoch_start = on_validation_epoch_start
     test_step = validation_step
     on_test_epoch_end = on_validation_epoch_end
+
+
+def _per_template(prompts: Sequence[str] | Sequence[Sequence[str]]) -> list[list[str]]:
+    """[template][category] prompts from one flat list (one template) or a list per template."""
+    prompts = list(prompts)
+    if not prompts:
+        return []
+    if all(isinstance(p, str) for p in prompts):
+        return [list(prompts)]  # type: ignore[arg-type]
+    rows = [list(p) for p in prompts]
+    if len({len(r) for r in rows}) != 1:
+        raise ValueError("every template of a prompt ensemble needs one prompt per category")
+    return rows
+
+
+class InterruptSafeEMA(EMAWeightAveraging):
+    """Lightning's EMA callback, which also leaves the EMA weights in the module when fit is interrupted
+    (Ctrl-C, `SystemExit`), so the last weights exported then are the EMA's, as after a completed fit."""
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        if self._average_model is not None and isinstance(exception, KeyboardInterrupt | SystemExit):
+            self._copy_average_to_current(pl_module)
