@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -145,6 +146,52 @@ def test_eval_writes_every_score(trained, tmp_path):
     for direction in ("image_to_text", "text_to_image"):  # a larger k never finds less
         recalls = [scores[f"{direction}_recall@{k}"] for k in (1, 5, 10)]
         assert recalls == sorted(recalls), (direction, recalls)
+
+
+def test_eval_scores_each_listed_dataset_under_its_name(trained, tmp_path):
+    """eval.datasets (in process, as trendgen-eval runs it): the SMALL synthetic test split given as a mapping
+    of data keys, and its val split under another name; each report is that dataset's own (the test one
+    equals a single-dataset eval worked out by hand)."""
+    from hydra import compose, initialize_config_dir
+
+    from trendgen.cli import CONF_DIR
+    from trendgen.config import register_configs
+    from trendgen.evaluate import evaluate
+
+    small = "name:synthetic,size:64,val_size:32,test_size:32,batch_size:16,num_workers:0,image_px:32"
+    overrides = [
+        f"model.name_or_path={trained / 'model'}",
+        f"eval.datasets=[{{{small}}},{{{small},split:val,report_as:synthetic_val}}]",
+    ]
+    register_configs()
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose("eval", overrides=overrides)
+    cfg.paths.output_dir = str(tmp_path)
+    evaluate(cfg)
+    report = json.loads((tmp_path / "eval.json").read_text())
+    assert set(report["datasets"]) == {"synthetic", "synthetic_val"}
+    test, val = report["datasets"]["synthetic"], report["datasets"]["synthetic_val"]
+    assert (test["split"], test["n_images"], val["split"], val["n_images"]) == ("test", 32, "val", 32)
+    labels, predicted = zero_shot_by_hand(trained / "model")
+    assert test["zero_shot_accuracy"] == pytest.approx(accuracy_score(labels, predicted), abs=1e-6)
+    assert test["zero_shot_templates"] == 1
+
+
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        (["nosuch"], "no data config 'nosuch'"),
+        (["synthetic", {"name": "synthetic", "split": "val"}], "names 'synthetic' twice"),
+        ([{"name": "synthetic", "batch_sise": 8}], "batch_sise"),
+        ([{"split": "val"}], "a mapping with `name`"),
+    ],
+)
+def test_bad_eval_dataset_lists_are_refused_clearly(entries, message):
+    from trendgen.errors import TrendgenError
+    from trendgen.evaluate import dataset_configs
+
+    with pytest.raises(TrendgenError, match=re.escape(message)):
+        dataset_configs(entries)
 
 
 def test_a_second_run_into_the_same_dir_does_not_overwrite_the_model(trained):
