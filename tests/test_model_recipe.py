@@ -152,6 +152,8 @@ def test_ema_weights_are_validated_and_exported(tmp_path, weights):
     fresh.model.load_state_dict(exported)
     rescored = trainer().validate(fresh, datamodule=datamodule, verbose=False)[0]
     assert metrics["val/loss"] == pytest.approx(rescored["val/loss"], rel=1e-5)
+    # ...and its zero-shot scores: the class prompts were embedded by the EMA text tower too
+    assert metrics["val/zero_shot_accuracy"] == pytest.approx(rescored["val/zero_shot_accuracy"], abs=1e-6)
 
 
 def test_an_ema_decay_outside_0_1_is_refused():
