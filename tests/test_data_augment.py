@@ -130,3 +130,21 @@ def test_bad_augmentation_settings_are_refused_before_training(setting, message)
     _, datamodule = build(setting)
     with pytest.raises(TrendgenError, match=message.replace(".", r"\.")):
         datamodule.setup("fit")
+
+
+def test_the_random_crop_of_a_portrait_photo_stays_in_the_square_the_processor_keeps():
+    """A 200 x 300 photo: every box lies in the centred 200 x 200 square (rows 50-250) the CLIP processor
+    would keep, covers 0.8-1 of it and has an aspect in 3/4-4/3 (the default), and the boxes vary."""
+    from trendgen.config import AugmentConfig
+    from trendgen.data.augment import SampleAugment
+    from trendgen.model.build import image_processor_for
+
+    augment = SampleAugment(OmegaConf.structured(AugmentConfig), image_processor_for(32))
+    torch.manual_seed(0)
+    boxes = [augment.crop_box(200, 300) for _ in range(500)]
+    for left, top, right, bottom in boxes:
+        assert 0 <= left < right <= 200 and 50 <= top < bottom <= 250, (left, top, right, bottom)
+        width, height = right - left, bottom - top
+        assert 0.8 * 200 * 200 * 0.98 <= width * height <= 200 * 200
+        assert 0.75 * 0.97 <= width / height <= 4 / 3 * 1.03
+    assert len(set(boxes)) > 100

@@ -4,8 +4,9 @@ colour jitter only when asked (colour is a label in fashion captions: "a red dre
 Two implementations of the same recipe:
 
 - `SampleAugment` (`data.augment.where=workers`, the default): Pillow, per image, in the DataLoader workers,
-  before the image processor; the crop is resized straight to the processor's input size, so the processor's
-  own resize and centre crop have nothing left to do.
+  before the image processor. The crop is drawn inside the centred square the processor would keep and
+  resized straight from the decoded image to the input size, so the processor's own resize and centre crop
+  have nothing left to do.
 - `BatchAugment` (`where=batch`): kornia on the processed batch tensor after it reached the device
   (`FashionDataModule.on_after_batch_transfer`, training batches only).
 
@@ -79,19 +80,19 @@ class SampleAugment:
         self.colour = _colour_on(cfg)
 
     def crop_box(self, width: int, height: int) -> tuple[int, int, int, int]:
-        """A random box of `scale` of the area and `ratio` aspect (10 tries, else centre)."""
-        area = width * height
+        """A random box of `scale` of the area and `ratio` aspect inside the centred square the processor
+        would keep (as kornia crops the processed square): torchvision's rule, 10 tries, else that square."""
+        side = min(width, height)
+        x0, y0 = (width - side) // 2, (height - side) // 2
         for _ in range(10):
-            target = area * _uniform(*self.scale)
+            target = side * side * _uniform(*self.scale)
             ratio = math.exp(_uniform(*self.log_ratio))
             w, h = round(math.sqrt(target * ratio)), round(math.sqrt(target / ratio))
-            if 0 < w <= width and 0 < h <= height:
-                left = int(torch.randint(0, width - w + 1, ()))
-                top = int(torch.randint(0, height - h + 1, ()))
+            if 0 < w <= side and 0 < h <= side:
+                left = x0 + int(torch.randint(0, side - w + 1, ()))
+                top = y0 + int(torch.randint(0, side - h + 1, ()))
                 return left, top, left + w, top + h
-        side = min(width, height)
-        left, top = (width - side) // 2, (height - side) // 2
-        return left, top, left + side, top + side
+        return x0, y0, x0 + side, y0 + side
 
     def __call__(self, image: Image.Image) -> Image.Image:
         image = image.resize((self.size, self.size), Image.Resampling.BICUBIC, box=self.crop_box(*image.size))
