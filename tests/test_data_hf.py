@@ -182,3 +182,13 @@ def test_a_streamed_run_fits_with_max_steps(parquet, tmp_path):
     fit.fit(module, datamodule=datamodule)
     assert fit.global_step == 2
     assert fit.callback_metrics["val/n_images"] == 4  # the two held-out rows, two captions each
+
+
+def test_a_streamed_split_takes_batch_augmentation_and_refuses_worker_augmentation(parquet, tmp_path):
+    datamodule = _streamed(parquet, tmp_path)
+    datamodule.cfg.augment.enabled = True
+    datamodule.setup("fit")
+    with pytest.raises(TrendgenError, match=r"where=workers does not reach a streamed split"):
+        datamodule.train_dataloader()
+    datamodule.cfg.augment.where = "batch"
+    assert sum(len(b["caption_ids"]) for b in datamodule.train_dataloader()) == 12

@@ -199,6 +199,10 @@ class FashionDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         split = self.cfg.train_split
         if isinstance(self.dataset(split), IterableDataset):  # data=hf streaming
+            if self._augments("workers"):  # the stream's own collate decodes and processes
+                raise TrendgenError(
+                    "data.augment.where=workers does not reach a streamed split: use data.augment.where=batch"
+                )
             return self._stream_loader(self.dataset(split))
         batch_size, size = self.per_rank_batch_size(), len(self.dataset(split))
         if size < batch_size:
