@@ -265,8 +265,9 @@ def trend_of(args: Any, clip: Any, result: dict[str, Any]) -> tuple[Any, list[tu
     import numpy as np
 
     from trendgen.caption_bank import load_bank
+    from trendgen.caption_embeddings import embed_texts
     from trendgen.cluster import fit_clusters
-    from trendgen.describe import drop_unknown_words, embed_texts, rank_bank
+    from trendgen.describe import drop_unknown_words, rank_bank
 
     cfg = compose("design", [f"model.name_or_path={args.model}"])
     cfg.trend.n_init = 10

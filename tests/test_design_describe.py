@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from design_support import compose_design
 
-from trendgen.describe import TextEmbeddingCache, bank_template, look_facets, rank_bank, search_look
+from trendgen.caption_embeddings import TextEmbeddingCache
+from trendgen.describe import bank_template, look_facets, rank_bank, search_look
 
 BANK = {
     "garment": ["coat", "skirt", "dress", "trousers"],
@@ -110,3 +111,30 @@ def test_captions_with_words_a_from_scratch_model_never_learnt_are_left_out():
     kept, dropped = drop_unknown_words(bank, tokenizer)
     assert kept == {"garment": ["dress"], "colour": ["red"]}
     assert dropped == ["cargo trousers", "navy", "made of linen"]
+
+
+def test_a_prompt_ensemble_averages_each_text_over_its_templates():
+    import pytest
+
+    from trendgen.caption_embeddings import ensembled
+    from trendgen.errors import TrendgenError
+
+    rng = np.random.default_rng(0)
+    table: dict[str, np.ndarray] = {}
+
+    def embed(texts: list[str]) -> np.ndarray:  # a fixed random unit vector per text
+        for t in texts:
+            table.setdefault(t, rng.standard_normal(8))
+        rows = np.stack([table[t] for t in texts])
+        return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+    assert ensembled(embed, []) is embed
+    np.testing.assert_allclose(
+        ensembled(embed, ["{caption}"])(["a red dress"]), embed(["a red dress"]), atol=1e-6
+    )
+    two = ensembled(embed, ["{caption}", "a photo of {caption}"])(["a red dress", "a coat"])
+    mean = embed(["a red dress"])[0] + embed(["a photo of a red dress"])[0]
+    np.testing.assert_allclose(two[0], mean / np.linalg.norm(mean), atol=1e-6)
+    assert not np.allclose(two[0], embed(["a red dress"])[0])
+    with pytest.raises(TrendgenError, match=r"needs \{caption\}"):
+        ensembled(embed, ["a photo of {}"])

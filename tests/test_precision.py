@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from design_support import base_overrides, compose_design, make_tiny_clip, write_looks
 
+from trendgen.caption_embeddings import embed_texts
 from trendgen.clip_inference import embed_files
-from trendgen.describe import embed_texts
 from trendgen.errors import TrendgenError
 from trendgen.model.build import load_saved
 from trendgen.pipeline import run_design

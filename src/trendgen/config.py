@@ -226,6 +226,7 @@ class CaptionsConfig:
     per_facet: int = 3
     batch_size: int = 256
     look_template: str | None = "a {colour} {pattern} {garment}"  # core facets, ranked together as one look
+    templates: list[str] = field(default_factory=list)  # prompt ensemble: each text as the mean over these
 
 
 @dataclass

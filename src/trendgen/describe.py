@@ -7,10 +7,12 @@ ascent over every value of each facet in turn), and each core value is scored by
 with the others fixed at the best look ("red" scores as "a red striped dress"). Every other facet is scored in
 the context of that look ("a red striped dress, made of linen"). Scores are cosine similarities.
 
-Text embeddings are computed in batches and cached on disk under `<paths.cache_dir>/caption_embeddings/`, one
-file per model and precision (keyed by the model folder's identity and, but for fp32, the precision that ran
-the text tower: `trend.precision`) holding every text embedded so far, so a second run with the same model
-and bank embeds only the few look captions it has not seen.
+With `captions.templates` (a prompt ensemble), every text is scored as the normalised mean of its embeddings
+in each template. Text embeddings are computed in batches and cached on disk under
+`<paths.cache_dir>/caption_embeddings/`, one file per model and precision (keyed by the model folder's
+identity and, but for fp32, the precision that ran the text tower: `trend.precision`) holding every text
+embedded so far, so a second run with the same model and bank embeds only the few look captions it has not
+seen.
 
 Attributes over time (as GeoStyle and FIT count trends): for every facet, each photo's best caption in that
 facet, scored as the trend's look with that one value changed (the `scored_as` texts: "a blue striped dress"
@@ -28,7 +30,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import os
 import re
 import string
 from collections.abc import Callable
@@ -36,14 +37,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from trendgen.caption_bank import load_bank, resolve_bank_path
-from trendgen.clip_inference import autocast_for, features_of, pick_device
+from trendgen.caption_embeddings import TextEmbeddingCache, embed_texts, ensembled
 from trendgen.errors import TrendgenError
 from trendgen.periods import period_rows
 from trendgen.precision import Tower, torch_tower
-from trendgen.stage_cache import Stage, config_subset, stable_hash
+from trendgen.stage_cache import Stage, config_subset
 from trendgen.timeline import share_timeline
 
 log = logging.getLogger(__name__)
@@ -54,73 +54,6 @@ LOOK_BEAM = 6  # best values per core facet, combined exhaustively to start the 
 LOOK_STARTS = 4  # best combinations the ascent starts from
 LOOK_ROUNDS = 5
 LOOK_CONTEXTS = 8  # random looks each value is scored in (then averaged) to pick the beams
-
-
-def text_max_length(model: Any, tokenizer: Any) -> int:
-    positions = int(model.config.text_config.max_position_embeddings)
-    return min(positions, int(getattr(tokenizer, "model_max_length", positions) or positions))
-
-
-@torch.inference_mode()
-def embed_texts(
-    model: Any, tokenizer: Any, texts: list[str], batch_size: int = 256, precision: str = "32"
-) -> np.ndarray:
-    """L2-normalised float32 text embeddings, `batch_size` captions per forward (`precision`: autocast)."""
-    device = pick_device()
-    model.eval().to(device)
-    max_length = text_max_length(model, tokenizer)
-    chunks = []
-    for start in range(0, len(texts), batch_size):
-        tokens = tokenizer(
-            texts[start : start + batch_size],
-            padding=True,
-            truncation=True,
-            max_length=max_length,
-            return_tensors="pt",
-        )
-        with autocast_for(device, precision):
-            out = model.get_text_features(
-                input_ids=tokens["input_ids"].to(device), attention_mask=tokens["attention_mask"].to(device)
-            )
-        chunks.append(torch.nn.functional.normalize(features_of(out).float(), dim=-1).cpu())
-    return torch.cat(chunks).numpy().astype(np.float32, copy=False)
-
-
-class TextEmbeddingCache:
-    """Text -> embedding for one model, kept in one .npz file; only unseen texts go through the model."""
-
-    def __init__(self, cache_dir: str | Path, model_identity: Any, embed: Callable[[list[str]], np.ndarray]):
-        self.path = (
-            Path(str(cache_dir)).expanduser() / "caption_embeddings" / f"{stable_hash(model_identity)}.npz"
-        )
-        self.embed = embed
-        self.table: dict[str, np.ndarray] = {}
-        self.embedded = 0
-        if self.path.is_file():
-            try:
-                with np.load(self.path) as cached:
-                    self.table = dict(zip(cached["texts"].tolist(), cached["embeddings"], strict=True))
-            except (OSError, ValueError, KeyError):
-                log.warning("caption cache %s unreadable: starting afresh", self.path)
-
-    def has_all(self, texts: list[str]) -> bool:
-        return all(t in self.table for t in texts)
-
-    def __call__(self, texts: list[str]) -> np.ndarray:
-        missing = list(dict.fromkeys(t for t in texts if t not in self.table))
-        if missing:
-            self.table.update(zip(missing, self.embed(missing), strict=True))
-            self.embedded += len(missing)
-        return np.stack([self.table[t] for t in texts]).astype(np.float32)
-
-    def save(self) -> None:
-        if not self.embedded:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f"{self.path.stem}.{os.getpid()}.tmp.npz")
-        texts = list(self.table)
-        np.savez(tmp, texts=np.array(texts), embeddings=np.stack([self.table[t] for t in texts]))
-        os.replace(tmp, self.path)
 
 
 def template_fields(template: str | None) -> list[str]:
@@ -323,11 +256,13 @@ def run(
         cfg.paths.cache_dir, cache_identity, lambda t: embed_texts(model, tokenizer, t, batch, precision)
     )
     bank_texts = [c for captions in bank.values() for c in captions]
-    hit = cache.has_all(bank_texts)
-    cache(bank_texts)  # the whole bank in a few batched forwards (or none, from the cache)
+    templates = list(cfg.captions.get("templates") or [])
+    embed = ensembled(cache, templates)
+    hit = cache.has_all([t.replace("{caption}", c) for c in bank_texts for t in templates] or bank_texts)
+    embed(bank_texts)  # the whole bank in a few batched forwards (or none, from the cache)
     target = centroid / max(float(np.linalg.norm(centroid)), 1e-12)
-    look, entries = rank_bank(bank, lambda texts: cache(texts) @ target, cfg.captions.look_template)
-    attributes = attribute_series(entries, bank, cache, photos, cfg.trend) if photos is not None else {}
+    look, entries = rank_bank(bank, lambda texts: embed(texts) @ target, cfg.captions.look_template)
+    attributes = attribute_series(entries, bank, embed, photos, cfg.trend) if photos is not None else {}
     cache.save()
     entries.sort(key=lambda e: -e["score"])  # stable: bank order breaks ties
     overall = ([{**look, "facet": "look", "scored_as": look["text"]}] if look else []) + entries
@@ -345,7 +280,7 @@ def run(
         "precision": tower.record,
     }
     (stage_dir / CAPTIONS).write_text(json.dumps(record, indent=1))
-    np.save(stage_dir / TOP_TEXT, cache([e["scored_as"] for e in overall]))
+    np.save(stage_dir / TOP_TEXT, embed([e["scored_as"] for e in overall]))
     # how this run got its text embeddings goes to the manifest: the artifacts hold only the result
     info = {"text_cache_hit": hit, "texts_embedded": cache.embedded, "text_cache_file": str(cache.path)}
     info |= {"precision": tower.record, **tower.info}
@@ -374,7 +309,7 @@ STAGE = Stage(
         "model": design.model_id,  # the text tower that ranks the bank
         "precision": design.towers.precision,
         "bank": design.bank_id,
-        "captions": config_subset(design.cfg.captions, ["top_k", "per_facet", "look_template"]),
+        "captions": config_subset(design.cfg.captions, ["top_k", "per_facet", "look_template", "templates"]),
         "attributes": config_subset(design.cfg.trend, ["bootstrap", "confidence", "seed"]),
     },
     run=_run_stage,
