@@ -82,7 +82,7 @@ def test_a_jsonl_index(tmp_path):
             "path,date\na.jpg,2024-01-01\nb.jpg,31/01/2024\n",
             r"photos\.csv:3: date '31/01/2024' is not an ISO date",
         ),
-        ("path,when\na.jpg,2024-01-01\n", r"photos\.csv:1: the header has no date column"),
+        ("path,when\na.jpg,2024-01-01\n", r"photos\.csv:1: the header row lacks column\(s\) date"),
         ("path,date\na.jpg,2024-01-01\n,2024-01-02\n", r"photos\.csv:3: a row needs both a path and a date"),
     ],
 )
@@ -96,7 +96,7 @@ def test_bad_rows_are_refused_with_their_line(tmp_path, text, message):
 def test_bad_settings_are_refused(tmp_path):
     index = tmp_path / "photos.jsonl"
     index.write_text('{"path": "a.png", "date": "2024-01-01"}\nnot json\n')
-    with pytest.raises(TrendgenError, match=r"photos\.jsonl:2: not a JSON object"):
+    with pytest.raises(TrendgenError, match=r"photos\.jsonl:2: not valid JSON"):
         trend_periods(trend(periods=str(index)))
     with pytest.raises(TrendgenError, match="period_unit must be one of"):
         trend_periods(trend(periods=str(index), period_unit="week"))

@@ -18,9 +18,6 @@ Kept free of heavy imports so that a wrong path or date is reported at once, bef
 
 from __future__ import annotations
 
-import csv
-import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -30,6 +27,7 @@ import numpy as np
 
 from trendgen.errors import TrendgenError
 from trendgen.image_files import discover_images
+from trendgen.index_files import index_records
 
 PERIOD_UNITS = ("month", "quarter", "season", "year")
 
@@ -73,37 +71,15 @@ def period_of(day: date, unit: str) -> tuple[int, str]:
     raise TrendgenError(f"trend.period_unit must be one of {', '.join(PERIOD_UNITS)}, not {unit!r}")
 
 
-def _index_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, row) of a CSV or JSONL index."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise TrendgenError(f"trend.periods: cannot read {path}: {err}") from None
-    if path.suffix.lower() in (".jsonl", ".ndjson"):
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise TrendgenError(f"{path}:{number}: not a JSON object ({err.msg})") from None
-            if not isinstance(row, dict):
-                raise TrendgenError(f"{path}:{number}: not a JSON object")
-            yield number, row
-        return
-    reader = csv.DictReader(text.splitlines())
-    missing = [c for c in ("path", "date") if c not in (reader.fieldnames or [])]
-    if missing:
-        raise TrendgenError(f"{path}:1: the header has no {' or '.join(missing)} column")
-    for row in reader:
-        yield reader.line_num, row
-
-
 def read_period_index(path: Path, unit: str) -> list[Period]:
     """The periods of a CSV/JSONL index of dated photos, binned by `unit`, in time order."""
     period_of(date(2000, 1, 1), unit)  # a wrong unit is refused before the file is read
     bins: dict[int, tuple[str, list[Path]]] = {}
-    for number, row in _index_rows(path):
+    try:
+        rows = index_records(path, ("path", "date"), "trend.periods: the index")
+    except (OSError, UnicodeDecodeError) as err:
+        raise TrendgenError(f"trend.periods: cannot read {path}: {err}") from None
+    for number, row in rows:
         if not row.get("path") or not row.get("date"):
             raise TrendgenError(f"{path}:{number}: a row needs both a path and a date")
         try:

@@ -10,8 +10,6 @@ in `dataset.skipped`.
 
 from __future__ import annotations
 
-import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from typing import Any
 from trendgen.config import DataConfig
 from trendgen.data.base import CaptionDataset, file_loader
 from trendgen.errors import TrendgenError
+from trendgen.index_files import index_records
 
 INDEX_NAMES = ("captions.csv", "captions.jsonl")
 
@@ -94,55 +93,11 @@ def _index_path(root: Path, index: str | None) -> Path:
 
 def read_index(path: Path) -> list[IndexRow]:
     """Rows of a CSV or JSONL index (chosen by the file suffix), validated; refuses an empty index."""
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        records = _csv_records(path)
-    elif suffix in (".jsonl", ".ndjson"):
-        records = _jsonl_records(path)
-    else:
-        raise TrendgenError(f"caption index {path} must be a .csv or .jsonl file")
+    records = index_records(path, ("path", "caption"), "caption index")
     rows = [_row(path, line, record) for line, record in records]
     if not rows:
         raise TrendgenError(f"caption index {path} has no rows")
     return rows
-
-
-def _csv_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        columns = [c.strip() for c in reader.fieldnames or []]
-        missing = [c for c in ("path", "caption") if c not in columns]
-        if missing:
-            raise TrendgenError(
-                f"{path}:1: the header row lacks column(s) {', '.join(missing)} (has {columns})"
-            )
-        reader.fieldnames = columns
-        records = []
-        try:
-            for record in reader:
-                if None in record:
-                    raise TrendgenError(f"{path}:{reader.line_num}: more fields than the header has columns")
-                if any((v or "").strip() for v in record.values()):
-                    records.append((reader.line_num, record))
-        except csv.Error as err:
-            raise TrendgenError(f"{path}:{reader.line_num}: malformed CSV ({err})") from None
-    return records
-
-
-def _jsonl_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    records = []
-    with path.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise TrendgenError(f"{path}:{line_no}: not valid JSON ({err.msg})") from None
-            if not isinstance(record, dict):
-                raise TrendgenError(f"{path}:{line_no}: expected a JSON object with path and caption")
-            records.append((line_no, record))
-    return records
 
 
 def _row(path: Path, line: int, record: dict[str, Any]) -> IndexRow:
