@@ -8,20 +8,16 @@ import math
 import pytest
 import pytorch_lightning as pl
 import torch
+from clip_support import tiny_fine_tuner, tiny_geometry
 from omegaconf import OmegaConf
 
-from trendgen.config import ClipGeometry, DataConfig, ModelConfig
+from trendgen.config import DataConfig, ModelConfig
 from trendgen.data.datamodule import FashionDataModule
-from trendgen.model.build import load_clip
 from trendgen.model.module import ClipFineTuner
 
 torch.set_num_threads(1)
 
-GEOMETRY = ClipGeometry(
-    image_size=32, patch_size=8, vision_hidden_size=32, vision_layers=2, vision_heads=2,
-    vision_intermediate_size=64, text_hidden_size=32, text_layers=2, text_heads=2,
-    text_intermediate_size=64, projection_dim=16, max_text_length=16,
-)  # fmt: skip
+GEOMETRY = tiny_geometry(vision_layers=2, text_layers=2)
 
 
 def model_cfg(**overrides):
@@ -59,13 +55,7 @@ def build(**overrides) -> tuple[ClipFineTuner, FashionDataModule]:
             "templates": ["a {color} {pattern} {garment}"],
         }
     )
-    datamodule = FashionDataModule(data)
-    cfg = model_cfg(**overrides)
-    pl.seed_everything(0)
-    model, tokenizer, processor = load_clip(cfg, captions_for_tokenizer=datamodule.all_captions())
-    datamodule.tokenizer, datamodule.image_processor = tokenizer, processor
-    datamodule.max_length = GEOMETRY.max_text_length
-    return ClipFineTuner(model, tokenizer, cfg, datamodule.category_prompts), datamodule
+    return tiny_fine_tuner(data, model_cfg(**overrides), prompts="category_prompts")
 
 
 def trainer(**kwargs) -> pl.Trainer:

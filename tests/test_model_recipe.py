@@ -10,23 +10,19 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from clip_support import tiny_fine_tuner, tiny_geometry
 from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from trendgen.config import ClipGeometry, DataConfig, ModelConfig
+from trendgen.config import DataConfig, ModelConfig
 from trendgen.data.datamodule import FashionDataModule
 from trendgen.errors import TrendgenError
 from trendgen.fit import fit_and_export
-from trendgen.model.build import load_clip
 from trendgen.model.module import ClipFineTuner
 
 torch.set_num_threads(1)
 
-GEOMETRY = ClipGeometry(
-    image_size=32, patch_size=8, vision_hidden_size=32, vision_layers=2, vision_heads=2,
-    vision_intermediate_size=64, text_hidden_size=32, text_layers=3, text_heads=2,
-    text_intermediate_size=64, projection_dim=16, max_text_length=16,
-)  # fmt: skip
+GEOMETRY = tiny_geometry(vision_layers=2, text_layers=3)
 LR = 1e-3
 
 
@@ -44,12 +40,7 @@ def build(data: dict | None = None, **model) -> tuple[ClipFineTuner, FashionData
         {"name_or_path": "tiny", "pretrained": False, "geometry": GEOMETRY, "optimizer": optimizer}
     )
     cfg.merge_with(model)
-    datamodule = FashionDataModule(data_cfg)
-    pl.seed_everything(0)
-    clip, tokenizer, processor = load_clip(cfg, captions_for_tokenizer=datamodule.all_captions())
-    datamodule.tokenizer, datamodule.image_processor = tokenizer, processor
-    datamodule.max_length = GEOMETRY.max_text_length
-    return ClipFineTuner(clip, tokenizer, cfg, datamodule.zero_shot_prompts), datamodule
+    return tiny_fine_tuner(data_cfg, cfg)
 
 
 def trainer(**kwargs) -> pl.Trainer:
