@@ -25,6 +25,8 @@ from rich.progress import (
 )
 from torch.utils.data import DataLoader, Dataset
 
+from trendgen.pixels import pixel_values
+
 CLIP_TOKEN_LIMIT = 77  # CLIP's text context, also the cut for prompts given to CLIP-conditioned generators
 
 
@@ -63,9 +65,7 @@ class EmbedCollate:
         skipped = [(it["index"], it["reason"]) for it in items if it["image"] is None]
         pixels = None
         if good:
-            pixels = self.image_processor(images=[it["image"] for it in good], return_tensors="pt")[
-                "pixel_values"
-            ]
+            pixels = pixel_values(self.image_processor, [it["image"] for it in good])
         return {"pixel_values": pixels, "indices": [it["index"] for it in good], "skipped": skipped}
 
 

@@ -27,6 +27,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from trendgen.clip_inference import CLIP_TOKEN_LIMIT, embed_pixels, pick_device
 from trendgen.errors import TrendgenError, first_line
+from trendgen.pixels import pixel_values
 from trendgen.precision import Tower, torch_tower
 from trendgen.stage_cache import Stage, config_subset
 
@@ -173,7 +174,7 @@ def rerank(
     tower = tower or torch_tower(clip[0])
     device = pick_device()
     model = tower.model.eval().to(device)
-    pixels = image_processor(images=images, return_tensors="pt")["pixel_values"]
+    pixels = pixel_values(image_processor, images)
     feats = embed_pixels(model, pixels, device, tower.autocast).numpy()
     to_centroid = feats @ (centroid / max(float(np.linalg.norm(centroid)), 1e-12))
     to_captions = (feats @ top_text.T).mean(axis=1) if len(top_text) else to_centroid

@@ -25,6 +25,7 @@ from trendgen.config import DataConfig
 from trendgen.data.augment import BatchAugment, SampleAugment, check_augment
 from trendgen.data.base import CaptionDataset, build_dataset
 from trendgen.errors import TrendgenError
+from trendgen.pixels import pixel_values
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ class CaptionCollate:
             images = [s["image"] for s in kept]
             if self.augment is not None:
                 images = [self.augment(image) for image in images]
-            pixels = self.processor(images=images, return_tensors="pt")["pixel_values"]
+            pixels = pixel_values(self.processor, images)
         else:
             pixels = self.no_pixels
         caption_ids = self.caption_ids[index]

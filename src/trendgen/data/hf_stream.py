@@ -30,6 +30,7 @@ from trendgen.data.hf import (
     decode_image,
     open_splits,
 )
+from trendgen.pixels import pixel_values
 
 _EVAL_ROWS: dict[tuple, list[dict[str, Any]]] = {}
 
@@ -175,7 +176,7 @@ class StreamCollate:
         kept = [s for s in samples if s["image"] is not None]
         skipped = [(s["describe"], s["reason"] or "unreadable") for s in samples if s["image"] is None]
         if kept:
-            pixels = self.processor(images=[s["image"] for s in kept], return_tensors="pt")["pixel_values"]
+            pixels = pixel_values(self.processor, [s["image"] for s in kept])
             tokens = self.tokenizer(
                 [s["caption"] for s in kept],
                 padding="max_length",

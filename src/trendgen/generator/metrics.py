@@ -23,6 +23,7 @@ from PIL import Image
 
 from trendgen.model.build import load_saved
 from trendgen.model.metrics import image_features, text_features
+from trendgen.pixels import pixel_values
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class Judge:
         parts = []
         for start in range(0, len(images), self.batch_size):
             chunk = list(images[start : start + self.batch_size])
-            pixels = self.processor(images=chunk, return_tensors="pt")["pixel_values"]
+            pixels = pixel_values(self.processor, chunk)
             parts.append(F.normalize(image_features(self.model, pixels), dim=-1))
         return torch.cat(parts) if parts else torch.zeros(0, self.model.config.projection_dim)
 
