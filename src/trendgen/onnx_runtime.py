@@ -2,13 +2,14 @@
 
 Each tower (`image`: `get_image_features`, `text`: `get_text_features`) is exported once per model with the
 TorchScript exporter (`dynamo=False`: a traced graph with dynamic batch and sequence axes), checked against
-torch on inputs of another shape than the traced ones, and quantized dynamically (int8 weights, activations
-quantized at run time) into `<cache_dir>/onnx/<hash of the model's identity>/`: `<tower>.int8.onnx` and
-`<tower>.json`, the record (what was built, with which versions and how close to torch, or why the export
-failed); the fp32 graph is a temporary file. The model identity is the stage keys' (a folder's files, or a
-hub id at its revision), so a changed model folder gets a fresh export and an unchanged one reuses its
-files; a failed export is recorded too, so the next run with the same model and versions says why at once
-instead of trying again.
+torch on inputs of another shape than the traced ones, and quantized dynamically (`QUANTIZATION`: int8
+weights, activations quantized at run time) into `<cache_dir>/onnx/<hash of the model's identity>/`:
+`<tower>.int8.onnx` and `<tower>.json`, the record (what was built, with which versions and recipe and how
+close to torch, or why the export failed); the fp32 graph is a temporary file. The model identity is the
+stage keys' (a folder's files, or a hub id at its revision), so a changed model folder gets a fresh export
+and an unchanged one reuses its files; so does a change of library versions or of `QUANTIZATION`. A failed
+export is recorded too, so the next run with the same model and versions says why at once instead of trying
+again.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,11 @@ log = logging.getLogger(__name__)
 TOWERS = ("image", "text")
 OPSET = 17
 EXPORT_TOLERANCE = 1e-3  # 1 - min cosine of the fp32 graph to torch before quantization counts as broken
+# The MatMuls only, weights per output channel. ONNX Runtime's ConvInteger is slower than its float Conv (a
+# quantized patch embedding cost the ViT-B/32 image tower 13% of its int8 speed); the patch embedding is
+# exported as a MatMul instead (`PatchMatMul`), which is quantized (docs/BENCHMARKS.md).
+QUANTIZATION = {"op_types_to_quantize": ["MatMul"], "per_channel": True, "weight_type": "QInt8"}
+RECIPE = {**QUANTIZATION, "patch_convs": "matmul"}  # what the int8 files are made with, in their record
 
 
 class OnnxExportError(RuntimeError):
@@ -41,11 +49,17 @@ def onnx_folder(cache_dir: str | Path, identity: Any) -> Path:
     return Path(str(cache_dir)).expanduser() / "onnx" / stable_hash(identity)
 
 
-def versions() -> dict[str, str]:
+def versions() -> dict[str, Any]:
+    """What an int8 file depends on besides the model: the libraries and the quantization recipe."""
     import onnx
     import onnxruntime
 
-    return {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
+    return {
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "recipe": RECIPE,
+    }
 
 
 class _ImageTower(torch.nn.Module):
@@ -65,6 +79,55 @@ class _TextTower(torch.nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         out = self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
         return features_of(out)
+
+
+class PatchMatMul(torch.nn.Module):
+    """A Conv2d whose stride is its kernel (a ViT's patch embedding) as one MatMul over the flattened patches:
+    the same output, as a MatMul that dynamic quantization makes int8."""
+
+    def __init__(self, conv: torch.nn.Conv2d) -> None:
+        super().__init__()
+        self.patch = tuple(conv.kernel_size)
+        self.register_buffer("weight", conv.weight.detach().flatten(1).t().contiguous())  # [c*ph*pw, out]
+        self.register_buffer("bias", None if conv.bias is None else conv.bias.detach())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (b, c, h, w), (ph, pw) = x.shape, self.patch
+        rows, cols = h // ph, w // pw
+        x = x[:, :, : rows * ph, : cols * pw].reshape(b, c, rows, ph, cols, pw)
+        x = x.permute(0, 2, 4, 1, 3, 5).reshape(b, rows * cols, c * ph * pw) @ self.weight
+        if self.bias is not None:
+            x = x + self.bias
+        return x.transpose(1, 2).reshape(b, -1, rows, cols)
+
+    @staticmethod
+    def fits(module: torch.nn.Module) -> bool:
+        return (
+            type(module) is torch.nn.Conv2d
+            and tuple(module.stride) == tuple(module.kernel_size)
+            and tuple(module.dilation) == (1, 1)
+            and module.padding in ((0, 0), "valid")
+            and module.groups == 1
+        )
+
+
+@contextmanager
+def patch_convs_as_matmuls(module: torch.nn.Module) -> Iterator[int]:
+    """Swaps every patch-embedding Conv2d of `module` for a `PatchMatMul` while the block runs (the export);
+    yields how many it swapped."""
+    swapped = [
+        (parent, name, child)
+        for parent in module.modules()
+        for name, child in parent.named_children()
+        if PatchMatMul.fits(child)
+    ]
+    for parent, name, child in swapped:
+        setattr(parent, name, PatchMatMul(child))
+    try:
+        yield len(swapped)
+    finally:
+        for parent, name, child in swapped:
+            setattr(parent, name, child)
 
 
 def example_inputs(config: Any, tower: str, batch: int, extra: int = 0) -> dict[str, torch.Tensor]:
@@ -117,26 +180,29 @@ def _export(model: Any, tower: str, int8: Path) -> dict[str, Any]:
     axes |= {n: {0: "batch", 1: "sequence"} if tower == "text" else {0: "batch"} for n in names}
     tmp32 = int8.with_name(f".{tower}.fp32.{os.getpid()}.tmp")
     tmp8 = int8.with_name(f".{int8.name}.{os.getpid()}.tmp")
+    # Other shapes than the traced ones: a graph that baked a batch or caption length in fails the check.
+    check = example_inputs(model.config, tower, batch=3, extra=2)
+    expected = module(**check).float().numpy()
     try:
-        torch.onnx.export(
-            module,
-            tuple(traced.values()),
-            str(tmp32),
-            input_names=names,
-            output_names=["features"],
-            dynamic_axes=axes,
-            opset_version=OPSET,
-            dynamo=False,
-        )
-        # Other shapes than the traced ones: a graph that baked a batch or caption length in fails here.
-        check = example_inputs(model.config, tower, batch=3, extra=2)
-        expected = module(**check).float().numpy()
+        with patch_convs_as_matmuls(module):
+            torch.onnx.export(
+                module,
+                tuple(traced.values()),
+                str(tmp32),
+                input_names=names,
+                output_names=["features"],
+                dynamic_axes=axes,
+                opset_version=OPSET,
+                dynamo=False,
+            )
         agreement = _min_cosine(_run(_session(tmp32, 1), check), expected)
         if not agreement >= 1 - EXPORT_TOLERANCE:
             raise OnnxExportError(
                 f"the exported {tower} tower disagrees with torch (min cosine {agreement:.4f})"
             )
-        quantize_dynamic(str(tmp32), str(tmp8), weight_type=QuantType.QInt8)
+        quantize_dynamic(
+            str(tmp32), str(tmp8), **{**QUANTIZATION, "weight_type": QuantType[QUANTIZATION["weight_type"]]}
+        )
         int8_cosine = _min_cosine(_run(_session(tmp8, 1), check), expected)
         os.replace(tmp8, int8)
     finally:
