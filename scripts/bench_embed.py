@@ -51,6 +51,9 @@ def main() -> None:
     parser.add_argument("--clusters", type=int, default=5, help="k of the ARI check (trained model)")
     parser.add_argument("--top-k", type=int, default=12, help="captions compared (trained model)")
     parser.add_argument("--cache", default=None, help="ONNX cache dir (default: WORKDIR/cache)")
+    parser.add_argument(
+        "--precisions-only", action="store_true", help="only the precision table (no naive loop)"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny geometry, 32 images, 1 repeat: a check")
     args = parser.parse_args()
     if args.quick:
@@ -80,6 +83,9 @@ def main() -> None:
     model, _tokenizer, processor = clip
     model.eval().to(device)
 
+    if args.precisions_only:
+        bench_precisions(args, clip, paths, device, "trained" if trained else "random weights")
+        return
     # Pixels prepared once, outside any timing, for the forward-only rate.
     pixels = processor(images=[Image.open(p).convert("RGB") for p in paths], return_tensors="pt")[
         "pixel_values"
@@ -166,7 +172,10 @@ def bench_precisions(args: Any, clip: Any, paths: list[Path], device: Any, weigh
     from trendgen.precision import ClipTowers
     from trendgen.stage_cache import folder_identity
 
-    identity = folder_identity(args.model) if Path(args.model).is_dir() else ["bench", args.model]
+    if Path(args.model).is_dir():
+        identity = folder_identity(args.model)
+    else:  # random weights, drawn anew by each run: the ONNX cache is keyed by the weights themselves
+        identity = ["bench", args.model, weights_digest(clip[0])]
     cache = args.cache or str(Path(args.workdir) / "cache")
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     if "32" not in precisions:
@@ -176,26 +185,24 @@ def bench_precisions(args: Any, clip: Any, paths: list[Path], device: Any, weigh
         towers = ClipTowers(lambda: clip, precision, identity, cache, device)
         with stopwatch() as built:
             tower = towers.tower("image")  # the ONNX export (once per model) is not part of the rate
+        results[precision] = {"towers": towers, "tower": tower, "setup_s": built["s"], "seconds": []}
 
-        def stage(tower: Any = tower) -> tuple[float, np.ndarray]:
-            with stopwatch(device) as t:
-                out, used, _ = embed_files(
-                    tower.model,
-                    clip[2],
-                    paths,
-                    args.batch_size,
-                    args.workers,
-                    device,
-                    precision=tower.autocast,
-                )
-            assert len(used) == len(paths)
-            return t["s"], out
+    def stage(tower: Any) -> tuple[float, np.ndarray]:
+        with stopwatch(device) as t:
+            out, used, _ = embed_files(
+                tower.model, clip[2], paths, args.batch_size, args.workers, device, precision=tower.autocast
+            )
+        assert len(used) == len(paths)
+        return t["s"], out
 
-        stage()  # warm-up: sessions, kernels, workers
-        timed = [stage() for _ in range(max(1, args.repeats))]
-        seconds = min(s for s, _ in timed)
-        results[precision] = {"rate": len(paths) / seconds, "embeddings": timed[0][1], "towers": towers}
-        results[precision] |= {"tower": tower, "setup_s": built["s"]}
+    for r in results.values():
+        r["embeddings"] = stage(r["tower"])[1]  # warm-up (sessions, kernels, workers); the cosine's rows
+    # Interleaved repeats (32, bf16, int8, 32, ...): a change in background load hits every precision.
+    for _ in range(max(1, args.repeats)):
+        for r in results.values():
+            r["seconds"].append(stage(r["tower"])[0])
+    for r in results.values():
+        r["rate"] = len(paths) / min(r["seconds"])
     reference = results["32"]
     rows, notes = [], []
     for precision, r in results.items():
@@ -234,6 +241,19 @@ def bench_precisions(args: Any, clip: Any, paths: list[Path], device: Any, weigh
         notes,
         argparse_json(args, "precision"),
     )
+
+
+def weights_digest(model: Any) -> str:
+    """A digest of every tensor of `model`'s state (the identity of a model that has no folder)."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def argparse_json(args: Any, suffix: str) -> Any:
