@@ -90,6 +90,17 @@ class DataConfig:
 
 
 @dataclass
+class ReplayConfig:
+    """Rehearsal: a seeded subset of another dataset's train split joins the training split (conf/replay/).
+
+    Validation, test and the zero-shot categories stay those of `data`; only training sees the replayed rows.
+    """
+
+    data: DataConfig | None = None  # the replayed dataset (a full data node); None: no replay
+    share: float = 0.0  # in [0, 1): the share of each training epoch's samples that are replayed rows
+
+
+@dataclass
 class FreezeConfig:
     """Which parts of CLIP train. Blocks count from the top of each tower; -1 means all of it trains."""
 
@@ -370,6 +381,7 @@ class ExportConfig:
 
 SCHEMAS: dict[str, type] = {
     "data": DataConfig,
+    "replay": ReplayConfig,
     "model": ModelConfig,
     "trend": TrendConfig,
     "captions": CaptionsConfig,

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 def build_training(cfg: DictConfig) -> tuple[FashionDataModule, ClipFineTuner, Any, Any]:
     """Datamodule, LightningModule, tokenizer and image processor for `cfg`."""
-    datamodule = FashionDataModule(cfg.data)
+    datamodule = FashionDataModule(cfg.data, replay_cfg=cfg.get("replay"))
     captions = None if cfg.model.pretrained else datamodule.all_captions()  # a new tokenizer learns these
     model, tokenizer, image_processor = load_clip(cfg.model, captions_for_tokenizer=captions)
     datamodule.tokenizer, datamodule.image_processor = tokenizer, image_processor

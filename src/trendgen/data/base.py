@@ -108,6 +108,83 @@ class CaptionDataset(Dataset):
         return picked
 
 
+class PartLoader:
+    """Picklable loader of a concatenation: a source `(part, row, inner)` goes to that part's own loader."""
+
+    def __init__(self, loaders: Sequence[Loader]) -> None:
+        self.loaders = list(loaders)
+
+    def __call__(self, source: tuple[int, int, Any]) -> tuple[Image.Image | None, str | None]:
+        part, _, inner = source
+        return self.loaders[part](inner)
+
+
+class ConcatCaptionDataset(CaptionDataset):
+    """The rows of several datasets, one part after another (metadata only; nothing is decoded). `rows[k]`
+    picks part k's rows, in that order (None: all of them).
+
+    Name, split, categories and prompts are the first part's. Each later part's item ids and category ids are
+    offset past those of the parts before it, so no id of one source matches one of another (a later part's
+    categories are not zero-shot classes); "no category" (-1) stays -1. Every part's skip records are kept,
+    and `describe` names a row as its own part would.
+    """
+
+    def __init__(
+        self, parts: Sequence[CaptionDataset], rows: Sequence[Sequence[int] | None] | None = None
+    ) -> None:
+        if not parts:
+            raise ValueError("ConcatCaptionDataset needs at least one part")
+        rows = rows or [None] * len(parts)
+        if len(rows) != len(parts):
+            raise ValueError("rows must have one entry per part")
+        first = parts[0]
+        sources: list[tuple[int, int, Any]] = []
+        captions: list[str] = []
+        item_ids: list[int] = []
+        category_ids: list[int] = []
+        item_offset = category_offset = 0
+        for k, (part, picked) in enumerate(zip(parts, rows, strict=True)):
+            picked = range(len(part)) if picked is None else picked
+            sources += [(k, r, part.sources[r]) for r in picked]
+            captions += [part.captions[r] for r in picked]
+            item_ids += [part.item_ids[r] + item_offset for r in picked]
+            category_ids += [
+                c + category_offset if c >= 0 else c for c in (part.category_ids[r] for r in picked)
+            ]
+            item_offset = max(item_ids, default=-1) + 1
+            category_offset = max(len(part.categories) + category_offset, max(category_ids, default=-1) + 1)
+        with_query = any(part.is_query is not None for part in parts)
+        super().__init__(
+            name=first.name,
+            split=first.split,
+            sources=sources,
+            captions=captions,
+            item_ids=item_ids,
+            category_ids=category_ids,
+            categories=first.categories,
+            category_template=first.category_template,
+            load=PartLoader([part._load for part in parts]),
+            skipped=[record for part in parts for record in part.skipped],
+            is_query=[_query(parts[k], r) for k, r, _ in sources] if with_query else None,
+        )
+        self.part_names = [(part.name, part.split) for part in parts]
+
+    def part_of(self, i: int) -> int:
+        """Which part (0: the first) row `i` comes from."""
+        return self.sources[i][0]
+
+    def describe(self, i: int) -> str:
+        part, row, source = self.sources[i]
+        if isinstance(source, str | Path):
+            return str(source)
+        name, split = self.part_names[part]
+        return f"{name}/{split}/{row}"
+
+
+def _query(dataset: CaptionDataset, row: int) -> bool:
+    return dataset.is_query is not None and dataset.is_query[row]
+
+
 def file_loader(max_pixels: int = DEFAULT_MAX_PIXELS) -> Loader:
     """A loader for datasets whose sources are image paths (picklable, for spawned workers)."""
     return functools.partial(load_rgb, max_pixels=max_pixels)

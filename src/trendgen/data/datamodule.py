@@ -6,6 +6,9 @@ positives. Decoding and the image processor run in DataLoader workers (`CaptionC
 be used are dropped from their batch and listed in `batch["skipped"]`, and the module keeps a run-wide record
 (`skipped_files()`).
 
+`replay` (a `conf/replay/` node) mixes a seeded subset of another dataset's train split into the training
+split only (see `trendgen.data.replay`).
+
 `data.augment` augments the training split only (see `trendgen.data.augment`): in the workers, before the
 processor (`where=workers`), or on the batch after it reached the device (`where=batch`, kornia).
 """
@@ -24,6 +27,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from trendgen.config import DataConfig
 from trendgen.data.augment import BatchAugment, SampleAugment, check_augment
 from trendgen.data.base import CaptionDataset, build_dataset
+from trendgen.data.replay import mix_replay, replay_enabled
 from trendgen.errors import TrendgenError
 from trendgen.pixels import pixel_values
 
@@ -112,7 +116,8 @@ class FashionDataModule(pl.LightningDataModule):
     """Train / val / test loaders over `build_dataset(data_cfg, split)`.
 
     `tokenizer` and `image_processor` may be set after construction (a model built from scratch needs
-    `all_captions()` to train its tokenizer first); both must be set before `setup`.
+    `all_captions()` to train its tokenizer first); both must be set before `setup`. `replay_cfg` (the
+    `replay` node) adds replayed rows to the training split; a bad setting fails here.
     """
 
     def __init__(
@@ -121,9 +126,11 @@ class FashionDataModule(pl.LightningDataModule):
         tokenizer: Any = None,
         image_processor: Any = None,
         max_length: int = 77,
+        replay_cfg: Any = None,
     ) -> None:
         super().__init__()
         self.cfg = data_cfg
+        self.replay = replay_cfg if replay_enabled(replay_cfg) else None
         self.tokenizer = tokenizer
         self.image_processor = image_processor
         self.max_length = max_length
@@ -135,15 +142,19 @@ class FashionDataModule(pl.LightningDataModule):
 
     # datasets and captions
     def dataset(self, split: str) -> CaptionDataset:
-        """The dataset of `split`, built once; rows dropped while reading its index count as skipped."""
+        """The dataset of `split`, built once (train: with the replayed rows, if any); rows dropped while
+        reading its index count as skipped."""
         if split not in self._datasets:
             dataset = build_dataset(self.cfg, split)
+            if self.replay is not None and split == self.cfg.train_split:
+                dataset = mix_replay(dataset, self.replay)
             self._datasets[split] = dataset
             self._skipped.update(dataset.skipped)
         return self._datasets[split]
 
     def all_captions(self) -> list[str]:
-        """Unique captions of the train and val splits plus the category prompts (to train a tokenizer on)."""
+        """Unique captions of the train (replay included) and val splits plus the category prompts (to train a
+        tokenizer on)."""
         captions = self.dataset(self.cfg.train_split).captions + self.dataset(self.cfg.val_split).captions
         ensemble = [prompt for prompts in self.zero_shot_prompts for prompt in prompts]
         return list(dict.fromkeys(captions + self.category_prompts + ensemble))
