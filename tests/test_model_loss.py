@@ -159,6 +159,13 @@ def two_ranks(tmp_path_factory) -> dict[str, list[dict]]:
     return {split: [torch.load(out / f"{split}{r}.pt") for r in range(2)] for split in SPLITS}
 
 
+def assert_grad_close(got: torch.Tensor, expected: torch.Tensor, name: str) -> None:
+    """Equal up to float32 sums taken in another order: an embedding's gradient adds up many rows, so its
+    rounding scales with its largest entries (1e-6 of them), not with each entry."""
+    atol = 1e-6 * max(1.0, expected.abs().max().item())
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=atol, msg=name)
+
+
 def test_two_ranks_give_the_loss_and_gradients_of_one_process(two_ranks):
     single_loss, single_grads = loss_and_grads(PairEncoder(tiny_clip()), global_batch())
     ranks = two_ranks["equal"]
@@ -170,7 +177,7 @@ def test_two_ranks_give_the_loss_and_gradients_of_one_process(two_ranks):
     assert set(ranks[0]["grads"]) == set(single_grads)
     for name, grad in single_grads.items():  # ... but every rank ends with the single-process gradient
         for r in ranks:
-            torch.testing.assert_close(r["grads"][name], grad, rtol=1e-4, atol=1e-6, msg=name)
+            assert_grad_close(r["grads"][name], grad, name)
 
 
 @pytest.mark.parametrize("split", ["unequal", "empty"])
@@ -184,4 +191,4 @@ def test_ranks_with_unequal_rows_give_the_loss_and_gradients_of_their_rows_in_on
         assert ranks[1]["loss"].item() == 0.0
     for name, grad in single_grads.items():
         for r in ranks:
-            torch.testing.assert_close(r["grads"][name], grad, rtol=1e-4, atol=1e-6, msg=name)
+            assert_grad_close(r["grads"][name], grad, name)
