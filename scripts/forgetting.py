@@ -32,6 +32,7 @@ COMMON = ["data=synthetic", "model.pretrained=true", "data.num_workers=1", "call
 LORA = ["model/freeze=none", "model.lora.enabled=true"]
 LORA_R4 = [*LORA, "model.lora.rank=4", "model.lora.alpha=8"]
 ALPHAS = [0.5, 0.75, 0.9, 1.0]
+REPLAY = ["replay=fashion_mnist"]  # rehearsal: Fashion-MNIST training rows mixed into each epoch
 RECIPES: dict[str, tuple[list[str], list[float]]] = {
     "full": (["model.optimizer.lr=5e-4"], [0.25, *ALPHAS]),
     "original": (["model/freeze=original", "model.optimizer.lr=5e-4"], ALPHAS),
@@ -42,6 +43,30 @@ RECIPES: dict[str, tuple[list[str], list[float]]] = {
     "lora_r4": ([*LORA_R4, "model.optimizer.lr=1e-3"], [0.5, 0.75, 0.8, 0.85, 0.9, 1.0]),
     "lora_r4_seed7": ([*LORA_R4, "model.optimizer.lr=1e-3", "seed=7"], [0.5, 0.75, 0.8, 0.85, 0.9, 1.0]),
     "lora_r4_lr5e-4": ([*LORA_R4, "model.optimizer.lr=5e-4"], ALPHAS),
+    "full_replay50": (["model.optimizer.lr=5e-4", *REPLAY, "replay.share=0.5"], [0.75, 0.9, 1.0]),
+    "full_replay25": (["model.optimizer.lr=5e-4", *REPLAY, "replay.share=0.25"], [0.75, 0.9, 1.0]),
+    "full_replay25_seed7": (["model.optimizer.lr=5e-4", *REPLAY, "replay.share=0.25", "seed=7"], [0.9, 1.0]),
+    "full_replay25_seed1": (["model.optimizer.lr=5e-4", *REPLAY, "replay.share=0.25", "seed=1"], [0.9, 1.0]),
+    "full_replay10": (["model.optimizer.lr=5e-4", *REPLAY, "replay.share=0.1"], [0.75, 0.9, 1.0]),
+    "full_replay25_600": (
+        ["model.optimizer.lr=5e-4", *REPLAY, "replay.share=0.25", "trainer.max_steps=600"],
+        [0.75, 0.9, 1.0],
+    ),
+    "full_replay10_seed7": (["model.optimizer.lr=5e-4", *REPLAY, "replay.share=0.1", "seed=7"], [0.9, 1.0]),
+    "full_replay10_seed1": (["model.optimizer.lr=5e-4", *REPLAY, "replay.share=0.1", "seed=1"], [0.9, 1.0]),
+    "full_600": (["model.optimizer.lr=5e-4", "trainer.max_steps=600"], [0.9, 1.0]),
+    "full_replay25_600_seed7": (
+        ["model.optimizer.lr=5e-4", *REPLAY, "replay.share=0.25", "trainer.max_steps=600", "seed=7"],
+        [0.9, 1.0],
+    ),
+    "full_replay25_600_seed1": (
+        ["model.optimizer.lr=5e-4", *REPLAY, "replay.share=0.25", "trainer.max_steps=600", "seed=1"],
+        [0.9, 1.0],
+    ),
+    "lora_r4_replay25": (
+        [*LORA_R4, "model.optimizer.lr=1e-3", *REPLAY, "replay.share=0.25"],
+        [0.75, 0.9, 1.0],
+    ),
 }
 REFERENCE = "full"  # the in-domain gain is counted against this recipe's own weights (alpha 1)
 EVAL_SETS = {"fashion_mnist": ["data=fashion_mnist"], "synthetic": ["data=synthetic"]}

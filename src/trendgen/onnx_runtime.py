@@ -7,7 +7,7 @@ weights, activations quantized at run time) into `<cache_dir>/onnx/<hash of the 
 `<tower>.int8.onnx` and `<tower>.json`, the record (what was built, with which versions and recipe and how
 close to torch, or why the export failed); the fp32 graph is a temporary file. The model identity is the
 stage keys' (a folder's files, or a hub id at its revision), so a changed model folder gets a fresh export
-and an unchanged one reuses its files; so does a change of library versions or of `QUANTIZATION`. A failed
+and an unchanged one reuses its files; so does a change of library versions or of `RECIPE`. A failed
 export is recorded too, so the next run with the same model and versions says why at once instead of trying
 again.
 """
