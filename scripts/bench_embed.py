@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--naive-n", type=int, default=16, help="images for the (slow) naive loop")
     parser.add_argument("--px", type=int, default=256, help="side of the test PNGs")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the embed stage")
+    parser.add_argument("--workers", default="auto", help="embed stage's DataLoader workers: a count or auto")
     parser.add_argument("--repeats", type=int, default=2, help="each rate is the best of this many runs")
     parser.add_argument(
         "--model", default="clip_b32", help="model config (random weights), or a saved (trained) model folder"
@@ -60,12 +60,16 @@ def main() -> None:
         args.n, args.naive_n, args.px, args.repeats, args.batch_size = 32, 4, 64, 1, 16
         args.model = "tiny" if args.model == "clip_b32" else args.model
     device = setup_torch(args.threads, args.device)
+    from trendgen.clip_inference import decode_workers
+
+    args.workers = decode_workers(args.workers, device)  # as the stage resolves trend.num_workers
 
     import torch
     from PIL import Image
 
     from trendgen.clip_inference import embed_files, embed_pixels
     from trendgen.model.build import load_clip, load_saved
+    from trendgen.pixels import pixel_values
 
     folder, paths = look_folder(args.workdir, args.n, args.px)
     if args.images:
@@ -115,21 +119,27 @@ def main() -> None:
                 model.get_image_features(pixel_values=one)
         return t["s"]
 
-    def data_prep_only() -> float:
+    def data_prep_only(make_pixels: Any) -> float:
         with stopwatch() as t:
             for start in range(0, len(paths), args.batch_size):
-                images = [Image.open(p).convert("RGB") for p in paths[start : start + args.batch_size]]
-                processor(images=images, return_tensors="pt")
+                make_pixels([Image.open(p).convert("RGB") for p in paths[start : start + args.batch_size]])
         return t["s"]
 
+    def stage_prep() -> float:  # what the stage's workers run (trendgen.pixels)
+        return data_prep_only(lambda images: pixel_values(processor, images))
+
+    def processor_prep() -> float:  # transformers' image processor on the same images
+        return data_prep_only(lambda images: processor(images=images, return_tensors="pt"))
+
     # Interleaved repeats (forward, stage, naive, forward, ...): a change in background load hits all three.
-    runs: dict[str, list[float]] = {"forward": [], "stage": [], "naive": [], "prep": []}
+    runs: dict[str, list[float]] = {"forward": [], "stage": [], "naive": [], "prep": [], "processor": []}
     for _ in range(max(1, args.repeats)):
         steps = (
             ("forward", forward_only),
             ("stage", embed_stage),
             ("naive", naive_loop),
-            ("prep", data_prep_only),
+            ("prep", stage_prep),
+            ("processor", processor_prep),
         )
         for name, fn in steps:
             runs[name].append(fn())
@@ -141,6 +151,7 @@ def main() -> None:
     ceiling = rates["forward-only (ready tensors)"]
     stage = rates["embed stage (embed_files)"]
     prep_rate = len(paths) / min(runs["prep"])
+    processor_rate = len(paths) / min(runs["processor"])
     rows = [
         [name, rate, rate / ceiling, rate / rates["naive loop (1 image per forward)"]]
         for name, rate in rates.items()
@@ -154,9 +165,9 @@ def main() -> None:
         rows,
         [
             f"Embed stage at {stage / ceiling:.2f} of the forward-only rate: {verdict} the 0.85 target.",
-            f"Decoding + image processor alone, one process: {prep_rate:.1f} images/s "
-            f"({1000 / prep_rate:.1f} ms of one core per image; the forward takes "
-            f"{1000 * args.threads / ceiling:.0f} core-ms per image).",
+            f"Decoding + pixel values alone, one process: {1000 / prep_rate:.2f} ms of one core per image "
+            f"(trendgen.pixels; transformers' image processor: {1000 / processor_rate:.2f} ms); the forward "
+            f"takes {1000 * args.threads / ceiling:.0f} core-ms per image.",
         ],
         args,
     )

@@ -90,3 +90,8 @@ def test_good_run_writes_its_outputs_in_the_hydra_run_dir(tmp_path, model, looks
     assert (run_dir / "prompt.txt").read_text().strip() == trend["prompt"]["text"]
     assert (run_dir / "report.html").is_file()
     assert f"report: {run_dir / 'report.html'}" in result.stdout
+
+
+def test_a_worker_count_that_is_no_count(tmp_path, model, looks):
+    result = run_cli([*common(tmp_path, model, looks), "trend.num_workers=two"], tmp_path)
+    assert_user_error(result, "trend.num_workers must be auto or a count", "'two'")

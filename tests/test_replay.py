@@ -65,7 +65,7 @@ def test_the_replay_group_composes_and_is_off_by_default() -> None:
     on = compose_train("replay=fashion_mnist", "data=synthetic").replay
     fm_data = compose_train("data=fashion_mnist").data
     assert (
-        on.share == 0.5 and on.data.name == "fashion_mnist"
+        on.share == 0.1 and on.data.name == "fashion_mnist"
     )  # a full data node: conf/data/fashion_mnist.yaml
     assert (on.data.root, on.data.templates, on.data.category_template) == (
         fm_data.root, fm_data.templates, fm_data.category_template,
@@ -120,9 +120,10 @@ def test_the_replayed_subset_is_fixed_by_the_seed_and_capped(fashion_mnist_root)
         assert isinstance(train, ConcatCaptionDataset)
         return [source for i, source in enumerate(train.sources) if train.part_of(i) == 1]
 
-    first = replayed()
-    assert len(first) == N_MAIN and replayed() == first
-    assert replayed("replay.data.seed=1") != first
+    first = replayed("replay.share=0.5")
+    assert len(first) == N_MAIN and replayed("replay.share=0.5") == first
+    assert replayed("replay.share=0.5", "replay.data.seed=1") != first
+    assert len(replayed()) == 5  # the default share, 0.1: round(48 * 0.1 / 0.9)
     assert len(replayed("replay.share=0.9", "replay.data.limit=100")) == 100  # round(48 * 9) capped at 100
 
 
@@ -131,7 +132,7 @@ def test_the_replayed_subset_is_fixed_by_the_seed_and_capped(fashion_mnist_root)
     [
         (["replay.share=1.0"], r"replay.share=1.0 must be in \[0, 1\)"),
         (["replay.share=-0.1"], r"replay.share=-0.1 must be in \[0, 1\)"),
-        (["replay.data=null"], "replay.share=0.5 needs a replayed dataset, e.g. replay=fashion_mnist"),
+        (["replay.data=null"], "replay.share=0.1 needs a replayed dataset, e.g. replay=fashion_mnist"),
         (["replay.data.limit=0"], "replay.data: dataset 'fashion_mnist' has no samples in split 'train'"),
     ],
 )
@@ -174,7 +175,8 @@ def test_a_short_training_run_with_replay_completes(fashion_mnist_root, tmp_path
     run_dir = tmp_path / "run"
     overrides = [
         *TINY_TRAIN, "data.test_size=8", "data.image_px=24", "trainer.max_steps=4", "logger=none",
-        "replay=fashion_mnist", f"replay.data.root={fashion_mnist_root}", "replay.data.limit=500",
+        "replay=fashion_mnist", "replay.share=0.5", f"replay.data.root={fashion_mnist_root}",
+        "replay.data.limit=500",
         f"hydra.run.dir={run_dir}",
     ]  # fmt: skip
     proc = subprocess.run(

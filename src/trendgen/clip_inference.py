@@ -9,6 +9,7 @@ its multi-rank form (`trendgen.embed_distributed`), describe and the design rera
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from rich.progress import (
 )
 from torch.utils.data import DataLoader, Dataset
 
+from trendgen.errors import TrendgenError
 from trendgen.pixels import pixel_values
 
 CLIP_TOKEN_LIMIT = 77  # CLIP's text context, also the cut for prompts given to CLIP-conditioned generators
@@ -113,6 +115,23 @@ def progress_bar() -> Progress:
 
 def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def decode_workers(setting: Any, device: torch.device | None = None) -> int:
+    """DataLoader workers for `trend.num_workers`: a count, or `auto`: 2, but none on a CPU whose every core
+    the forwards' threads already take. There a worker only takes a core from them in the middle of a
+    forward, so decoding between forwards is faster (docs/BENCHMARKS.md)."""
+    if str(setting).strip().lower() == "auto":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        on_cpu = (device or pick_device()).type == "cpu"
+        return 0 if on_cpu and torch.get_num_threads() >= cores else 2
+    try:
+        count = int(setting)
+    except (TypeError, ValueError):
+        count = -1
+    if count < 0 or str(count) != str(setting).strip():
+        raise TrendgenError(f"trend.num_workers must be auto or a count (0, 1, ...), not {setting!r}")
+    return count
 
 
 def image_loader(

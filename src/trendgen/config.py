@@ -217,7 +217,7 @@ class TrendConfig:
     target: str = "dominant"  # dominant | emerging
     exemplars: int = 6
     batch_size: int = 64
-    num_workers: int = 2
+    num_workers: Any = "auto"  # DataLoader workers decoding photos: a count, or auto (see decode_workers)
     part_batches: int = 16  # one process: parts of this many batches are saved as they finish (resume)
     devices: int = 1  # > 1: Lightning predict on that many devices per node, a shard per rank
     num_nodes: int = 1  # > 1: under srun or torchrun, the ranks of every node embed; rank 0 runs the rest

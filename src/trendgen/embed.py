@@ -16,6 +16,7 @@ the image tower, see `trendgen.precision`).
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from collections import Counter
 from collections.abc import Sequence
@@ -24,12 +25,14 @@ from typing import Any
 
 import numpy as np
 
-from trendgen.clip_inference import embed_batches, image_loader, pick_device
+from trendgen.clip_inference import decode_workers, embed_batches, image_loader, pick_device
 from trendgen.embed_parts import Embedded, PartAssembler, PartStore
 from trendgen.errors import TrendgenError
 from trendgen.periods import period_list_files, trend_periods
 from trendgen.precision import Tower, torch_tower
 from trendgen.stage_cache import Stage, files_identity
+
+log = logging.getLogger(__name__)
 
 EMBEDDINGS = "embeddings.npy"
 INDEX = "index.json"
@@ -73,7 +76,9 @@ def run(
     periods = trend_periods(cfg.trend)
     paths = [f for p in periods for f in p.files]
     sets = [p.label for p in periods for _ in p.files]
-    loader_args = {"batch_size": int(cfg.trend.batch_size), "num_workers": int(cfg.trend.num_workers)}
+    workers = decode_workers(cfg.trend.num_workers)
+    log.info("embed: %d DataLoader workers decode (trend.num_workers=%s)", workers, cfg.trend.num_workers)
+    loader_args = {"batch_size": int(cfg.trend.batch_size), "num_workers": workers}
     part_size = loader_args["batch_size"] * int(cfg.trend.part_batches)
     store = PartStore.for_job(stage_dir / PARTS, key, part_size, len(paths))
     reused = sum(len(store.files_of(p)) for p in range(store.count) if store.load(p) is not None)

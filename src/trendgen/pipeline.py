@@ -24,6 +24,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from trendgen.caption_bank import flatten, load_bank, resolve_bank_path
+from trendgen.clip_inference import decode_workers
 from trendgen.design_inputs import (
     STAGES,
     check_cluster_count,
@@ -82,6 +83,7 @@ class DesignRun:
         self.generator_id = generator_identity(cfg.generator)
         check_cluster_count(cfg.trend)
         requested_precision(cfg.trend.precision)  # a wrong value is said before any work
+        decode_workers(cfg.trend.num_workers)
         if cfg.generator.name == "trained":
             self.generator_source()  # a folder that is not a trendgen generator is refused before any work
         self.bank_id = content_hash(resolve_bank_path(cfg.captions.bank))

@@ -70,7 +70,8 @@ def _resized_crop(image: Image.Image, plan: _Plan) -> np.ndarray:
     """[h, w, 3] uint8: the shortest edge resized as transformers sizes it, then the centre crop."""
     from transformers.image_transforms import convert_to_rgb, get_resize_output_image_size
 
-    image = convert_to_rgb(image)  # as the processor converts (RGBA onto white)
+    if image.mode != "RGB":  # as the processor converts (transparency onto white)
+        image = Image.fromarray(convert_to_rgb(image, return_numpy=True))
     height, width = get_resize_output_image_size(
         np.empty((1, image.height, image.width), np.uint8),
         size=plan.shortest_edge,

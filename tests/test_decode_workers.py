@@ -1,0 +1,41 @@
+"""`trend.num_workers=auto`: DataLoader workers decode photos unless the forwards' threads take every core."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from trendgen.clip_inference import decode_workers
+from trendgen.errors import TrendgenError
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def threads():
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+def test_auto_decodes_between_forwards_when_the_threads_take_every_core(threads):
+    cores = len(os.sched_getaffinity(0))
+    threads(cores)
+    assert decode_workers("auto", CPU) == 0
+    if cores > 1:
+        threads(cores - 1)  # a core is free: workers decode beside the forwards
+        assert decode_workers("auto", CPU) == 2
+    assert decode_workers("auto", torch.device("cuda")) == 2  # the forwards run on the GPU
+
+
+@pytest.mark.parametrize(("setting", "count"), [(0, 0), (3, 3), ("1", 1), (" 4 ", 4)])
+def test_a_count_is_taken_as_it_is(setting, count):
+    assert decode_workers(setting, CPU) == count
+
+
+@pytest.mark.parametrize("setting", ["two", -1, "1.5", 2.5, None])
+def test_anything_else_is_refused_clearly(setting):
+    with pytest.raises(TrendgenError, match=r"trend.num_workers must be auto or a count \(0, 1, \.\.\.\)"):
+        decode_workers(setting, CPU)
