@@ -119,8 +119,8 @@ def pick_device() -> torch.device:
 
 def decode_workers(setting: Any, device: torch.device | None = None) -> int:
     """DataLoader workers for `trend.num_workers`: a count, or `auto`: 2, but none on a CPU whose every core
-    the forwards' threads already take. There a worker only takes a core from them in the middle of a
-    forward, so decoding between forwards is faster (docs/BENCHMARKS.md)."""
+    the forwards' threads already take. There a worker takes a core from them in the middle of a forward;
+    decoding between forwards was faster for bf16 and int8 and level for fp32 (docs/BENCHMARKS.md)."""
     if str(setting).strip().lower() == "auto":
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         on_cpu = (device or pick_device()).type == "cpu"
