@@ -83,6 +83,25 @@ def test_the_look_combines_only_the_facets_the_bank_has():
     assert best["text"] == "coat" and best["scored_as"] == "a coat"
 
 
+def test_a_facet_of_phrases_is_ranked_in_its_own_words_never_wrapped_in_the_template():
+    default = compose_design([]).captions.look_template  # "a {colour} {pattern} {garment}"
+    phrases = {"garment": ["a photo of a t-shirt", "a photo of a dress", "a photo of a coat"]}
+    assert bank_template(default, phrases) is None  # not "a {garment}": that reads "a a photo of a dress"
+    assert look_facets(default, phrases) == []
+    score, _ = scorer("a photo of a dress")
+    look, entries = rank_bank(phrases, score, default)
+    assert look is None
+    best = max(entries, key=lambda e: e["score"])
+    assert best["text"] == best["scored_as"] == "a photo of a dress"
+    # Bare colours still compose with a bare garment; a facet of phrases beside them is ranked alone.
+    mixed = {"garment": ["dress", "coat"], "colour": ["red", "blue"], "details": ["with a belted waist"]}
+    assert bank_template("a {colour} {details} {garment}", mixed) == "a {colour} {garment}"
+    look, entries = rank_bank(mixed, scorer("a red dress")[0], "a {colour} {details} {garment}")
+    assert look["text"] == "a red dress"
+    details = next(e for e in entries if e["facet"] == "details")
+    assert details["scored_as"] == "a red dress, with a belted waist"
+
+
 def test_text_cache_embeds_only_unseen_texts_and_persists(tmp_path):
     seen: list[list[str]] = []
 

@@ -122,6 +122,26 @@ def test_the_prompt_reaches_the_generator_in_words_it_knows():
     )  # nothing known: unchanged
 
 
+def test_the_prompt_reaches_the_generator_in_a_phrasing_it_was_trained_on():
+    from trendgen.generator.export import generator_text, recorded_captions, training_phrasing
+
+    captions = recorded_captions(["a photo of a dress", "A photo of a coat", "a photo of a dress"])
+    assert captions == ["a photo of a coat", "a photo of a dress"]
+    vocabulary = ["a", "photo", "of", "dress", "coat"]
+    assert training_phrasing("a dress", captions) == "a photo of a dress"  # a bare look, as it was trained
+    assert training_phrasing("a photo of a coat", captions) == "a photo of a coat"
+    assert training_phrasing("a red dress", captions) == "a red dress"  # no caption holds "red": composed
+    assert generator_text("a dress, fashion design, studio photograph", vocabulary, captions) == (
+        "a photo of a dress"
+    )
+    synthetic = recorded_captions(
+        ["a red striped dress", "a photo of a red striped dress", "red striped dress"]
+    )
+    assert training_phrasing("a red striped dress", synthetic) == "a red striped dress"  # already one
+    assert training_phrasing("red dress", synthetic) == "red striped dress"  # the shortest that holds it
+    assert generator_text("a dress", None, None) == "a dress"  # an open vocabulary: unchanged
+
+
 # ---- two ranks (gloo) against one process on the same global batch
 
 

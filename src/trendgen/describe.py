@@ -60,22 +60,48 @@ def template_fields(template: str | None) -> list[str]:
     return [field for _, field, _, _ in string.Formatter().parse(template or "") if field]
 
 
+# Words that make a caption a phrase of its own ("a photo of a dress", "with puff sleeves") rather than a bare
+# value ("dress", "midi dress") that a look template can wrap.
+PHRASE_WORDS = frozenset({"a", "an", "the", "of", "with", "in", "on", "for"})
+
+
+def is_phrase(caption: str) -> bool:
+    """Whether a caption already reads as a phrase (an article or a preposition among its words)."""
+    return any(word in PHRASE_WORDS for word in caption.lower().split())
+
+
+def composable(facet: str, bank: dict[str, list[str]]) -> bool:
+    """A facet the look template can wrap: the bank has it and none of its captions is a phrase already."""
+    return facet in bank and not any(is_phrase(c) for c in bank[facet])
+
+
 def bank_template(template: str | None, bank: dict[str, list[str]]) -> str | None:
-    """The look template with only the facets this bank has (`a {colour} {garment}` for a bank without
-    patterns); None when it names none of them."""
-    missing = [f for f in template_fields(template) if f not in bank]
-    if not template or len(missing) == len(template_fields(template)):
+    """The look template with only the facets it can compose (`a {colour} {garment}` for a bank without
+    patterns); None when none is left.
+
+    A facet the bank lacks is dropped, and so is a facet whose captions are already phrases: wrapping
+    "a photo of a dress" in "a {garment}" would read "a a photo of a dress". Such a facet is ranked alone,
+    in its own words."""
+    fields = template_fields(template)
+    left_out = [f for f in fields if not composable(f, bank)]
+    if not template or len(left_out) == len(fields):
+        if template and any(f in bank for f in fields):
+            log.info(
+                "captions.look_template: the bank's %s captions are phrases; each is ranked as it is",
+                [f for f in fields if f in bank],
+            )
         return None
-    if missing:
-        log.info("captions.look_template: the bank has no %s; the look combines %s", missing, list(bank))
-    for facet in missing:
+    if left_out:
+        composed = look_facets(template, bank)
+        log.info("captions.look_template: the look combines %s (not %s)", composed, left_out)
+    for facet in left_out:
         template = re.sub(r"\s*\{" + re.escape(facet) + r"\}", "", template)
     return template.strip()
 
 
 def look_facets(template: str | None, bank: dict[str, list[str]]) -> list[str]:
-    """The facets the look combines: those of the look template that the bank has."""
-    return list(dict.fromkeys(f for f in template_fields(template) if f in bank))
+    """The facets the look combines: those of the look template that the bank has as bare values."""
+    return list(dict.fromkeys(f for f in template_fields(template) if composable(f, bank)))
 
 
 def search_look(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,10 +79,21 @@ def generator_tokenizer(source: str) -> tuple[Any, int]:
     return tokenizer, limit
 
 
-def generator_vocabulary(source: str | None) -> list[str] | None:
-    """The words a trained pixel generator learnt from its captions; None when its vocabulary is open."""
+@dataclass(frozen=True)
+class GeneratorLanguage:
+    """What a trained pixel generator read in training: the words of its captions and (when recorded) the
+    captions themselves. None for a generator with an open vocabulary (Stable Diffusion, a LoRA on it)."""
+
+    vocabulary: list[str] | None = None
+    captions: list[str] | None = None
+
+
+def generator_language(source: str | None) -> GeneratorLanguage:
+    """The language of the generator at `source` (see GeneratorLanguage)."""
     record = trained_record(source) if source else None
-    return record.get("vocabulary") if record else None
+    if not record:
+        return GeneratorLanguage()
+    return GeneratorLanguage(record.get("vocabulary"), record.get("captions"))
 
 
 def dtype_keyword() -> str:

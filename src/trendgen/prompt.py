@@ -20,7 +20,7 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import openai
 
@@ -28,6 +28,9 @@ from trendgen.clip_inference import CLIP_TOKEN_LIMIT
 from trendgen.errors import TrendgenError
 from trendgen.secrets_env import OPENAI_API_KEY as API_KEY_ENV
 from trendgen.stage_cache import Stage, config_subset
+
+if TYPE_CHECKING:
+    from trendgen.generate import GeneratorLanguage
 
 log = logging.getLogger(__name__)
 
@@ -183,20 +186,25 @@ def run(
     tokenizer: Any,
     stage_dir: Path,
     limit: int = CLIP_TOKEN_LIMIT,
-    vocabulary: list[str] | None = None,
+    language: GeneratorLanguage | None = None,
 ) -> list[str]:
     """Write the prompt, cut to `limit` tokens of `tokenizer`, into `stage_dir`; returns the files written.
 
     `generator_text` is what the generator is given: for a generator that learnt a closed vocabulary (a
-    trendgen-trained pixel generator), the prompt in the words it knows; otherwise the prompt itself.
+    trendgen-trained pixel generator, `language`), the prompt in the words it knows, phrased as one of its
+    training captions where one holds them all; otherwise the prompt itself.
     """
-    from trendgen.generator.export import restrict_to_vocabulary
+    from trendgen.generator.export import generator_text
 
     record = write_prompt(cfg, captions)
     record["uncut_text"] = record["text"]
     record["text"] = cut_to_token_limit(record["text"], tokenizer, limit)
     record["generator_text"] = cut_to_token_limit(
-        restrict_to_vocabulary(record["text"], vocabulary), tokenizer, limit
+        generator_text(
+            record["text"], language.vocabulary if language else None, language.captions if language else None
+        ),
+        tokenizer,
+        limit,
     )
     record["tokens"] = token_count(record["text"], tokenizer)
     record["token_limit"] = limit
@@ -234,7 +242,7 @@ def _run_stage(design: Any, folder: Path) -> tuple[list[str], dict[str, Any]]:
         tokenizer, limit = design.clip[1], CLIP_TOKEN_LIMIT
     else:
         tokenizer, limit = generate.generator_tokenizer(source)
-    files = run(design.cfg, captions, tokenizer, folder, limit, generate.generator_vocabulary(source))
+    files = run(design.cfg, captions, tokenizer, folder, limit, generate.generator_language(source))
     return files, {"reusable": load(folder)["fallback_reason"] is None}  # a fallback is retried next run
 
 

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from trendgen.data.datamodule import FashionDataModule
 from trendgen.errors import TrendgenError
 from trendgen.fit import build_trainer, export_weights, fit_and_export, refuse_existing
-from trendgen.generator.export import export_generator, words
+from trendgen.generator.export import export_generator
 from trendgen.generator.metrics import judge_with_reference
 from trendgen.generator.module import DiffusionTrainer
 from trendgen.generator.parts import build_parts
@@ -87,8 +87,7 @@ def train_generator(cfg: DictConfig) -> dict[str, float]:
                 "trained_on": str(cfg.data.name),
                 "category_prompts": datamodule.category_prompts,
             }
-            vocabulary = [w for c in captions for w in words(c)]
-            export_generator(generator_dir, parts, info, vocabulary, replace=resuming)
+            export_generator(generator_dir, parts, info, captions, replace=resuming)
         finally:
             module.swap_out_ema()
 

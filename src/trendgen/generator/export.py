@@ -5,7 +5,8 @@
 - lora: the LoRA in diffusers' format (`pytorch_lora_weights.safetensors`), so
   `pipe.load_lora_weights(folder)` loads it into any diffusers Stable Diffusion pipeline of its base.
 Both carry `generator.json`: the kind, the base (lora), the step, whether the weights are EMA, and the words
-of the training captions (pixel), so a prompt reaches the generator in words it knows.
+of the training captions with the captions themselves (pixel), so a prompt reaches the generator in words,
+and where it can in a phrasing, it was trained on.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from trendgen.generator.parts import GeneratorParts
 RECORD = "generator.json"
 FORMAT = "trendgen-generator"
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
+CAPTION_RECORD_LIMIT = 20_000  # distinct training captions kept in generator.json; more are left out
 _WORD = re.compile(r"[a-z0-9][a-z0-9'-]*")
 
 
@@ -59,10 +61,13 @@ def assemble_pipeline(parts: GeneratorParts) -> Any:
 
 
 def export_generator(
-    folder: Path, parts: GeneratorParts, info: dict[str, Any], vocabulary: list[str], replace: bool = False
+    folder: Path, parts: GeneratorParts, info: dict[str, Any], captions: list[str], replace: bool = False
 ) -> Path:
     """Write the generator folder atomically (a partial folder renamed into place). An existing one is never
-    overwritten, except with `replace` (a run resuming itself), and then only once the new one is complete."""
+    overwritten, except with `replace` (a run resuming itself), and then only once the new one is complete.
+
+    `captions`: the training captions; a pixel generator records their words and (up to
+    CAPTION_RECORD_LIMIT distinct ones) the captions themselves."""
     if folder.exists() and any(folder.iterdir()) and not replace:
         raise TrendgenError(f"{folder} already holds a generator; it is never overwritten") from None
     partial = folder.with_name(f".{folder.name}.partial-{os.getpid()}")
@@ -88,7 +93,8 @@ def export_generator(
         "base": parts.base,
         "revision": parts.revision,
         "base_unet": _unet_signature(parts.unet.config) if parts.kind == "lora" else None,
-        "vocabulary": sorted(set(vocabulary)) if parts.kind == "pixel" else None,
+        "vocabulary": sorted({w for c in captions for w in words(c)}) if parts.kind == "pixel" else None,
+        "captions": recorded_captions(captions) if parts.kind == "pixel" else None,
         **info,
     }
     (partial / RECORD).write_text(json.dumps(record, indent=1) + "\n")
@@ -100,6 +106,12 @@ def export_generator(
     else:
         os.replace(partial, folder)
     return folder
+
+
+def recorded_captions(captions: list[str]) -> list[str] | None:
+    """The distinct training captions, normalised to their words, sorted; None past CAPTION_RECORD_LIMIT."""
+    distinct = sorted({" ".join(words(c)) for c in captions} - {""})
+    return distinct if len(distinct) <= CAPTION_RECORD_LIMIT else None
 
 
 def _unet_signature(config: Any) -> dict[str, Any]:
@@ -197,3 +209,22 @@ def restrict_to_vocabulary(prompt: str, vocabulary: list[str] | None) -> str:
         return ", ".join(whole)
     kept = [w for w in words(prompt) if w in known]
     return " ".join(kept) if kept else prompt
+
+
+def training_phrasing(text: str, captions: list[str] | None) -> str:
+    """`text` as the generator's training captions phrase it: the shortest training caption (the first in
+    sorted order on ties) that holds every word of `text`; `text` itself when it is one, or when no caption
+    holds all its words (a new combination is left for the generator to compose).
+
+    "a dress" becomes "a photo of a dress" for a generator trained on "a photo of a {category}"."""
+    wanted = set(words(text))
+    if not captions or not wanted or " ".join(words(text)) in captions:
+        return text
+    holding = [c for c in captions if wanted <= set(c.split())]
+    return min(holding, key=lambda c: (len(c.split()), c)) if holding else text
+
+
+def generator_text(prompt: str, vocabulary: list[str] | None, captions: list[str] | None) -> str:
+    """What a generator is given for `prompt`: its known words, in a training caption's phrasing where one
+    holds them all; the prompt unchanged for an open vocabulary."""
+    return training_phrasing(restrict_to_vocabulary(prompt, vocabulary), captions)
