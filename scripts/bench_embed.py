@@ -180,8 +180,8 @@ def bench_precisions(args: Any, clip: Any, paths: list[Path], device: Any, weigh
     import numpy as np
 
     from trendgen.clip_inference import embed_files
+    from trendgen.identity import folder_identity
     from trendgen.precision import ClipTowers
-    from trendgen.stage_cache import folder_identity
 
     if Path(args.model).is_dir():
         identity = folder_identity(args.model)

@@ -42,8 +42,7 @@ def compose(config_name: str, overrides: list[str]) -> Any:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from trendgen.cli import CONF_DIR
-    from trendgen.config import register_configs
+    from trendgen.config import CONF_DIR, register_configs
 
     register_configs()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):

@@ -103,8 +103,7 @@ def score(model: Path, start: Path, alpha: float | None, out_dir: Path, split: s
     """trendgen-eval's scores of `model` (or its WiSE-FT mix with `start` at `alpha`) on each eval set."""
     from hydra import compose, initialize_config_dir
 
-    from trendgen.cli import CONF_DIR
-    from trendgen.config import register_configs
+    from trendgen.config import CONF_DIR, register_configs
     from trendgen.evaluate import evaluate
 
     register_configs()

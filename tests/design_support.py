@@ -14,8 +14,7 @@ from transformers import CLIPConfig, CLIPModel, CLIPProcessor
 from transformers.models.clip import CLIPImageProcessorPil
 
 from trendgen.caption_bank import load_bank
-from trendgen.cli import CONF_DIR
-from trendgen.config import register_configs
+from trendgen.config import CONF_DIR, register_configs
 from trendgen.data.synthetic import COLORS, GARMENTS, PATTERNS
 from trendgen.tokenizer import train_caption_tokenizer
 

@@ -83,8 +83,7 @@ def outside_judges(n: int = 3000):
     from hydra import compose, initialize_config_dir
     from sklearn.linear_model import LogisticRegression
 
-    from trendgen.cli import CONF_DIR
-    from trendgen.config import register_configs
+    from trendgen.config import CONF_DIR, register_configs
     from trendgen.data.base import build_dataset
     from trendgen.data.synthetic import COLORS, GARMENTS
 

@@ -12,8 +12,7 @@ from diffusers import StableDiffusionPipeline, UNet2DConditionModel
 from generator_support import SMALL_DATA, clip_folder, run_tool
 from hydra import compose, initialize_config_dir
 
-from trendgen.cli import CONF_DIR
-from trendgen.config import register_configs
+from trendgen.config import CONF_DIR, register_configs
 from trendgen.errors import TrendgenError
 from trendgen.generator.export import (
     LORA_WEIGHTS,

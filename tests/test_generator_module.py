@@ -12,8 +12,7 @@ import torch.multiprocessing as mp
 from generator_support import TINY_UNET, clip_folder
 from hydra import compose, initialize_config_dir
 
-from trendgen.cli import CONF_DIR
-from trendgen.config import register_configs
+from trendgen.config import CONF_DIR, register_configs
 from trendgen.generator.export import restrict_to_vocabulary
 from trendgen.generator.module import DiffusionTrainer, sample_randoms
 from trendgen.generator.parts import build_parts

@@ -160,8 +160,7 @@ def test_design_draws_with_the_trained_generator(trained, tmp_path):
 def test_bad_generator_training_input_is_refused_before_training(trained, tmp_path, override, message):
     from hydra import compose, initialize_config_dir
 
-    from trendgen.cli import CONF_DIR
-    from trendgen.config import register_configs
+    from trendgen.config import CONF_DIR, register_configs
     from trendgen.errors import TrendgenError
     from trendgen.train_generator import train_generator
 

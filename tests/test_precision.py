@@ -17,10 +17,10 @@ from design_support import base_overrides, compose_design, make_tiny_clip, write
 from trendgen.caption_embeddings import embed_texts
 from trendgen.clip_inference import embed_files
 from trendgen.errors import TrendgenError
+from trendgen.identity import folder_identity
 from trendgen.model.build import load_saved
 from trendgen.pipeline import run_design
 from trendgen.precision import ClipTowers, cpu_bf16_flags, resolve_precision
-from trendgen.stage_cache import folder_identity
 
 CAPTIONS = ["a red striped dress", "a blue floral skirt", "a black coat", "a green plaid shirt", "a dress"]
 # min cosine to fp32 on the tiny random model, measured on an AVX512-BF16/AMX CPU: bf16 0.99999 (images) and

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from hydra import compose, initialize_config_dir
 
-from trendgen.cli import CONF_DIR
-from trendgen.config import register_configs
+from trendgen.config import CONF_DIR, register_configs
 
 register_configs()
 

@@ -17,8 +17,7 @@ from scale_support import TINY_TRAIN, VENV_BIN, job_env
 from test_data_hf import config as hf_config
 from test_data_hf import table as hf_table
 
-from trendgen.cli import CONF_DIR
-from trendgen.config import DataConfig, ReplayConfig, register_configs
+from trendgen.config import CONF_DIR, DataConfig, ReplayConfig, register_configs
 from trendgen.data import CaptionDataset, build_dataset
 from trendgen.data.base import ConcatCaptionDataset
 from trendgen.data.datamodule import FashionDataModule

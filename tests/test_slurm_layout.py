@@ -129,7 +129,7 @@ def test_resolve_ckpt_path(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_run_stamp_is_shared_by_ranks_and_requeues(slurm_env, monkeypatch) -> None:
-    from trendgen.runs import run_stamp
+    from trendgen.config.resolvers import run_stamp
 
     assert run_stamp("2025-01-01_12-00-00") == "2025-01-01_12-00-00"  # no launcher: the timestamp
     slurm_env(ntasks=2, per_node=2)

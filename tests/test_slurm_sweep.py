@@ -19,7 +19,7 @@ from scale_support import (
     sweep_points,
 )
 
-from trendgen.runs import point_dirname
+from trendgen.config.resolvers import point_dirname
 
 pytestmark = pytest.mark.slurm
 

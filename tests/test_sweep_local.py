@@ -19,9 +19,9 @@ from scale_support import (
     wandb_records,
 )
 
-from trendgen.cli import CONF_DIR
-from trendgen.config import register_configs
-from trendgen.runs import point_dirname, wandb_run_id
+from trendgen.config import CONF_DIR, register_configs
+from trendgen.config.resolvers import point_dirname
+from trendgen.runs import wandb_run_id
 
 
 def test_multirun_points_are_named_from_their_overrides_and_finish(local_sweep: LocalSweep) -> None:

@@ -154,8 +154,7 @@ def test_eval_scores_each_listed_dataset_under_its_name(trained, tmp_path):
     equals a single-dataset eval worked out by hand)."""
     from hydra import compose, initialize_config_dir
 
-    from trendgen.cli import CONF_DIR
-    from trendgen.config import register_configs
+    from trendgen.config import CONF_DIR, register_configs
     from trendgen.evaluate import evaluate
 
     small = "name:synthetic,size:64,val_size:32,test_size:32,batch_size:16,num_workers:0,image_px:32"
@@ -224,8 +223,7 @@ def zero_shot_by_hand(model_dir: Path) -> tuple[list[int], list[int]]:
     """(true, predicted) category of each test image: the category prompt nearest it (cosine)."""
     from hydra import compose, initialize_config_dir
 
-    from trendgen.cli import CONF_DIR
-    from trendgen.config import register_configs
+    from trendgen.config import CONF_DIR, register_configs
     from trendgen.data import build_dataset
 
     register_configs()

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from trendgen.cli import CONF_DIR
-from trendgen.config import register_configs
+from trendgen.config import CONF_DIR, register_configs
 from trendgen.errors import TrendgenError
 from trendgen.runs import wandb_run_id
 from trendgen.trend_record import attribute_rows, design_summary, growth_of, share_series, trend_rows

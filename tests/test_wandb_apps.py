@@ -22,9 +22,8 @@ from design_support import DESIGN_BIN, REPO, make_tiny_clip, write_looks
 from hydra import compose, initialize_config_dir
 from scale_support import TINY_TRAIN, sweep_points, wandb_records
 
-from trendgen.cli import CONF_DIR
 from trendgen.compare import compare_sweep
-from trendgen.config import register_configs
+from trendgen.config import CONF_DIR, register_configs
 from trendgen.runs import wandb_run_id
 
 SECRETS = {

@@ -14,8 +14,7 @@ from test_model_freeze import GEOMETRY
 from test_train import SMALL
 from transformers import CLIPModel
 
-from trendgen.cli import CONF_DIR
-from trendgen.config import ClipGeometry, register_configs
+from trendgen.config import CONF_DIR, ClipGeometry, register_configs
 from trendgen.errors import TrendgenError
 from trendgen.evaluate import evaluate, load_model_for_eval
 from trendgen.model.build import random_clip

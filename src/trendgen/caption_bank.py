@@ -19,7 +19,7 @@ def resolve_bank_path(bank: str | Path) -> Path:
     """
     path = Path(str(bank)).expanduser()
     if not path.is_file() and not path.is_absolute():
-        from trendgen.cli import CONF_DIR
+        from trendgen.config import CONF_DIR
 
         candidate = Path(CONF_DIR).parent / path
         if candidate.is_file():

@@ -13,7 +13,7 @@ import torch
 
 from trendgen.clip_inference import autocast_for, features_of, pick_device
 from trendgen.errors import TrendgenError
-from trendgen.stage_cache import stable_hash
+from trendgen.identity import stable_hash
 
 log = logging.getLogger(__name__)
 

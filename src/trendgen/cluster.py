@@ -30,8 +30,9 @@ from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.metrics import silhouette_score
 
 from trendgen.errors import TrendgenError
+from trendgen.identity import config_subset
 from trendgen.periods import period_rows
-from trendgen.stage_cache import Stage, config_subset
+from trendgen.stage_cache import Stage
 from trendgen.timeline import most_significant_growth, share_timeline
 
 log = logging.getLogger(__name__)

@@ -10,8 +10,8 @@ from typing import Any
 
 from trendgen.errors import TrendgenError, first_line
 from trendgen.hub import is_local, resolved_revision
+from trendgen.identity import folder_identity
 from trendgen.periods import trend_periods
-from trendgen.stage_cache import folder_identity
 
 log = logging.getLogger(__name__)
 

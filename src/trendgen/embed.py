@@ -28,9 +28,10 @@ import numpy as np
 from trendgen.clip_inference import decode_workers, embed_batches, image_loader, pick_device
 from trendgen.embed_parts import Embedded, PartAssembler, PartStore
 from trendgen.errors import TrendgenError
+from trendgen.identity import files_identity
 from trendgen.periods import period_list_files, trend_periods
 from trendgen.precision import Tower, torch_tower
-from trendgen.stage_cache import Stage, files_identity
+from trendgen.stage_cache import Stage
 
 log = logging.getLogger(__name__)
 

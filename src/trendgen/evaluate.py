@@ -136,7 +136,7 @@ def data_config(overrides: dict[str, Any]) -> DictConfig:
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
 
-    from trendgen.cli import CONF_DIR
+    from trendgen.config import CONF_DIR
 
     name = overrides.pop("name")
 

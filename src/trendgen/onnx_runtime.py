@@ -27,7 +27,7 @@ import torch
 
 from trendgen.clip_inference import features_of
 from trendgen.errors import first_line
-from trendgen.stage_cache import stable_hash
+from trendgen.identity import stable_hash
 
 log = logging.getLogger(__name__)
 

@@ -35,9 +35,10 @@ from trendgen.design_inputs import (
     requested_stages,
 )
 from trendgen.errors import TrendgenError
+from trendgen.identity import content_hash, stable_hash
 from trendgen.precision import requested_precision
 from trendgen.slurm import check_slurm_layout, slurm_launched, under_torchrun
-from trendgen.stage_cache import Stage, StageDir, content_hash, stable_hash
+from trendgen.stage_cache import Stage, StageDir
 
 # The stage modules (torch, transformers, diffusers, sklearn, openai) load only when a stage runs, so a wrong
 # path or setting is reported at once.

@@ -26,8 +26,9 @@ import openai
 
 from trendgen.clip_inference import CLIP_TOKEN_LIMIT
 from trendgen.errors import TrendgenError
+from trendgen.identity import config_subset
 from trendgen.secrets_env import OPENAI_API_KEY as API_KEY_ENV
-from trendgen.stage_cache import Stage, config_subset
+from trendgen.stage_cache import Stage
 
 if TYPE_CHECKING:
     from trendgen.generate import GeneratorLanguage

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from trendgen.stage_cache import stable_hash
+from trendgen.identity import stable_hash
 from trendgen.tokenizer import train_caption_tokenizer
 
 BUILD_VERSION = 1

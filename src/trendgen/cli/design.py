@@ -5,8 +5,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from trendgen.cli import CONF_DIR
-from trendgen.config import register_configs
+from trendgen.config import CONF_DIR, register_configs
 from trendgen.errors import exit_on_user_error
 from trendgen.pipeline import run_design
 from trendgen.wandb_runs import log_design_run

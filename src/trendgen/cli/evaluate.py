@@ -14,8 +14,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from trendgen.cli import CONF_DIR
-from trendgen.config import register_configs
+from trendgen.config import CONF_DIR, register_configs
 from trendgen.errors import TrendgenError, exit_on_user_error
 
 register_configs()

@@ -11,8 +11,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from trendgen.cli import CONF_DIR
-from trendgen.config import register_configs
+from trendgen.config import CONF_DIR, register_configs
 from trendgen.errors import exit_on_user_error
 from trendgen.slurm import check_slurm_layout
 

@@ -1,0 +1,87 @@
+"""Structured-config schemas for trendgen's own config groups, registered with Hydra's ConfigStore.
+
+Each YAML file of a group lists its schema first in its defaults (`defaults: [schema, _self_]`), so a misspelt
+or mistyped key in a YAML file or on the command line fails with a clear error before any work starts.
+Groups that only instantiate third-party objects (trainer, logger, callbacks) stay free-form `_target_` nodes.
+One module per family of groups: data (data, replay), model, design (trend, captions, llm, generator, design),
+diffusion (diffusion, sampling), export.
+"""
+
+from __future__ import annotations
+
+from hydra.core.config_store import ConfigStore
+
+from trendgen.config.data import AugmentConfig, DataConfig, HfDataConfig, ReplayConfig
+from trendgen.config.design import (
+    CaptionsConfig,
+    DesignConfig,
+    GeneratorConfig,
+    LLMConfig,
+    SyntheticTrendConfig,
+    TrendConfig,
+)
+from trendgen.config.diffusion import DiffusionConfig, EmaConfig, SamplingConfig, UNetConfig, UnetLoraConfig
+from trendgen.config.export import ExportConfig, ExportWeights
+from trendgen.config.location import CONF_DIR, conf_path
+from trendgen.config.model import (
+    ClipGeometry,
+    ClipLoraConfig,
+    FreezeConfig,
+    LrGroups,
+    ModelConfig,
+    WiseFtConfig,
+)
+from trendgen.config.resolvers import register_resolvers
+
+__all__ = [
+    "CONF_DIR",
+    "SCHEMAS",
+    "AugmentConfig",
+    "CaptionsConfig",
+    "ClipGeometry",
+    "ClipLoraConfig",
+    "DataConfig",
+    "DesignConfig",
+    "DiffusionConfig",
+    "EmaConfig",
+    "ExportConfig",
+    "ExportWeights",
+    "FreezeConfig",
+    "GeneratorConfig",
+    "HfDataConfig",
+    "LLMConfig",
+    "LrGroups",
+    "ModelConfig",
+    "ReplayConfig",
+    "SamplingConfig",
+    "SyntheticTrendConfig",
+    "TrendConfig",
+    "UNetConfig",
+    "UnetLoraConfig",
+    "WiseFtConfig",
+    "conf_path",
+    "register_configs",
+]
+
+SCHEMAS: dict[str, type] = {
+    "data": DataConfig,
+    "replay": ReplayConfig,
+    "model": ModelConfig,
+    "trend": TrendConfig,
+    "captions": CaptionsConfig,
+    "llm": LLMConfig,
+    "generator": GeneratorConfig,
+    "design": DesignConfig,
+    "diffusion": DiffusionConfig,
+    "sampling": SamplingConfig,
+    "export": ExportConfig,
+}
+
+
+def register_configs() -> None:
+    """Store every schema as `<group>/schema` so each YAML file of the group can extend it; register the
+    tree's resolvers."""
+    cs = ConfigStore.instance()
+    for group, node in SCHEMAS.items():
+        cs.store(group=group, name="schema", node=node)
+    register_resolvers()

@@ -1,0 +1,92 @@
+"""Schemas of the data and replay groups (conf/data/, conf/replay/)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from omegaconf import MISSING
+
+
+@dataclass
+class HfDataConfig:
+    """A Hugging Face `datasets` dataset with an image and a text column (`data=hf`)."""
+
+    path: str | None = None  # hub id, save_to_disk folder, folder of parquet files, or a parquet file/glob
+    name: str | None = None  # the hub dataset's config name
+    revision: str | None = None
+    image_column: str = "image"  # an Image feature (or image bytes / file paths relative to data.root)
+    text_column: str = "text"  # a caption, or a list of captions (one sample each)
+    item_column: str | None = None  # None: every row is its own item
+    category_column: str | None = None  # a ClassLabel or text column; None: no zero-shot categories
+    splits: dict[str, str] = field(
+        default_factory=lambda: {"train": "train", "val": "validation", "test": "test"}
+    )  # trendgen split -> the dataset's split; a missing val split is held out of train (data.val_fraction)
+    streaming: bool = False  # train streams (an IterableDataset; set trainer.max_steps); val/test are taken
+    eval_rows: int = 1000  # streaming: rows taken for val and test (a missing val: the first of train)
+    shuffle_buffer: int = 1000  # streaming: shuffle buffer of the train stream
+    cache_dir: str | None = None  # where `datasets` keeps what it downloads and converts
+
+
+@dataclass
+class AugmentConfig:
+    """Random augmentation of the training split only (validation, test and trendgen-eval stay plain).
+
+    Geometric by default; colour jitter is off (0) because colour is a label in fashion captions.
+    """
+
+    enabled: bool = False
+    where: str = "workers"  # workers: per sample, in the DataLoader workers | batch: kornia, on the batch
+    crop_scale: list[float] = field(default_factory=lambda: [0.8, 1.0])  # random resized crop: area share
+    crop_ratio: list[float] = field(default_factory=lambda: [0.75, 1.3333333])  # and aspect ratio
+    hflip: float = 0.5  # probability of a horizontal flip
+    rotation: float = 10.0  # degrees, drawn uniformly from [-rotation, rotation]
+    brightness: float = 0.0  # colour jitter strengths (0: off)
+    contrast: float = 0.0
+    saturation: float = 0.0
+    hue: float = 0.0  # at most 0.5
+
+
+@dataclass
+class DataConfig:
+    """A captioned fashion image dataset (see conf/data/)."""
+
+    name: str = MISSING  # synthetic | deepfashion | deepfashion_inshop | fashion_mnist | folder | hf
+    root: str | None = None
+    split: str = "test"  # the split `trendgen-eval` scores
+    train_split: str = "train"
+    val_split: str = "val"
+    batch_size: int = 64  # global batch: divided by the world size under DDP
+    num_workers: int = 2
+    pin_memory: bool = False
+    limit: int | None = None  # cap on items per split (quick runs)
+    seed: int = 0
+    templates: list[str] = field(default_factory=list)  # caption templates, e.g. "a photo of a {category}"
+    category_template: str = "a photo of a {category}"  # zero-shot prompt per category
+    # zero-shot prompt ensemble: class embedding = normalised mean over these (empty: category_template alone)
+    zero_shot_templates: list[str] = field(default_factory=list)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # synthetic
+    size: int = 2000
+    val_size: int = 400
+    test_size: int = 400
+    image_px: int = 64
+    planted_share: float = 0.0
+    planted: dict[str, str] = field(default_factory=dict)  # {garment, color, pattern}
+    val_fraction: float = 0.05  # deepfashion_inshop (and hf without a val split): train items held out as val
+    # deepfashion
+    annotations: str = "coarse"  # coarse | fine
+    max_attributes: int = 3  # attributes named in one caption
+    # folder
+    index: str | None = None  # CSV or JSONL with path, caption (and optional item_id, category)
+    hf: HfDataConfig = field(default_factory=HfDataConfig)
+
+
+@dataclass
+class ReplayConfig:
+    """Rehearsal: a seeded subset of another dataset's train split joins the training split (conf/replay/).
+
+    Validation, test and the zero-shot categories stay those of `data`; only training sees the replayed rows.
+    """
+
+    data: DataConfig | None = None  # the replayed dataset (a full data node); None: no replay
+    share: float = 0.0  # in [0, 1): the share of each training epoch's samples that are replayed rows

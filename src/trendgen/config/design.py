@@ -1,0 +1,108 @@
+"""Schemas of the design pipeline's groups: trend, captions, llm, generator (what draws), design."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import MISSING
+
+
+@dataclass
+class SyntheticTrendConfig:
+    """A synthetic trending set drawn when `trend.images` is missing (the offline demo)."""
+
+    n: int = 200
+    planted: dict[str, str] = field(default_factory=dict)  # {garment, color, pattern}
+    planted_share: float = 0.35
+    baseline_n: int = 200  # drawn into trend.baseline_images when that is set and missing
+    baseline_planted_share: float = 0.05
+    seed: int = 0
+    px: int = 64
+
+
+@dataclass
+class TrendConfig:
+    """The trending photos and how they are clustered (see conf/trend/)."""
+
+    images: str | None = None  # folder (recursive) or a text file of paths
+    baseline_images: str | None = None  # an earlier set of looks, for emerging trends
+    periods: Any = None  # [{label, images}, ...] or a CSV/JSONL index of (path, date): see trendgen.periods
+    period_unit: str = "month"  # an index's dates binned by month | quarter | season | year
+    bootstrap: int = 2000  # resamples per period for the share intervals and the growth test
+    confidence: float = 0.95  # of every interval; growth intervals hold it jointly over the clusters
+    dedup: float | None = None  # a cosine: photos this close to an earlier one (reposts) are dropped
+    clusters: Any = "auto"  # "auto" (best silhouette over auto_range) or a fixed k
+    auto_range: list[int] = field(default_factory=lambda: [2, 10])
+    auto_sample: int = 20000  # auto: k is chosen on a seeded sample of at most this many embeddings
+    seed: int = 0
+    n_init: int = 10
+    target: str = "dominant"  # dominant | emerging
+    exemplars: int = 6
+    batch_size: int = 64
+    num_workers: Any = "auto"  # DataLoader workers decoding photos: a count, or auto (see decode_workers)
+    part_batches: int = 16  # one process: parts of this many batches are saved as they finish (resume)
+    devices: int = 1  # > 1: Lightning predict on that many devices per node, a shard per rank
+    num_nodes: int = 1  # > 1: under srun or torchrun, the ranks of every node embed; rank 0 runs the rest
+    minibatch_threshold: int = 50000  # above this many embeddings, MiniBatchKMeans
+    precision: str = (
+        "auto"  # 32 | bf16 | int8 (ONNX Runtime, CPU) | auto: how embed, describe, rerank run CLIP
+    )
+    synthetic: SyntheticTrendConfig | None = None  # draw a synthetic set into `images` when it is missing
+
+
+@dataclass
+class CaptionsConfig:
+    """The caption bank ranked against the trend (see conf/captions/)."""
+
+    bank: str = MISSING
+    top_k: int = 12
+    per_facet: int = 3
+    batch_size: int = 256
+    look_template: str | None = "a {colour} {pattern} {garment}"  # core facets, ranked together as one look
+    templates: list[str] = field(default_factory=list)  # prompt ensemble: each text as the mean over these
+
+
+@dataclass
+class LLMConfig:
+    """The prompt writer (see conf/llm/)."""
+
+    name: str = MISSING  # openai | template
+    model: str = "gpt-4o-mini"
+    base_url: str | None = None
+    timeout_s: float = 30.0
+    max_retries: int = 3  # retries by the OpenAI SDK (its backoff, or the server's Retry-After)
+    temperature: float = 0.7
+    max_tokens: int = 200
+    system_prompt: str = ""
+    user_template: str = ""
+
+
+@dataclass
+class GeneratorConfig:
+    """The diffusion model that draws designs (see conf/generator/)."""
+
+    name: str = MISSING  # small_sd | tiny | trained | none
+    name_or_path: str | None = None  # trained: the OUTPUT/generator folder of trendgen-train-generator
+    revision: str | None = None  # small_sd from the hub: the commit, tag or branch to load
+    num_images: int = 4
+    seed: int = 0
+    steps: int = 25
+    guidance: float = 7.5
+    height: int | None = 512  # None: the generator's own size
+    width: int | None = 512
+    attention_slicing: bool = False
+    cpu_offload: bool = False
+    half_precision_on_cuda: bool = True
+    negative_prompt: str = ""
+
+
+@dataclass
+class DesignConfig:
+    """Which stages `trendgen-design` runs, in order."""
+
+    stages: list[str] = field(
+        default_factory=lambda: ["embed", "cluster", "describe", "prompt", "generate", "report"]
+    )
+    reuse: bool = True  # reuse a stage's artifacts when its inputs and config hash match
+    store: str | None = None  # finished stages are also kept here by key, for reuse from a fresh run dir
