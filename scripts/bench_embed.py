@@ -68,8 +68,8 @@ def main() -> None:
     from PIL import Image
 
     from trendgen.clip_inference import embed_files, embed_pixels
+    from trendgen.data.pixels import pixel_values
     from trendgen.model.build import load_clip, load_saved
-    from trendgen.pixels import pixel_values
 
     folder, paths = look_folder(args.workdir, args.n, args.px)
     if args.images:
@@ -125,7 +125,7 @@ def main() -> None:
                 make_pixels([Image.open(p).convert("RGB") for p in paths[start : start + args.batch_size]])
         return t["s"]
 
-    def stage_prep() -> float:  # what the stage's workers run (trendgen.pixels)
+    def stage_prep() -> float:  # what the stage's workers run (trendgen.data.pixels)
         return data_prep_only(lambda images: pixel_values(processor, images))
 
     def processor_prep() -> float:  # transformers' image processor on the same images
@@ -166,7 +166,8 @@ def main() -> None:
         [
             f"Embed stage at {stage / ceiling:.2f} of the forward-only rate: {verdict} the 0.85 target.",
             f"Decoding + pixel values alone, one process: {1000 / prep_rate:.2f} ms of one core per image "
-            f"(trendgen.pixels; transformers' image processor: {1000 / processor_rate:.2f} ms); the forward "
+            f"(trendgen.data.pixels; transformers' image processor: {1000 / processor_rate:.2f} ms); "
+            f"the forward "
             f"takes {1000 * args.threads / ceiling:.0f} core-ms per image.",
         ],
         args,

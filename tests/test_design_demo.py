@@ -84,7 +84,7 @@ def outside_judges(n: int = 3000):
     from sklearn.linear_model import LogisticRegression
 
     from trendgen.config import CONF_DIR, register_configs
-    from trendgen.data.base import build_dataset
+    from trendgen.data import build_dataset
     from trendgen.data.synthetic import COLORS, GARMENTS
 
     register_configs()

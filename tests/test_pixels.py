@@ -1,4 +1,4 @@
-"""trendgen.pixels.pixel_values: the CLIP image processor's pixel values, batched, bit for bit."""
+"""trendgen.data.pixels.pixel_values: the CLIP image processor's pixel values, batched, bit for bit."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from transformers import CLIPImageProcessor
 
-from trendgen.pixels import pixel_values
+from trendgen.data.pixels import pixel_values
 
 # (width, height): square, landscape, portrait, odd sizes, smaller than the crop, a long strip
 SIZES = [(224, 224), (451, 300), (300, 451), (1000, 225), (37, 100), (800, 17), (257, 255)]

@@ -26,8 +26,8 @@ from rich.progress import (
 )
 from torch.utils.data import DataLoader, Dataset
 
+from trendgen.data.pixels import pixel_values
 from trendgen.errors import TrendgenError
-from trendgen.pixels import pixel_values
 
 CLIP_TOKEN_LIMIT = 77  # CLIP's text context, also the cut for prompts given to CLIP-conditioned generators
 

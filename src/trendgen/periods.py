@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from trendgen.data.index_files import index_records
 from trendgen.errors import TrendgenError
 from trendgen.image_files import discover_images
-from trendgen.index_files import index_records
 
 PERIOD_UNITS = ("month", "quarter", "season", "year")
 

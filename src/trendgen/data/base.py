@@ -9,32 +9,19 @@ from __future__ import annotations
 
 import copy
 import functools
-import importlib
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PIL import Image
-from torch.utils.data import Dataset, IterableDataset
+from torch.utils.data import Dataset
 
 from trendgen.config import DataConfig
 from trendgen.data.images import DEFAULT_MAX_PIXELS, load_rgb
 from trendgen.errors import TrendgenError
 
 Loader = Callable[[Any], tuple[Image.Image | None, str | None]]
-
-
-DATASETS = {
-    "synthetic": "trendgen.data.synthetic",
-    "deepfashion": "trendgen.data.deepfashion",
-    "fashion_mnist": "trendgen.data.fashion_mnist",
-    "folder": "trendgen.data.folder",
-    "deepfashion_inshop": "trendgen.data.deepfashion_inshop",
-    "hf": "trendgen.data.hf",
-}
-"""Dataset name (`data.name`) -> module whose `build(cfg, split)` makes it."""
 
 
 class CaptionDataset(Dataset):
@@ -207,22 +194,3 @@ def require_templates(cfg: DataConfig) -> list[str]:
     if not templates:
         raise TrendgenError(f"data.templates is empty: dataset {cfg.name!r} builds captions from templates")
     return templates
-
-
-def build_dataset(cfg: DataConfig, split: str) -> CaptionDataset | Any:
-    """The dataset `cfg.name` for `split` (train / val / test), capped at `cfg.limit` rows if set."""
-    if cfg.name not in DATASETS:
-        raise TrendgenError(f"unknown dataset data.name={cfg.name!r}; choose one of {', '.join(DATASETS)}")
-    builder = importlib.import_module(DATASETS[cfg.name]).build
-    dataset = builder(cfg, split)
-    if isinstance(dataset, IterableDataset):  # a stream (data=hf streaming): no length, capped by the builder
-        return dataset
-    if cfg.limit is not None and 0 <= cfg.limit < len(dataset):
-        rng = np.random.default_rng(cfg.seed)
-        keep = np.sort(rng.choice(len(dataset), size=cfg.limit, replace=False))
-        dataset = dataset.subset(keep.tolist())
-    if len(dataset) == 0:
-        skipped = dataset.skipped
-        dropped = f" ({len(skipped)} rows skipped, e.g. {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
-        raise TrendgenError(f"dataset {cfg.name!r} has no samples in split {split!r}{dropped}")
-    return dataset

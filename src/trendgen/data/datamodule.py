@@ -26,10 +26,11 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from trendgen.config import DataConfig
 from trendgen.data.augment import BatchAugment, SampleAugment, check_augment
-from trendgen.data.base import CaptionDataset, build_dataset
+from trendgen.data.base import CaptionDataset
+from trendgen.data.pixels import pixel_values
+from trendgen.data.registry import build_dataset
 from trendgen.data.replay import mix_replay, replay_enabled
 from trendgen.errors import TrendgenError
-from trendgen.pixels import pixel_values
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from typing import Any
 
 from trendgen.config import DataConfig
 from trendgen.data.base import CaptionDataset, file_loader
+from trendgen.data.index_files import index_records
 from trendgen.errors import TrendgenError
-from trendgen.index_files import index_records
 
 INDEX_NAMES = ("captions.csv", "captions.jsonl")
 

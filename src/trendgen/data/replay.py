@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 from torch.utils.data import IterableDataset
 
-from trendgen.data.base import CaptionDataset, ConcatCaptionDataset, build_dataset
+from trendgen.data.base import CaptionDataset, ConcatCaptionDataset
+from trendgen.data.registry import build_dataset
 from trendgen.errors import TrendgenError
 
 log = logging.getLogger(__name__)

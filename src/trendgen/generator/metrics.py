@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from trendgen.data.pixels import pixel_values
 from trendgen.model.build import load_saved
 from trendgen.model.metrics import image_features, text_features
-from trendgen.pixels import pixel_values
 
 log = logging.getLogger(__name__)
 

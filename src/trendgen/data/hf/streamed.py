@@ -18,19 +18,19 @@ from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
 from trendgen.config import DataConfig
-from trendgen.data.hf import (
+from trendgen.data.hf.source import (
     HfCaptionDataset,
-    _captions,
-    _categories,
-    _category_id,
-    _check_columns,
-    _held_out_val,
-    _lookup,
-    _split_name,
+    category_id,
+    category_names,
+    check_columns,
     decode_image,
+    held_out_val,
     open_splits,
+    row_captions,
+    split_name,
+    split_of,
 )
-from trendgen.pixels import pixel_values
+from trendgen.data.pixels import pixel_values
 
 _EVAL_ROWS: dict[tuple, list[dict[str, Any]]] = {}
 
@@ -42,11 +42,11 @@ def caption_id(caption: str) -> int:
 
 def eval_rows(cfg: DataConfig, splits: dict[str, Any], split: str) -> tuple[str, list[dict[str, Any]]]:
     """The first `data.hf.eval_rows` rows of `split` (val without a val split: of train), kept in memory."""
-    held_out = split == "val" and _held_out_val(cfg, splits)
-    name = _split_name(cfg, "train") if held_out else _split_name(cfg, split)
+    held_out = split == "val" and held_out_val(cfg, splits)
+    name = split_name(cfg, "train") if held_out else split_name(cfg, split)
     key = (cfg.hf.path, cfg.hf.name, name, cfg.hf.eval_rows)
     if key not in _EVAL_ROWS:
-        stream = _lookup(splits, name, split, str(cfg.hf.path))
+        stream = split_of(splits, name, split, str(cfg.hf.path))
         _EVAL_ROWS[key] = list(stream.take(int(cfg.hf.eval_rows)))
     return name, _EVAL_ROWS[key]
 
@@ -58,7 +58,7 @@ def _stream_categories(cfg: DataConfig, splits: dict[str, Any]) -> list[str]:
             rows += eval_rows(cfg, splits, split)[1]
         except Exception:  # a missing test split has no rows to name categories
             continue
-    return _categories(cfg, splits, rows)
+    return category_names(cfg, splits, rows)
 
 
 class ListImages:
@@ -78,10 +78,10 @@ def build_streamed(cfg: DataConfig, split: str) -> Any:
     hf = cfg.hf
     categories = _stream_categories(cfg, splits)
     if split == "train":
-        name = _split_name(cfg, "train")
-        stream = _lookup(splits, name, split, str(hf.path))
-        _check_columns(stream.features, hf, f"{hf.path}[{name}]")
-        if _held_out_val(cfg, splits):
+        name = split_name(cfg, "train")
+        stream = split_of(splits, name, split, str(hf.path))
+        check_columns(stream.features, hf, f"{hf.path}[{name}]")
+        if held_out_val(cfg, splits):
             stream = stream.skip(int(hf.eval_rows))  # those rows are val
         stream = stream.shuffle(seed=cfg.seed, buffer_size=int(hf.shuffle_buffer))
         if cfg.limit is not None:
@@ -89,16 +89,16 @@ def build_streamed(cfg: DataConfig, split: str) -> Any:
         return StreamedCaptions(stream, cfg, f"{hf.path}[{name}]", categories)
     name, rows = eval_rows(cfg, splits, split)
     where = f"{hf.path}[{name}]"
-    _check_columns(rows[0] if rows else None, hf, where)
+    check_columns(rows[0] if rows else None, hf, where)
     sources, captions, item_ids, category_ids = [], [], [], []
     items: dict[str, int] = {}
     for n, row in enumerate(rows):
         item = str(row[hf.item_column]) if hf.item_column else f"row {n}"
-        for caption in _captions(row[hf.text_column], where, n, hf.text_column):
+        for caption in row_captions(row[hf.text_column], where, n, hf.text_column):
             sources.append(n)
             captions.append(caption)
             item_ids.append(items.setdefault(item, len(items)))
-            category_ids.append(_category_id(row.get(hf.category_column), categories))
+            category_ids.append(category_id(row.get(hf.category_column), categories))
     return HfCaptionDataset(
         where=where,
         name="hf",
@@ -148,14 +148,14 @@ class StreamedCaptions(IterableDataset):
             where = f"{self.where} {part} row {n}"
             image, reason = decode_image(row.get(hf.image_column), self.root)
             item = row.get(hf.item_column) if hf.item_column else None
-            for caption in _captions(row.get(hf.text_column), where, n, hf.text_column):
+            for caption in row_captions(row.get(hf.text_column), where, n, hf.text_column):
                 yield {
                     "image": image,
                     "reason": reason,
                     "describe": where,
                     "caption": caption,
                     "item_id": caption_id(str(item) if item is not None else where),
-                    "category_id": _category_id(row.get(hf.category_column), self.categories),
+                    "category_id": category_id(row.get(hf.category_column), self.categories),
                 }
 
     def collate(self, tokenizer: Any, image_processor: Any, max_length: int) -> StreamCollate:

@@ -1,28 +1,11 @@
-"""Any Hugging Face `datasets` dataset with an image and a text column (`data=hf`, settings in `data.hf`).
-
-`data.hf.path` is a hub id (`load_dataset(path, name)`), a `save_to_disk` folder (`load_from_disk`), a folder
-of parquet files (grouped into splits by file or folder name: `train-0000.parquet`, `test/...`), or a parquet
-file or glob (one train split). `data.hf.splits` maps trendgen's train / val / test to the dataset's split
-names; a dataset without the val split gets one held out of train (`data.val_fraction` of its items, seeded).
-
-Each row is one sample per caption (the text column holds a caption or a list of them). The item is
-`data.hf.item_column` (every row its own item without one); categories come from `data.hf.category_column`
-(a ClassLabel's names, or the sorted distinct texts). Images are decoded in the DataLoader workers: an
-Image feature's bytes or file, raw bytes, or a path relative to `data.root`; a row whose image is missing or
-does not decode is skipped and recorded like any bad image. A caption that is not text is refused with its
-split and row.
-
-`data.hf.streaming=true` streams the train split (an IterableDataset, sharded over ranks and workers and
-shuffled in a buffer; `trainer.max_steps` sets the length) and takes the first `data.hf.eval_rows` rows of
-the val and test splits into memory (a missing val split: the first rows of train, which the stream skips).
-"""
+"""The Hugging Face side of `data=hf`, shared by the mapped and the streamed splits: opening the dataset's
+splits, its columns, captions, categories and images."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PIL import Image
 
 from trendgen.config import DataConfig
@@ -129,7 +112,7 @@ class RowImages:
         return decode_image(self.table[int(row)][self.column], self.root)
 
 
-def _raw_images(dataset: Any, column: str) -> Any:
+def raw_images(dataset: Any, column: str) -> Any:
     """The image column alone, undecoded (bytes and paths), so the workers decode (and can skip) them."""
     import datasets
 
@@ -152,7 +135,7 @@ class HfCaptionDataset(CaptionDataset):
         return f"{self.where} row {self.sources[i]}"
 
 
-def _captions(value: Any, where: str, row: int, column: str) -> list[str]:
+def row_captions(value: Any, where: str, row: int, column: str) -> list[str]:
     texts = value if isinstance(value, list) else [value]
     if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
         raise TrendgenError(
@@ -166,7 +149,7 @@ def column_values(dataset: Any, column: str) -> list[Any]:
     return dataset.select_columns([column]).to_dict()[column]
 
 
-def _check_columns(features: Any, hf: Any, where: str) -> None:
+def check_columns(features: Any, hf: Any, where: str) -> None:
     if features is None:
         return
     wanted = {"image_column": hf.image_column, "text_column": hf.text_column}
@@ -178,7 +161,7 @@ def _check_columns(features: Any, hf: Any, where: str) -> None:
             )
 
 
-def _categories(cfg: DataConfig, splits: dict[str, Any], eval_rows: list[dict]) -> list[str]:
+def category_names(cfg: DataConfig, splits: dict[str, Any], eval_rows: list[dict]) -> list[str]:
     """Category names: a ClassLabel's, else the sorted texts of all splits (streaming: the eval rows)."""
     import datasets
 
@@ -195,7 +178,7 @@ def _categories(cfg: DataConfig, splits: dict[str, Any], eval_rows: list[dict]) 
     return sorted(str(v) for v in values if v is not None)
 
 
-def _category_id(value: Any, categories: list[str]) -> int:
+def category_id(value: Any, categories: list[str]) -> int:
     if value is None or not categories:
         return -1
     if isinstance(value, int):
@@ -203,75 +186,19 @@ def _category_id(value: Any, categories: list[str]) -> int:
     return categories.index(str(value)) if str(value) in categories else -1
 
 
-def _split_name(cfg: DataConfig, split: str) -> str:
+def split_name(cfg: DataConfig, split: str) -> str:
     if split not in ("train", "val", "test"):
         raise TrendgenError(f"data=hf has splits train, val and test, not {split!r}")
     return str(cfg.hf.splits.get(split, split))
 
 
-def _held_out_val(cfg: DataConfig, splits: dict[str, Any]) -> bool:
-    return _split_name(cfg, "val") not in splits and _split_name(cfg, "train") in splits
+def held_out_val(cfg: DataConfig, splits: dict[str, Any]) -> bool:
+    return split_name(cfg, "val") not in splits and split_name(cfg, "train") in splits
 
 
-def _lookup(splits: dict[str, Any], name: str, split: str, path: str) -> Any:
+def split_of(splits: dict[str, Any], name: str, split: str, path: str) -> Any:
     if name not in splits:
         raise TrendgenError(
             f"dataset {path!r} has no split {name!r} (data.hf.splits.{split}); it has {', '.join(splits)}"
         )
     return splits[name]
-
-
-def build(cfg: DataConfig, split: str) -> Any:
-    """The split (train / val / test) of `data.hf`, map-style or (train, streaming) a stream."""
-    if cfg.hf.streaming:
-        from trendgen.data.hf_stream import build_streamed
-
-        return build_streamed(cfg, split)
-    splits = open_splits(cfg, streaming=False)
-    name = _split_name(cfg, split)
-    held_out = split in ("train", "val") and _held_out_val(cfg, splits)
-    source_name = _split_name(cfg, "train") if held_out else name
-    dataset = _lookup(splits, source_name, split, str(cfg.hf.path))
-    where = f"{cfg.hf.path}[{source_name}]"
-    _check_columns(dataset.features, cfg.hf, where)
-    hf = cfg.hf
-    items_column = column_values(dataset, hf.item_column) if hf.item_column else None
-    rows = list(range(len(dataset)))
-    if held_out:
-        rows = _hold_out(rows, items_column, cfg.val_fraction, cfg.seed, keep_val=split == "val")
-    texts = column_values(dataset, hf.text_column)
-    categories = _categories(cfg, splits, [])
-    category_values = column_values(dataset, hf.category_column) if hf.category_column else None
-    item_index: dict[str, int] = {}
-    sources, captions, item_ids, category_ids = [], [], [], []
-    for row in rows:
-        for caption in _captions(texts[row], where, row, hf.text_column):
-            sources.append(row)
-            captions.append(caption)
-            item = str(items_column[row]) if items_column is not None else f"row {row}"
-            item_ids.append(item_index.setdefault(item, len(item_index)))
-            value = category_values[row] if category_values is not None else None
-            category_ids.append(_category_id(value, categories))
-    return HfCaptionDataset(
-        where=where,
-        name="hf",
-        split=split,
-        sources=sources,
-        captions=captions,
-        item_ids=item_ids,
-        category_ids=category_ids,
-        categories=categories,
-        category_template=cfg.category_template,
-        load=RowImages(_raw_images(dataset, hf.image_column), hf.image_column, cfg.root),
-    )
-
-
-def _hold_out(rows: list[int], items: Any, fraction: float, seed: int, keep_val: bool) -> list[int]:
-    """Train's rows less (or, `keep_val`, only) a seeded `fraction` of its items."""
-    if not 0.0 < fraction < 1.0:
-        raise TrendgenError(f"data.val_fraction={fraction}: the dataset has no val split, so hold out (0, 1)")
-    keys = [str(items[r]) if items is not None else str(r) for r in rows]
-    distinct = sorted(set(keys))
-    n_val = max(1, round(len(distinct) * fraction))
-    chosen = set(np.random.default_rng(seed).permutation(distinct)[:n_val].tolist())
-    return [r for r, k in zip(rows, keys, strict=True) if (k in chosen) == keep_val]
