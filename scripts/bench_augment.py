@@ -25,7 +25,7 @@ from benchlib import base_parser, best_of, compose, report, setup_torch, stopwat
 def datamodule_for(data_overrides: list[str], image_size: int, augment: list[str]):
     from trendgen.data.datamodule import FashionDataModule
     from trendgen.model.build import image_processor_for
-    from trendgen.tokenizer import train_caption_tokenizer
+    from trendgen.model.tokenizer import train_caption_tokenizer
 
     cfg = compose("train", [*data_overrides, "data.augment.enabled=true", *augment])
     datamodule = FashionDataModule(cfg.data)

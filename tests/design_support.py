@@ -16,7 +16,7 @@ from transformers.models.clip import CLIPImageProcessorPil
 from trendgen.caption_bank import load_bank
 from trendgen.config import CONF_DIR, register_configs
 from trendgen.data.synthetic import COLORS, GARMENTS, PATTERNS
-from trendgen.tokenizer import train_caption_tokenizer
+from trendgen.model.tokenizer import train_caption_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]  # the checkout
 BANK = Path(CONF_DIR) / "captions" / "bank.yaml"  # the bank the package ships

@@ -14,7 +14,7 @@ from PIL import Image
 from trendgen.config import DataConfig
 from trendgen.data.datamodule import FashionDataModule
 from trendgen.errors import TrendgenError
-from trendgen.tokenizer import train_caption_tokenizer
+from trendgen.model.tokenizer import train_caption_tokenizer
 
 TEMPLATES = ["a {color} {pattern} {garment}", "{color} {pattern} {garment}"]
 

@@ -15,7 +15,7 @@ from PIL import Image
 from trendgen.config import DataConfig
 from trendgen.data import build_dataset, load_rgb
 from trendgen.data.datamodule import FashionDataModule
-from trendgen.tokenizer import train_caption_tokenizer
+from trendgen.model.tokenizer import train_caption_tokenizer
 
 RED = (200, 16, 16)
 

@@ -123,7 +123,7 @@ def test_text_cache_embeds_only_unseen_texts_and_persists(tmp_path):
 
 def test_captions_with_words_a_from_scratch_model_never_learnt_are_left_out():
     from trendgen.describe import drop_unknown_words
-    from trendgen.tokenizer import train_caption_tokenizer
+    from trendgen.model.tokenizer import train_caption_tokenizer
 
     tokenizer = train_caption_tokenizer(["a red striped dress", "a blue checked coat"], vocab_size=600)
     bank = {"garment": ["dress", "cargo trousers"], "colour": ["red", "navy"], "material": ["made of linen"]}

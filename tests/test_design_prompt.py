@@ -9,7 +9,7 @@ from design_support import REPO, compose_design
 
 from trendgen import prompt
 from trendgen.caption_bank import flatten, load_bank
-from trendgen.tokenizer import train_caption_tokenizer
+from trendgen.model.tokenizer import train_caption_tokenizer
 
 
 @pytest.fixture(scope="module")

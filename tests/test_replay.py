@@ -23,7 +23,7 @@ from trendgen.data.base import ConcatCaptionDataset
 from trendgen.data.datamodule import FashionDataModule
 from trendgen.data.fashion_mnist import CLASSES
 from trendgen.errors import TrendgenError
-from trendgen.tokenizer import train_caption_tokenizer
+from trendgen.model.tokenizer import train_caption_tokenizer
 
 torch.set_num_threads(1)
 register_configs()

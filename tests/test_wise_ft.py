@@ -18,8 +18,8 @@ from trendgen.config import CONF_DIR, ClipGeometry, register_configs
 from trendgen.errors import TrendgenError
 from trendgen.evaluate import evaluate, load_model_for_eval
 from trendgen.model.build import random_clip
+from trendgen.model.wise_ft import interpolate
 from trendgen.train import train
-from trendgen.wise_ft import interpolate
 
 torch.set_num_threads(1)
 

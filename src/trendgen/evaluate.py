@@ -29,7 +29,7 @@ from trendgen.hub import is_local
 from trendgen.model.build import load_clip, load_saved
 from trendgen.model.metrics import EVAL_KEYS, RECALL_KS
 from trendgen.model.module import ClipFineTuner
-from trendgen.wise_ft import eval_wise_ft, load_interpolated
+from trendgen.model.wise_ft import eval_wise_ft, load_interpolated
 
 log = logging.getLogger(__name__)
 

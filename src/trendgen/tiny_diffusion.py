@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from trendgen.identity import stable_hash
-from trendgen.tokenizer import train_caption_tokenizer
+from trendgen.model.tokenizer import train_caption_tokenizer
 
 BUILD_VERSION = 1
 _SEED = 0

@@ -8,8 +8,8 @@ final weights), written by rank 0 when training stops with progress (epochs done
 they came from (see `trendgen.fit`). With `model.lora.enabled`, `model/` is the merged model and
 `lora_adapter/` the adapter alone (`trendgen.model.lora`); with `model.wise_ft.alphas`, `model/` is the chosen
 interpolation between the starting and the fine-tuned weights and `wise_ft/alpha_<a>/` the others
-(`trendgen.wise_ft`). A `model/` left by an earlier run in the same dir is never overwritten: the run refuses
-to start instead.
+(`trendgen.model.wise_ft`). A `model/` left by an earlier run in the same dir is never overwritten: the run
+refuses to start instead.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from trendgen.data.datamodule import FashionDataModule
 from trendgen.fit import build_trainer, export_weights, fit_and_export, refuse_existing, write_metrics
 from trendgen.model.build import load_clip, save_clip
 from trendgen.model.module import ClipFineTuner
+from trendgen.model.wise_ft import check_wise_ft, run_wise_ft, start_weights
 from trendgen.slurm import cluster_plugins, continues_run, resolve_ckpt_path
-from trendgen.wise_ft import check_wise_ft, run_wise_ft, start_weights
 
 log = logging.getLogger(__name__)
 

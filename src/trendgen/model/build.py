@@ -12,7 +12,7 @@ from transformers.models.clip import CLIPImageProcessorPil
 
 from trendgen.errors import TrendgenError, first_line
 from trendgen.hub import is_local
-from trendgen.tokenizer import train_caption_tokenizer
+from trendgen.model.tokenizer import train_caption_tokenizer
 
 log = logging.getLogger(__name__)
 
