@@ -36,8 +36,8 @@ def main() -> None:
     import numpy as np
 
     from trendgen.caption_bank import load_bank
-    from trendgen.caption_embeddings import TextEmbeddingCache, embed_texts
     from trendgen.describe import rank_bank
+    from trendgen.inference.text_cache import TextEmbeddingCache, embed_texts
     from trendgen.model.build import load_clip
 
     bank = load_bank(args.bank)

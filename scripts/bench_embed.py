@@ -3,19 +3,19 @@ the embed stage at each `trend.precision` (32, bf16 autocast, int8 on ONNX Runti
 
 Side by side on one model (ViT-B/32 geometry with random weights: `model=clip_b32 model.pretrained=false`, or
 a saved model folder: `--model PATH`) and one folder of PNGs (synthetic looks, or `--images DIR`):
-- embed stage: `trendgen.clip_inference.embed_files` (decode + image processor in DataLoader workers,
+- embed stage: `trendgen.inference.clip_forward.embed_files` (decode + image processor in DataLoader workers,
   batched forward);
 - naive loop: per file, open, run the processor, one forward per image (the original project's way);
 - forward-only: batched forwards on pixel tensors prepared beforehand: the compute limit.
 Target: the embed stage at >= 0.85 of the forward-only rate.
 
-Precision rows: the embed stage's images/s at each precision (`trendgen.precision.ClipTowers`, as the design
-run builds its towers; the int8 ONNX files are built once into `--cache` beforehand, outside the timing), x
-the fp32 stage, and the minimum cosine of its embeddings to fp32's on the same images. With a trained model
-folder: the adjusted Rand index of the k-means assignment (`trend.clusters`, the cluster stage's k-means) to
-fp32's, and the overlap of the describe stage's top-k captions of the largest cluster with fp32's.
-Targets (issue 12): bf16 >= 1.8x and int8 >= 3x the fp32 stage (ViT-B/32, 2 cores); with a trained model, min
-cosine >= 0.999 (bf16) and >= 0.99 (int8), ARI >= 0.95.
+Precision rows: the embed stage's images/s at each precision (`trendgen.inference.precision.ClipTowers`, as
+the design run builds its towers; the int8 ONNX files are built once into `--cache` beforehand, outside the
+timing), x the fp32 stage, and the minimum cosine of its embeddings to fp32's on the same images. With a
+trained model folder: the adjusted Rand index of the k-means assignment (`trend.clusters`, the cluster
+stage's k-means) to fp32's, and the overlap of the describe stage's top-k captions of the largest cluster
+with fp32's. Targets (issue 12): bf16 >= 1.8x and int8 >= 3x the fp32 stage (ViT-B/32, 2 cores); with a
+trained model, min cosine >= 0.999 (bf16) and >= 0.99 (int8), ARI >= 0.95.
 
     .venv/bin/python scripts/bench_embed.py --n 128 --batch-size 32 --workers 2 --threads 2
     .venv/bin/python scripts/bench_embed.py --model runs/demo/train/<run>/model --images <trend folder>
@@ -60,15 +60,15 @@ def main() -> None:
         args.n, args.naive_n, args.px, args.repeats, args.batch_size = 32, 4, 64, 1, 16
         args.model = "tiny" if args.model == "clip_b32" else args.model
     device = setup_torch(args.threads, args.device)
-    from trendgen.clip_inference import decode_workers
+    from trendgen.inference.clip_forward import decode_workers
 
     args.workers = decode_workers(args.workers, device)  # as the stage resolves trend.num_workers
 
     import torch
     from PIL import Image
 
-    from trendgen.clip_inference import embed_files, embed_pixels
     from trendgen.data.pixels import pixel_values
+    from trendgen.inference.clip_forward import embed_files, embed_pixels
     from trendgen.model.build import load_clip, load_saved
 
     folder, paths = look_folder(args.workdir, args.n, args.px)
@@ -180,9 +180,9 @@ def bench_precisions(args: Any, clip: Any, paths: list[Path], device: Any, weigh
     the ARI of the k-means assignment and the top-k caption overlap to fp32's)."""
     import numpy as np
 
-    from trendgen.clip_inference import embed_files
     from trendgen.identity import folder_identity
-    from trendgen.precision import ClipTowers
+    from trendgen.inference.clip_forward import embed_files
+    from trendgen.inference.precision import ClipTowers
 
     if Path(args.model).is_dir():
         identity = folder_identity(args.model)
@@ -297,9 +297,9 @@ def trend_of(args: Any, clip: Any, result: dict[str, Any]) -> tuple[Any, list[tu
     import numpy as np
 
     from trendgen.caption_bank import load_bank
-    from trendgen.caption_embeddings import embed_texts
     from trendgen.cluster import fit_clusters
     from trendgen.describe import drop_unknown_words, rank_bank
+    from trendgen.inference.text_cache import embed_texts
 
     cfg = compose("design", [f"model.name_or_path={args.model}"])
     cfg.trend.n_init = 10

@@ -7,8 +7,8 @@ import os
 import pytest
 import torch
 
-from trendgen.clip_inference import decode_workers
 from trendgen.errors import TrendgenError
+from trendgen.inference.clip_forward import decode_workers
 
 CPU = torch.device("cpu")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from design_support import compose_design
 
-from trendgen.caption_embeddings import TextEmbeddingCache
 from trendgen.describe import bank_template, look_facets, rank_bank, search_look
+from trendgen.inference.text_cache import TextEmbeddingCache
 
 BANK = {
     "garment": ["coat", "skirt", "dress", "trousers"],
@@ -135,8 +135,8 @@ def test_captions_with_words_a_from_scratch_model_never_learnt_are_left_out():
 def test_a_prompt_ensemble_averages_each_text_over_its_templates():
     import pytest
 
-    from trendgen.caption_embeddings import ensembled
     from trendgen.errors import TrendgenError
+    from trendgen.inference.text_cache import ensembled
 
     rng = np.random.default_rng(0)
     table: dict[str, np.ndarray] = {}

@@ -13,8 +13,8 @@ import pytest
 from design_support import REPO, compose_design, make_tiny_clip, write_looks
 from scale_support import VENV_BIN, SlurmCluster, job_env
 
-from trendgen.clip_inference import embed_files
 from trendgen.errors import TrendgenError
+from trendgen.inference.clip_forward import embed_files
 from trendgen.model.build import load_saved
 from trendgen.periods import trend_periods
 from trendgen.pipeline import join_embed_group

@@ -21,7 +21,7 @@ from PIL import Image
 from test_llm_openai import ANSWER, ChatHandler, ScriptedServer
 
 from trendgen import stage_cache
-from trendgen.clip_inference import embed_files
+from trendgen.inference.clip_forward import embed_files
 from trendgen.model.build import load_saved
 from trendgen.periods import trend_periods
 from trendgen.pipeline import run_design

@@ -8,10 +8,10 @@ import numpy as np
 from design_support import make_tiny_clip
 from PIL import Image
 
-from trendgen.clip_inference import embed_files
 from trendgen.embed import embed_resumable
 from trendgen.embed_distributed import embed_files_distributed
 from trendgen.embed_parts import PartStore
+from trendgen.inference.clip_forward import embed_files
 from trendgen.model.build import load_saved
 
 TWO_RANKS = {"batch_size": 2, "num_workers": 0, "accelerator": "cpu", "devices": 2, "strategy": "ddp_spawn"}

@@ -13,8 +13,8 @@ import pytest
 import torch
 from design_support import make_tiny_clip
 
+from trendgen.inference.onnx_runtime import PatchMatMul, ensure_tower, patch_convs_as_matmuls
 from trendgen.model.build import load_saved
-from trendgen.onnx_runtime import PatchMatMul, ensure_tower, patch_convs_as_matmuls
 
 
 @pytest.fixture(scope="module")

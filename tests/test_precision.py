@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from design_support import base_overrides, compose_design, make_tiny_clip, write_looks
 
-from trendgen.caption_embeddings import embed_texts
-from trendgen.clip_inference import embed_files
 from trendgen.errors import TrendgenError
 from trendgen.identity import folder_identity
+from trendgen.inference.clip_forward import embed_files
+from trendgen.inference.precision import ClipTowers, cpu_bf16_flags, resolve_precision
+from trendgen.inference.text_cache import embed_texts
 from trendgen.model.build import load_saved
 from trendgen.pipeline import run_design
-from trendgen.precision import ClipTowers, cpu_bf16_flags, resolve_precision
 
 CAPTIONS = ["a red striped dress", "a blue floral skirt", "a black coat", "a green plaid shirt", "a dress"]
 # min cosine to fp32 on the tiny random model, measured on an AVX512-BF16/AMX CPU: bf16 0.99999 (images) and
@@ -134,7 +134,7 @@ def test_a_model_that_cannot_be_exported_falls_back_to_torch_with_a_record(tmp_p
     """xIELU's `expm1` has no ONNX symbolic in the TorchScript exporter: the image tower cannot export."""
     model = make_tiny_clip(tmp_path / "model", vision_act="xielu")
     cfg = [*base_overrides(tmp_path, model, looks), EMBED_TO_DESCRIBE, "trend.precision=int8"]
-    with caplog.at_level("WARNING", logger="trendgen.precision"):
+    with caplog.at_level("WARNING", logger="trendgen.inference.precision"):
         trend = run_design(compose_design(cfg))
     image = trend["precision"]["stages"]["embed"]
     fallback = "bf16" if cpu_bf16_flags() else "32"

@@ -39,11 +39,11 @@ from typing import Any
 import numpy as np
 
 from trendgen.caption_bank import load_bank, resolve_bank_path
-from trendgen.caption_embeddings import TextEmbeddingCache, embed_texts, ensembled
 from trendgen.errors import TrendgenError
 from trendgen.identity import config_subset
+from trendgen.inference.precision import Tower, torch_tower
+from trendgen.inference.text_cache import TextEmbeddingCache, embed_texts, ensembled
 from trendgen.periods import period_rows
-from trendgen.precision import Tower, torch_tower
 from trendgen.stage_cache import Stage
 from trendgen.timeline import share_timeline
 

@@ -10,7 +10,7 @@ Artifacts (in `<output_dir>/embed/`): `embeddings.npy` (float32, L2-normalised, 
 index order) and `index.json` (`paths`; `sets`: the period label of each row; `periods`: [{label, position}]
 in time order (see `trendgen.periods`), `skipped` [{path, reason, set}], `totals`: files per period,
 `reused_from_parts`: files a resumed run took from an interrupted one, `precision`: what ran
-the image tower, see `trendgen.precision`).
+the image tower, see `trendgen.inference.precision`).
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from trendgen.clip_inference import decode_workers, embed_batches, image_loader, pick_device
 from trendgen.embed_parts import Embedded, PartAssembler, PartStore
 from trendgen.errors import TrendgenError
 from trendgen.identity import files_identity
+from trendgen.inference.clip_forward import decode_workers, embed_batches, image_loader, pick_device
+from trendgen.inference.precision import Tower, torch_tower
 from trendgen.periods import period_list_files, trend_periods
-from trendgen.precision import Tower, torch_tower
 from trendgen.stage_cache import Stage
 
 log = logging.getLogger(__name__)

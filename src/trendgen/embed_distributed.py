@@ -28,10 +28,10 @@ import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Sampler
 
-from trendgen.clip_inference import EmbedCollate, ImageFileDataset, embed_pixels
 from trendgen.embed_parts import Embedded, PartAssembler, PartStore
 from trendgen.errors import TrendgenError
-from trendgen.onnx_runtime import OnnxClip
+from trendgen.inference.clip_forward import EmbedCollate, ImageFileDataset, embed_pixels
+from trendgen.inference.onnx_runtime import OnnxClip
 from trendgen.slurm import slurm_launched, under_torchrun
 
 log = logging.getLogger(__name__)

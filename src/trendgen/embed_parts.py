@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trendgen.clip_inference import stack_features
+from trendgen.inference.clip_forward import stack_features
 
 Embedded = tuple[np.ndarray, list[int], list[tuple[int, str]]]
 JOB = "job.json"

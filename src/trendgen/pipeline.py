@@ -24,7 +24,6 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from trendgen.caption_bank import flatten, load_bank, resolve_bank_path
-from trendgen.clip_inference import decode_workers
 from trendgen.design_inputs import (
     STAGES,
     check_cluster_count,
@@ -36,7 +35,8 @@ from trendgen.design_inputs import (
 )
 from trendgen.errors import TrendgenError
 from trendgen.identity import content_hash, stable_hash
-from trendgen.precision import requested_precision
+from trendgen.inference.clip_forward import decode_workers
+from trendgen.inference.precision import requested_precision
 from trendgen.slurm import check_slurm_layout, slurm_launched, under_torchrun
 from trendgen.stage_cache import Stage, StageDir
 
@@ -98,9 +98,10 @@ class DesignRun:
 
     @property
     def towers(self) -> Any:
-        """The CLIP towers at `trend.precision` (resolved once per run; see `trendgen.precision`)."""
+        """The CLIP towers at `trend.precision` (resolved once per run; see
+        `trendgen.inference.precision`)."""
         if self._towers is None:
-            from trendgen.precision import ClipTowers
+            from trendgen.inference.precision import ClipTowers
 
             self._towers = ClipTowers(
                 lambda: self.clip, self.cfg.trend.precision, self.model_id, self.cfg.paths.cache_dir

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 import openai
 
-from trendgen.clip_inference import CLIP_TOKEN_LIMIT
 from trendgen.errors import TrendgenError
 from trendgen.identity import config_subset
+from trendgen.inference.clip_forward import CLIP_TOKEN_LIMIT
 from trendgen.secrets_env import OPENAI_API_KEY as API_KEY_ENV
 from trendgen.stage_cache import Stage
 

@@ -2,9 +2,10 @@
 
 Images are decoded by `load_rgb` in DataLoader workers and turned into pixel tensors by the image processor in
 the collate function (also in the workers); the main process only runs the model, in fp32 or under bf16
-autocast (`trend.precision`, see `trendgen.precision`; an ONNX Runtime int8 model from `trendgen.onnx_runtime`
-takes the torch model's place). Bad files are set aside with their reason. The embed stage (`trendgen.embed`),
-its multi-rank form (`trendgen.embed_distributed`), describe and the design rerank all use these pieces.
+autocast (`trend.precision`, see `trendgen.inference.precision`; an ONNX Runtime int8 model from
+`trendgen.inference.onnx_runtime` takes the torch model's place). Bad files are set aside with their reason.
+The embed stage (`trendgen.embed`), its multi-rank form (`trendgen.embed_distributed`), describe and the
+design rerank all use these pieces.
 """
 
 from __future__ import annotations

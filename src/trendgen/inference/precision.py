@@ -2,9 +2,9 @@
 
 - `32`: float32 torch (CPU or CUDA);
 - `bf16`: torch under bf16 autocast (CPU or CUDA; a GPU without bf16 runs fp16 autocast, recorded as such);
-- `int8`: ONNX Runtime with dynamic int8 quantization, on the CPU (`trendgen.onnx_runtime`); on CUDA the
-  towers run bf16 autocast instead, and a model that cannot be exported runs on torch (bf16 where the CPU
-  has native bf16, else fp32); both recorded with the reason;
+- `int8`: ONNX Runtime with dynamic int8 quantization, on the CPU (`trendgen.inference.onnx_runtime`); on
+  CUDA the towers run bf16 autocast instead, and a model that cannot be exported runs on torch (bf16 where
+  the CPU has native bf16, else fp32); both recorded with the reason;
 - `auto`: bf16 on a CPU with native bf16 (AVX512-BF16 or AMX) and on GPUs with bf16, `32` elsewhere.
 
 The resolved precision (what `auto` became, or `int8`) is part of the stage keys, so embeddings of different
@@ -102,7 +102,7 @@ class ClipTowers:
     def __init__(
         self, clip: Any, setting: Any, identity: Any, cache_dir: str | Path, device: Any = None
     ) -> None:
-        from trendgen.clip_inference import pick_device
+        from trendgen.inference.clip_forward import pick_device
 
         self._clip = clip
         self.identity, self.cache_dir = identity, cache_dir
@@ -137,7 +137,7 @@ class ClipTowers:
         if self.precision != "int8":
             reason = None if self.requested in (self.precision, "auto") else self.why
             return Tower(model, self.precision, self._record(self.precision, "torch", reason))
-        from trendgen.onnx_runtime import OnnxClip, OnnxExportError, ensure_tower, onnx_folder
+        from trendgen.inference.onnx_runtime import OnnxClip, OnnxExportError, ensure_tower, onnx_folder
 
         folder = onnx_folder(self.cache_dir, self.identity)
         try:

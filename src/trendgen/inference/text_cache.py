@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from trendgen.clip_inference import autocast_for, features_of, pick_device
 from trendgen.errors import TrendgenError
 from trendgen.identity import stable_hash
+from trendgen.inference.clip_forward import autocast_for, features_of, pick_device
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from trendgen.clip_inference import features_of
 from trendgen.errors import first_line
 from trendgen.identity import stable_hash
+from trendgen.inference.clip_forward import features_of
 
 log = logging.getLogger(__name__)
 
