@@ -73,7 +73,7 @@ def main() -> None:
 
     folder, paths = look_folder(args.workdir, args.n, args.px)
     if args.images:
-        from trendgen.image_files import discover_images
+        from trendgen.trends.image_files import discover_images
 
         paths = discover_images(args.images, "--images")
     paths = paths[: args.n]

@@ -143,9 +143,9 @@ def test_corrupt_model_weights_are_a_user_error(design_run, tmp_path):
 
 
 def test_text_file_of_paths_with_a_missing_file(design_run, tmp_path):
-    from trendgen.image_files import discover_images
     from trendgen.inference.clip_forward import embed_files
     from trendgen.model.build import load_saved
+    from trendgen.trends.image_files import discover_images
 
     cfg, _, _ = design_run
     looks = Path(cfg.trend.images)

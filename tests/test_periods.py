@@ -11,7 +11,7 @@ from PIL import Image
 
 from trendgen.config import TrendConfig
 from trendgen.errors import TrendgenError
-from trendgen.periods import parse_date, period_of, trend_periods
+from trendgen.trends.periods import parse_date, period_of, trend_periods
 
 
 def trend(**values):

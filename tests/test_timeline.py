@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from trendgen import cluster
 from trendgen.config import TrendConfig
-from trendgen.timeline import most_significant_growth, share_timeline
+from trendgen.trends.timeline import most_significant_growth, share_timeline
 
 
 def timeline_rows(counts: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:

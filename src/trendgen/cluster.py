@@ -6,10 +6,10 @@ with three other seeds and with k-1 and k+1 (Jaccard overlap of its members, 1.0
 `trend.minibatch_threshold` embeddings, MiniBatchKMeans replaces KMeans. With `trend.dedup` (a cosine, e.g.
 0.98), a photo that close to an earlier one (a repost) is dropped before clustering: its label is -1.
 
-The clusters are fit jointly over all periods (`trendgen.periods`) and renumbered by size in the last one
-(cluster 0 is the largest now: the dominant trend). Every cluster carries its share per period with a
+The clusters are fit jointly over all periods (`trendgen.trends.periods`) and renumbered by size in the last
+one (cluster 0 is the largest now: the dominant trend). Every cluster carries its share per period with a
 bootstrap interval, its `growth` ({label: emerging | fading | steady, slope, interval}) and, from three
-periods on, a one-period-ahead `forecast` (see `trendgen.timeline`). `trend.target=emerging` makes the
+periods on, a one-period-ahead `forecast` (see `trendgen.trends.timeline`). `trend.target=emerging` makes the
 cluster with the largest significant growth the target; when none grows significantly, the run says so and
 the dominant cluster stays the target.
 
@@ -31,9 +31,9 @@ from sklearn.metrics import silhouette_score
 
 from trendgen.errors import TrendgenError
 from trendgen.identity import config_subset
-from trendgen.periods import period_rows
 from trendgen.stage_cache import Stage
-from trendgen.timeline import most_significant_growth, share_timeline
+from trendgen.trends.periods import period_rows
+from trendgen.trends.timeline import most_significant_growth, share_timeline
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ seen.
 
 Attributes over time (as GeoStyle and FIT count trends): for every facet, each photo's best caption in that
 facet, scored as the trend's look with that one value changed (the `scored_as` texts: "a blue striped dress"
-for colour=blue), counted per period with intervals, growth labels and forecasts (`trendgen.timeline`);
+for colour=blue), counted per period with intervals, growth labels and forecasts (`trendgen.trends.timeline`);
 duplicates the cluster stage dropped are left out.
 
 Artifacts (in `<output_dir>/describe/`): `captions.json` (`look`, `overall` and `facets`, each [{text, facet,
@@ -43,9 +43,9 @@ from trendgen.errors import TrendgenError
 from trendgen.identity import config_subset
 from trendgen.inference.precision import Tower, torch_tower
 from trendgen.inference.text_cache import TextEmbeddingCache, embed_texts, ensembled
-from trendgen.periods import period_rows
 from trendgen.stage_cache import Stage
-from trendgen.timeline import share_timeline
+from trendgen.trends.periods import period_rows
+from trendgen.trends.timeline import share_timeline
 
 log = logging.getLogger(__name__)
 

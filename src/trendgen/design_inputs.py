@@ -11,7 +11,7 @@ from typing import Any
 from trendgen.errors import TrendgenError, first_line
 from trendgen.hub import is_local, resolved_revision
 from trendgen.identity import folder_identity
-from trendgen.periods import trend_periods
+from trendgen.trends.periods import trend_periods
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ that was never stopped.
 
 Artifacts (in `<output_dir>/embed/`): `embeddings.npy` (float32, L2-normalised, one row per used image, in
 index order) and `index.json` (`paths`; `sets`: the period label of each row; `periods`: [{label, position}]
-in time order (see `trendgen.periods`), `skipped` [{path, reason, set}], `totals`: files per period,
+in time order (see `trendgen.trends.periods`), `skipped` [{path, reason, set}], `totals`: files per period,
 `reused_from_parts`: files a resumed run took from an interrupted one, `precision`: what ran
 the image tower, see `trendgen.inference.precision`).
 """
@@ -30,8 +30,8 @@ from trendgen.errors import TrendgenError
 from trendgen.identity import files_identity
 from trendgen.inference.clip_forward import decode_workers, embed_batches, image_loader, pick_device
 from trendgen.inference.precision import Tower, torch_tower
-from trendgen.periods import period_list_files, trend_periods
 from trendgen.stage_cache import Stage
+from trendgen.trends.periods import period_list_files, trend_periods
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,8 @@ def embed_resumable(
 def run(
     cfg: Any, clip: Any, stage_dir: Path, key: str, group: Any = None, tower: Tower | None = None
 ) -> tuple[list[str], dict]:
-    """Embed the photos of every period (`trendgen.periods`) into `stage_dir`; returns the files written.
+    """Embed the photos of every period (`trendgen.trends.periods`) into `stage_dir`; returns the files
+    written.
 
     `group`: the `EmbedGroup` of ranks srun or torchrun started, which share the work; without one,
     `trend.devices > 1` starts that many ranks here (`ddp_spawn`). `tower`: the image tower at the run's

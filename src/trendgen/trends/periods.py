@@ -27,7 +27,7 @@ import numpy as np
 
 from trendgen.data.index_files import index_records
 from trendgen.errors import TrendgenError
-from trendgen.image_files import discover_images
+from trendgen.trends.image_files import discover_images
 
 PERIOD_UNITS = ("month", "quarter", "season", "year")
 
