@@ -22,7 +22,7 @@ from trendgen.generator.export import (
     read_record,
 )
 from trendgen.generator.parts import build_parts
-from trendgen.tiny_diffusion import tiny_pipeline_folder
+from trendgen.generator.tiny_random import tiny_pipeline_folder
 
 PROMPT = "a red striped dress"
 

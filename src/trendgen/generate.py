@@ -4,7 +4,7 @@
 multistep scheduler, fp16 on CUDA only, optional attention slicing and model CPU offload.
 `generator=trained` loads a folder `trendgen-train-generator` wrote (its pixel pipeline, or its LoRA on the
 recorded base) and draws from the prompt in the words that generator learnt (`generator_text`).
-`generator=tiny` loads the tiny random pipeline `trendgen.tiny_diffusion` builds and saves locally.
+`generator=tiny` loads the tiny random pipeline `trendgen.generator.tiny_random` builds and saves locally.
 `generator=none` draws nothing. All `generator.num_images` designs are drawn in one batched call, design i
 with seed `generator.seed + i`. Every PNG carries its prompt, seed and the run's config hash in its text
 chunks. Rerank: CLIP scores each design by its mean cosine similarity to the target centroid and to the top
@@ -28,6 +28,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from trendgen.data.pixels import pixel_values
 from trendgen.errors import TrendgenError, first_line
+from trendgen.generator.pipeline import dtype_keyword
 from trendgen.identity import config_subset
 from trendgen.inference.clip_forward import CLIP_TOKEN_LIMIT, embed_pixels, pick_device
 from trendgen.inference.precision import Tower, torch_tower
@@ -41,7 +42,7 @@ DESIGNS = "designs.json"
 def pipeline_source(gen: Any, cache_dir: str | Path, bank_texts: list[str]) -> str:
     """Where the pipeline loads from: the tiny pipeline's saved folder, or `generator.name_or_path`."""
     if gen.name == "tiny":
-        from trendgen.tiny_diffusion import tiny_pipeline_folder
+        from trendgen.generator.tiny_random import tiny_pipeline_folder
 
         return str(tiny_pipeline_folder(cache_dir, bank_texts))
     if gen.name == "trained":
@@ -95,13 +96,6 @@ def generator_language(source: str | None) -> GeneratorLanguage:
     if not record:
         return GeneratorLanguage()
     return GeneratorLanguage(record.get("vocabulary"), record.get("captions"))
-
-
-def dtype_keyword() -> str:
-    """`dtype` where diffusers takes it (it deprecates `torch_dtype`), else `torch_dtype`."""
-    from diffusers.utils import deprecation_utils
-
-    return "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
 
 
 def load_pipeline(gen: Any, source: str, device: torch.device) -> Any:

@@ -23,6 +23,7 @@ import torch
 from trendgen import __version__
 from trendgen.errors import TrendgenError, first_line
 from trendgen.generator.parts import GeneratorParts
+from trendgen.generator.pipeline import dtype_keyword
 
 RECORD = "generator.json"
 FORMAT = "trendgen-generator"
@@ -158,8 +159,6 @@ def load_generator(
 ) -> Any:
     """The pipeline a generator folder describes, on `device`; `base` overrides a LoRA's recorded base."""
     from diffusers import StableDiffusionPipeline
-
-    from trendgen.generate import dtype_keyword
 
     path = Path(folder).expanduser()
     record = read_record(path)

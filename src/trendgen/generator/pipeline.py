@@ -126,3 +126,10 @@ class TrendgenPipeline(DiffusionPipeline):
             sample = self.scheduler.step(model_out, t, sample).prev_sample
         images = sample.clamp(-1, 1) if output_type == "pt" else to_pil(sample)
         return ImagePipelineOutput(images=images)
+
+
+def dtype_keyword() -> str:
+    """`dtype` where diffusers takes it (it deprecates `torch_dtype`), else `torch_dtype`."""
+    from diffusers.utils import deprecation_utils
+
+    return "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
