@@ -112,8 +112,8 @@ def auto_k(args) -> None:
     from omegaconf import OmegaConf
     from threadpoolctl import threadpool_limits
 
-    from trendgen.cluster import choose_k, fit_clusters, target_stability
     from trendgen.config import TrendConfig
+    from trendgen.design.cluster import choose_k, fit_clusters, target_stability
 
     stage = OmegaConf.merge(OmegaConf.structured(TrendConfig), {"n_init": args.n_init, "seed": args.seed})
     rows = []

@@ -296,9 +296,9 @@ def trend_of(args: Any, clip: Any, result: dict[str, Any]) -> tuple[Any, list[tu
     cluster, ranked as the describe stage ranks them (the text tower at the same precision)."""
     import numpy as np
 
-    from trendgen.caption_bank import load_bank
-    from trendgen.cluster import fit_clusters
-    from trendgen.describe import drop_unknown_words, rank_bank
+    from trendgen.design.caption_bank import load_bank
+    from trendgen.design.cluster import fit_clusters
+    from trendgen.design.describe import drop_unknown_words, rank_bank
     from trendgen.inference.text_cache import embed_texts
 
     cfg = compose("design", [f"model.name_or_path={args.model}"])

@@ -13,9 +13,9 @@ from omegaconf import DictConfig
 from transformers import CLIPConfig, CLIPModel, CLIPProcessor
 from transformers.models.clip import CLIPImageProcessorPil
 
-from trendgen.caption_bank import load_bank
 from trendgen.config import CONF_DIR, register_configs
 from trendgen.data.synthetic import COLORS, GARMENTS, PATTERNS
+from trendgen.design.caption_bank import load_bank
 from trendgen.model.tokenizer import train_caption_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]  # the checkout

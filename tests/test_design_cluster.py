@@ -10,8 +10,8 @@ from omegaconf import OmegaConf
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.metrics import adjusted_rand_score
 
-from trendgen import cluster
 from trendgen.config import TrendConfig
+from trendgen.design import cluster
 from trendgen.errors import TrendgenError
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from design_support import compose_design
 
-from trendgen.describe import bank_template, look_facets, rank_bank, search_look
+from trendgen.design.describe import bank_template, look_facets, rank_bank, search_look
 from trendgen.inference.text_cache import TextEmbeddingCache
 
 BANK = {
@@ -122,7 +122,7 @@ def test_text_cache_embeds_only_unseen_texts_and_persists(tmp_path):
 
 
 def test_captions_with_words_a_from_scratch_model_never_learnt_are_left_out():
-    from trendgen.describe import drop_unknown_words
+    from trendgen.design.describe import drop_unknown_words
     from trendgen.model.tokenizer import train_caption_tokenizer
 
     tokenizer = train_caption_tokenizer(["a red striped dress", "a blue checked coat"], vocab_size=600)

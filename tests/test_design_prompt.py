@@ -7,8 +7,8 @@ import json
 import pytest
 from design_support import REPO, compose_design
 
-from trendgen import prompt
-from trendgen.caption_bank import flatten, load_bank
+from trendgen.design import prompt
+from trendgen.design.caption_bank import flatten, load_bank
 from trendgen.model.tokenizer import train_caption_tokenizer
 
 

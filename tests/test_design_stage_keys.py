@@ -20,7 +20,7 @@ from design_support import DESIGN_BIN, base_overrides, compose_design, make_tiny
 from PIL import Image
 from test_llm_openai import ANSWER, ChatHandler, ScriptedServer
 
-from trendgen import stage_cache
+from trendgen.design import store as stage_cache
 from trendgen.inference.clip_forward import embed_files
 from trendgen.model.build import load_saved
 from trendgen.pipeline import run_design

@@ -8,9 +8,9 @@ import numpy as np
 from design_support import make_tiny_clip
 from PIL import Image
 
-from trendgen.embed import embed_resumable
-from trendgen.embed_distributed import embed_files_distributed
-from trendgen.embed_parts import PartStore
+from trendgen.design.embed import embed_resumable
+from trendgen.design.embed_distributed import embed_files_distributed
+from trendgen.design.embed_parts import PartStore
 from trendgen.inference.clip_forward import embed_files
 from trendgen.model.build import load_saved
 

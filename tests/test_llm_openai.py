@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from design_support import base_overrides, compose_design, make_tiny_clip, run_cli, write_looks
 
-from trendgen import prompt
+from trendgen.design import prompt
 
 SECRET = "sk-test-not-a-real-key-7f3a9c"
 ANSWER = "a red striped midi dress, flowing silhouette, cotton, studio photograph, full body"

@@ -113,7 +113,7 @@ def test_pretrained_local_folder_goes_through_load_saved(tmp_path):
 
 def test_the_caption_tokenizer_is_the_same_every_time_it_is_trained():
     """Same captions, same vocabulary and merges: a from-scratch run is reproducible from its seed."""
-    from trendgen.caption_bank import load_bank
+    from trendgen.design.caption_bank import load_bank
     from trendgen.model.tokenizer import train_caption_tokenizer
 
     bank = [

@@ -169,8 +169,8 @@ def test_the_precision_is_in_the_stage_keys(tmp_path, tiny, looks):
 @pytest.mark.slow  # ddp_spawn of two ranks; the one-process int8 path is in make test
 def test_int8_on_two_ranks_gives_the_one_process_int8_embeddings(tmp_path, tiny, looks):
     """The ONNX model pickles into spawned ranks (Lightning predict), which open their own sessions."""
-    from trendgen.embed_distributed import embed_files_distributed
-    from trendgen.embed_parts import PartStore
+    from trendgen.design.embed_distributed import embed_files_distributed
+    from trendgen.design.embed_parts import PartStore
 
     image = towers(tiny, "int8", tmp_path / "cache").tower("image")
     processor = load_saved(tiny)[2]

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from trendgen import cluster
 from trendgen.config import TrendConfig
+from trendgen.design import cluster
 from trendgen.trends.timeline import most_significant_growth, share_timeline
 
 

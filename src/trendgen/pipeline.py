@@ -1,8 +1,8 @@
 """The design pipeline: trending photos -> trend -> captions -> prompt -> designs -> report.
 
 `design.stages` names the stages to run (always in the order of `STAGES`). Each stage is declared beside its
-code (`STAGE` in `trendgen.embed`, `.cluster`, `.describe`, `.prompt`, `.generate`: what it reads, what its
-key covers, how it runs and loads; see `trendgen.stage_cache.Stage`). Its artifacts live in
+code (`STAGE` in `trendgen.design.embed`, `.cluster`, `.describe`, `.prompt`, `.generate`: what it reads,
+what its key covers, how it runs and loads; see `trendgen.design.store.Stage`). Its artifacts live in
 `<output_dir>/<stage>/` with a manifest holding its key; a stage whose key matches is reused, so a rerun with
 another llm or generator does not embed again, and a stage whose inputs wrote something new runs again. A
 stage left out of `design.stages` but needed by a later one must have fresh artifacts. The run ends with
@@ -11,11 +11,8 @@ stage left out of `design.stages` but needed by a later one must have fresh arti
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
-import os
-import shutil
 import time
 from collections import Counter
 from pathlib import Path
@@ -23,9 +20,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from trendgen.caption_bank import flatten, load_bank, resolve_bank_path
-from trendgen.design_inputs import (
-    STAGES,
+from trendgen.design.caption_bank import flatten, load_bank, resolve_bank_path
+from trendgen.design.inputs import (
     check_cluster_count,
     generator_identity,
     load_design_clip,
@@ -33,26 +29,19 @@ from trendgen.design_inputs import (
     prepare_synthetic_trend,
     requested_stages,
 )
+from trendgen.design.stages import STAGES
+from trendgen.design.store import RecordStage, Stage, StageDir, link_or_copy
 from trendgen.errors import TrendgenError
 from trendgen.identity import content_hash, stable_hash
 from trendgen.inference.clip_forward import decode_workers
 from trendgen.inference.precision import requested_precision
 from trendgen.slurm import check_slurm_layout, slurm_launched, under_torchrun
-from trendgen.stage_cache import Stage, StageDir
-
-# The stage modules (torch, transformers, diffusers, sklearn, openai) load only when a stage runs, so a wrong
-# path or setting is reported at once.
 
 log = logging.getLogger(__name__)
 
 TREND_JSON = "trend.json"
 PROMPT_TXT = "prompt.txt"
 REPORT_HTML = "report.html"
-
-
-def stage(name: str) -> Stage:
-    """The `STAGE` declared in the stage's own module."""
-    return importlib.import_module(f"trendgen.{name}").STAGE
 
 
 def config_hash(cfg: Any) -> str:
@@ -71,7 +60,7 @@ class DesignRun:
         self.group = group  # the EmbedGroup when srun or torchrun started several ranks; this is rank 0
         self.out = Path(str(cfg.paths.output_dir))
         self.store = Path(str(cfg.design.store)).expanduser() if cfg.design.store else None
-        self.requested = requested_stages(cfg)
+        self.requested = requested_stages(cfg, list(STAGES))
         self.seconds: dict[str, float] = {}
         self.status: dict[str, str] = {}
         self.results: dict[str, Any] = {}
@@ -112,7 +101,7 @@ class DesignRun:
         if self.cfg.generator.name == "none":
             return None
         if self._generator_source is None:
-            from trendgen import generate
+            from trendgen.design import generate
 
             # only the tiny random pipeline learns its tokenizer from the bank
             texts = flatten(load_bank(self.cfg.captions.bank))[0] if self.cfg.generator.name == "tiny" else []
@@ -122,13 +111,12 @@ class DesignRun:
         return self._generator_source
 
     def run(self) -> dict[str, Any]:
-        last = STAGES.index(self.requested[-1])
+        last = list(STAGES).index(self.requested[-1])
         contents: dict[str, str] = {}  # the digest of each finished stage's artifacts
-        for name in STAGES[: last + 1]:
-            if name == "report":
-                continue
+        for name, spec in list(STAGES.items())[: last + 1]:
+            if not isinstance(spec, Stage):
+                continue  # a record stage (the report) runs once trend.json is complete
             start = time.perf_counter()
-            spec = stage(name)
             self.keys[name] = spec.key(self, contents)
             folder = StageDir(name, self.out / name, self.keys[name], self.store)
             if name in self.requested and not (self.cfg.design.reuse and folder.is_fresh()):
@@ -242,29 +230,24 @@ class DesignRun:
         if dst.exists() and dst.samefile(src):
             return dst
         if dst.exists():
-            from trendgen.generate import unique_path
+            from trendgen.design.generate import unique_path
 
             dst = unique_path(folder, src.stem)
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copy2(src, dst)
+        link_or_copy(src, dst)
         return dst
 
     def write_outputs(self, trend: dict[str, Any]) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
         if "prompt" in trend:
             (self.out / PROMPT_TXT).write_text(trend["prompt"]["text"] + "\n")
-        if "report" in self.requested:
-            from trendgen import report
-
-            start = time.perf_counter()
-            embeddings, index = self.results["embed"]
-            _, _, labels = self.results["cluster"]
-            report.run(trend, embeddings, labels, index["sets"], self.out)
-            self.seconds["report"] = round(time.perf_counter() - start, 3)
-            self.status["report"] = "ran"
-            trend["report"] = str(self.out / REPORT_HTML)
+        for name in self.requested:
+            spec = STAGES[name]
+            if isinstance(spec, RecordStage):
+                start = time.perf_counter()
+                spec.run(trend, self.results, self.out)
+                self.seconds[name] = round(time.perf_counter() - start, 3)
+                self.status[name] = "ran"
+                trend[name] = str(self.out / REPORT_HTML)
         (self.out / TREND_JSON).write_text(json.dumps(trend, indent=1))
 
 
@@ -279,7 +262,7 @@ def join_embed_group(trend_cfg: Any) -> Any:
                 f"trendgen-design with `srun --nodes={num_nodes} --ntasks-per-node={devices}` (or torchrun)"
             )
         return None
-    from trendgen.embed_distributed import EmbedGroup, launched_environment
+    from trendgen.design.embed_distributed import EmbedGroup, launched_environment
 
     env = launched_environment()
     if env.world_size() == 1 and devices == 1 and num_nodes == 1:

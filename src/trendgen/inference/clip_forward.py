@@ -4,8 +4,8 @@ Images are decoded by `load_rgb` in DataLoader workers and turned into pixel ten
 the collate function (also in the workers); the main process only runs the model, in fp32 or under bf16
 autocast (`trend.precision`, see `trendgen.inference.precision`; an ONNX Runtime int8 model from
 `trendgen.inference.onnx_runtime` takes the torch model's place). Bad files are set aside with their reason.
-The embed stage (`trendgen.embed`), its multi-rank form (`trendgen.embed_distributed`), describe and the
-design rerank all use these pieces.
+The embed stage (`trendgen.design.embed`), its multi-rank form (`trendgen.design.embed_distributed`),
+describe and the design rerank all use these pieces.
 """
 
 from __future__ import annotations

@@ -61,6 +61,16 @@ class Stage:
         return stable_hash(self.name, __version__, self.settings(design_run), upstream)
 
 
+@dataclass(frozen=True)
+class RecordStage:
+    """A stage that runs last, on the run's whole record (trend.json) and its inputs' results, every run: its
+    output (the report) shows this run's timings and reuse, so it is never stored or reused."""
+
+    name: str
+    inputs: tuple[str, ...]
+    run: Callable[[dict[str, Any], Mapping[str, Any], Path], list[str]]
+
+
 @dataclass
 class StageDir:
     """One stage's folder in the run dir and its key."""
@@ -107,7 +117,7 @@ class StageDir:
             return False
         self.path.mkdir(parents=True, exist_ok=True)
         for name in [*manifest["files"], MANIFEST]:
-            _link_or_copy(stored / name, self.path / name)
+            link_or_copy(stored / name, self.path / name)
         return True
 
     def prepare(self) -> Path:
@@ -146,7 +156,7 @@ class StageDir:
             partial.mkdir(parents=True, exist_ok=True)
             for name in [*names, MANIFEST]:
                 (partial / name).parent.mkdir(parents=True, exist_ok=True)
-                _link_or_copy(self.path / name, partial / name)
+                link_or_copy(self.path / name, partial / name)
             if stored.exists():
                 shutil.rmtree(stored)
             os.replace(partial, stored)
@@ -156,7 +166,8 @@ class StageDir:
             )  # the store is an optimisation: never fail the run for it
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
+def link_or_copy(src: Path, dst: Path) -> None:
+    """A hard link of `src` at `dst` (a copy where links fail); an existing `dst` is replaced."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     if dst.exists() and dst.samefile(src):
         return

@@ -1,6 +1,6 @@
 """The embed stage on several devices or nodes: Lightning predict, whole parts per rank, collected in order.
 
-The files still to embed are the parts not on disk yet (`trendgen.embed_parts`); rank r takes parts
+The files still to embed are the parts not on disk yet (`trendgen.design.embed_parts`); rank r takes parts
 `todo[r::world]` (`RankParts`, in place of Lightning's distributed sampler, so no file is embedded twice) and
 a `BasePredictionWriter` saves each part the moment the rank finishes it. Once every rank is done, rank 0 (or
 the caller, after a `ddp_spawn` run) collects the parts in file order. A run killed halfway leaves its
@@ -28,7 +28,7 @@ import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Sampler
 
-from trendgen.embed_parts import Embedded, PartAssembler, PartStore
+from trendgen.design.embed_parts import Embedded, PartAssembler, PartStore
 from trendgen.errors import TrendgenError
 from trendgen.inference.clip_forward import EmbedCollate, ImageFileDataset, embed_pixels
 from trendgen.inference.onnx_runtime import OnnxClip

@@ -1,10 +1,10 @@
 """Embed stage: the photos of every period through CLIP's image tower, in batches, resumable.
 
-The files are embedded in parts of `trend.part_batches` batches (`trendgen.embed_parts`); each finished part
-is written to `embed/parts/` at once, so a run killed halfway (`kill -9`, a preempted job) is picked up by the
-next run with the same key: the parts on disk are reused and only the rest is embedded, by one process or by
-several ranks (`trend.devices`, srun, torchrun: `trendgen.embed_distributed`), with the embeddings of a run
-that was never stopped.
+The files are embedded in parts of `trend.part_batches` batches (`trendgen.design.embed_parts`); each
+finished part is written to `embed/parts/` at once, so a run killed halfway (`kill -9`, a preempted job) is
+picked up by the next run with the same key: the parts on disk are reused and only the rest is embedded, by
+one process or by several ranks (`trend.devices`, srun, torchrun: `trendgen.design.embed_distributed`), with
+the embeddings of a run that was never stopped.
 
 Artifacts (in `<output_dir>/embed/`): `embeddings.npy` (float32, L2-normalised, one row per used image, in
 index order) and `index.json` (`paths`; `sets`: the period label of each row; `periods`: [{label, position}]
@@ -25,12 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from trendgen.embed_parts import Embedded, PartAssembler, PartStore
+from trendgen.design.embed_parts import Embedded, PartAssembler, PartStore
+from trendgen.design.store import Stage
 from trendgen.errors import TrendgenError
 from trendgen.identity import files_identity
 from trendgen.inference.clip_forward import decode_workers, embed_batches, image_loader, pick_device
 from trendgen.inference.precision import Tower, torch_tower
-from trendgen.stage_cache import Stage
 from trendgen.trends.periods import period_list_files, trend_periods
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ def run(
             model, image_processor, paths, store, precision, **loader_args
         )
     elif cfg.trend.get("devices", 1) > 1:  # one process per device, started here; this one collects
-        from trendgen.embed_distributed import embed_files_distributed
+        from trendgen.design.embed_distributed import embed_files_distributed
 
         embeddings, used, skipped = embed_files_distributed(
             model,

@@ -29,9 +29,9 @@ import numpy as np
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.metrics import silhouette_score
 
+from trendgen.design.store import Stage
 from trendgen.errors import TrendgenError
 from trendgen.identity import config_subset
-from trendgen.stage_cache import Stage
 from trendgen.trends.periods import period_rows
 from trendgen.trends.timeline import most_significant_growth, share_timeline
 

@@ -24,14 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 import openai
 
+from trendgen.design.store import Stage
 from trendgen.errors import TrendgenError
 from trendgen.identity import config_subset
 from trendgen.inference.clip_forward import CLIP_TOKEN_LIMIT
 from trendgen.secrets_env import OPENAI_API_KEY as API_KEY_ENV
-from trendgen.stage_cache import Stage
 
 if TYPE_CHECKING:
-    from trendgen.generate import GeneratorLanguage
+    from trendgen.design.generate import GeneratorLanguage
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,7 @@ def _settings(design: Any) -> dict[str, Any]:
 
 
 def _run_stage(design: Any, folder: Path) -> tuple[list[str], dict[str, Any]]:
-    from trendgen import generate
+    from trendgen.design import generate
 
     captions, _ = design.results["describe"]
     source = design.generator_source()

@@ -1,7 +1,7 @@
 """Report stage: one self-contained `report.html` (every picture a PNG data URI) a person can open anywhere.
 
 It shows the cluster shares (a bar chart for one period; over several, a stacked area with each cluster's
-exemplar strip, and each facet's attribute shares as lines with intervals: `trendgen.report_timeline`), a
+exemplar strip, and each facet's attribute shares as lines with intervals: `trendgen.design.report_charts`), a
 2-D PCA projection of the embeddings coloured by cluster, an exemplar montage per cluster, the ranked
 captions with their scores, the prompt and where it came from, and the designs with their scores.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image, ImageOps
+
+from trendgen.design.store import RecordStage
 
 REPORT = "report.html"  # written at the top of the output dir
 _MAX_POINTS = 5000
@@ -151,7 +154,7 @@ def render(
         parts.append("<h2>Clusters</h2>")
         periods = trend.get("periods") or []
         if len(periods) > 1:
-            from trendgen.report_timeline import shares_area_chart
+            from trendgen.design.report_charts import shares_area_chart
 
             chart = figure_png(shares_area_chart(periods, clusters, target))
             parts.append(_img(chart, "cluster shares over time"))
@@ -179,7 +182,7 @@ def render(
             parts.append(f"<h3>{esc(facet)}</h3>" + _captions_table(rows))
     attributes = (trend.get("timeline") or {}).get("attributes")
     if attributes and len(trend.get("periods") or []) > 1:
-        from trendgen.report_timeline import attribute_chart
+        from trendgen.design.report_charts import attribute_chart
 
         parts.append("<h2>Attributes over time</h2>")
         parts.append(_img(figure_png(attribute_chart(trend["periods"], attributes)), "attributes over time"))
@@ -228,3 +231,12 @@ def run(
     """Write `report.html` into `stage_dir`; returns the files written."""
     (stage_dir / REPORT).write_text(render(trend, embeddings, labels, sets), encoding="utf-8")
     return [REPORT]
+
+
+def _run_stage(trend: dict[str, Any], results: Mapping[str, Any], folder: Path) -> list[str]:
+    embeddings, index = results["embed"]
+    _, _, labels = results["cluster"]
+    return run(trend, embeddings, labels, index["sets"], folder)
+
+
+STAGE = RecordStage("report", inputs=("embed", "cluster"), run=_run_stage)

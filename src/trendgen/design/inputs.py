@@ -15,17 +15,16 @@ from trendgen.trends.periods import trend_periods
 
 log = logging.getLogger(__name__)
 
-STAGES = ["embed", "cluster", "describe", "prompt", "generate", "report"]
 
-
-def requested_stages(cfg: Any) -> list[str]:
+def requested_stages(cfg: Any, order: list[str]) -> list[str]:
+    """`design.stages`, checked against the stage names (`order`) and put in their order."""
     names = [str(s) for s in cfg.design.stages]
-    unknown = [s for s in names if s not in STAGES]
+    unknown = [s for s in names if s not in order]
     if unknown:
-        raise TrendgenError(f"design.stages: unknown stage(s) {unknown}; choose from {STAGES}")
+        raise TrendgenError(f"design.stages: unknown stage(s) {unknown}; choose from {order}")
     if not names:
         raise TrendgenError("design.stages is empty")
-    return [s for s in STAGES if s in names]
+    return [s for s in order if s in names]
 
 
 def prepare_synthetic_trend(cfg: Any) -> None:

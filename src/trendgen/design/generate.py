@@ -27,12 +27,12 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from trendgen.data.pixels import pixel_values
+from trendgen.design.store import Stage
 from trendgen.errors import TrendgenError, first_line
 from trendgen.generator.pipeline import dtype_keyword
 from trendgen.identity import config_subset
 from trendgen.inference.clip_forward import CLIP_TOKEN_LIMIT, embed_pixels, pick_device
 from trendgen.inference.precision import Tower, torch_tower
-from trendgen.stage_cache import Stage
 
 log = logging.getLogger(__name__)
 

@@ -38,12 +38,12 @@ from typing import Any
 
 import numpy as np
 
-from trendgen.caption_bank import load_bank, resolve_bank_path
+from trendgen.design.caption_bank import load_bank, resolve_bank_path
+from trendgen.design.store import Stage
 from trendgen.errors import TrendgenError
 from trendgen.identity import config_subset
 from trendgen.inference.precision import Tower, torch_tower
 from trendgen.inference.text_cache import TextEmbeddingCache, embed_texts, ensembled
-from trendgen.stage_cache import Stage
 from trendgen.trends.periods import period_rows
 from trendgen.trends.timeline import share_timeline
 
