@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 from scale_support import VENV_BIN, LocalSweep, sweep_points
 
-from trendgen.compare import compare_sweep
+from trendgen.tracking.compare import compare_sweep
 
 
 def run_compare(*args: str) -> subprocess.CompletedProcess[str]:

@@ -17,8 +17,8 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from trendgen.config import DataConfig, ModelConfig
 from trendgen.data.datamodule import FashionDataModule
 from trendgen.errors import TrendgenError
-from trendgen.fit import fit_and_export
 from trendgen.model.module import ClipFineTuner
+from trendgen.training.fit import fit_and_export
 
 torch.set_num_threads(1)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from omegaconf import OmegaConf
 
-from trendgen.secrets_env import names_a_secret, public_config
+from trendgen.tracking.secrets_env import names_a_secret, public_config
 
 
 def test_keys_that_name_a_secret_by_a_whole_word():

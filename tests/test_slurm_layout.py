@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from trendgen.errors import TrendgenError
-from trendgen.slurm import check_slurm_layout, cluster_plugins, continues_run, resolve_ckpt_path
+from trendgen.training.launch import check_slurm_layout, cluster_plugins, continues_run, resolve_ckpt_path
 
 SLURM_VARS = [k for k in os.environ if k.startswith(("SLURM_", "SUBMITIT_"))] + [
     "TORCHELASTIC_RUN_ID",

@@ -21,7 +21,7 @@ from scale_support import (
 
 from trendgen.config import CONF_DIR, register_configs
 from trendgen.config.resolvers import point_dirname
-from trendgen.runs import wandb_run_id
+from trendgen.tracking.runs import wandb_run_id
 
 
 def test_multirun_points_are_named_from_their_overrides_and_finish(local_sweep: LocalSweep) -> None:

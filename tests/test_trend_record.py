@@ -12,9 +12,9 @@ from hydra import compose, initialize_config_dir
 
 from trendgen.config import CONF_DIR, register_configs
 from trendgen.errors import TrendgenError
-from trendgen.runs import wandb_run_id
-from trendgen.trend_record import attribute_rows, design_summary, growth_of, share_series, trend_rows
-from trendgen.wandb_runs import eval_metrics, init_settings, start_run
+from trendgen.tracking.runs import wandb_run_id
+from trendgen.tracking.trend_record import attribute_rows, design_summary, growth_of, share_series, trend_rows
+from trendgen.tracking.wandb_runs import eval_metrics, init_settings, start_run
 
 TIMELINE = {
     "k": 2,

@@ -22,9 +22,9 @@ from design_support import DESIGN_BIN, REPO, make_tiny_clip, write_looks
 from hydra import compose, initialize_config_dir
 from scale_support import TINY_TRAIN, sweep_points, wandb_records
 
-from trendgen.compare import compare_sweep
 from trendgen.config import CONF_DIR, register_configs
-from trendgen.runs import wandb_run_id
+from trendgen.tracking.compare import compare_sweep
+from trendgen.tracking.runs import wandb_run_id
 
 SECRETS = {
     "WANDB_API_KEY": "wandb0marker0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9",
@@ -356,7 +356,7 @@ def test_a_generator_eval_logs_its_scores_and_sample_grid(tmp_path: Path) -> Non
     """mode=generator: the numbers of eval_generator.json under eval/ and samples.png as an image."""
     from PIL import Image
 
-    from trendgen.wandb_runs import log_eval_run
+    from trendgen.tracking.wandb_runs import log_eval_run
 
     out = tmp_path / "eval"
     out.mkdir()

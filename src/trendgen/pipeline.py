@@ -35,7 +35,7 @@ from trendgen.errors import TrendgenError
 from trendgen.identity import content_hash, stable_hash
 from trendgen.inference.clip_forward import decode_workers
 from trendgen.inference.precision import requested_precision
-from trendgen.slurm import check_slurm_layout, slurm_launched, under_torchrun
+from trendgen.training.launch import check_slurm_layout, slurm_launched, under_torchrun
 
 log = logging.getLogger(__name__)
 

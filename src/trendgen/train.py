@@ -5,7 +5,7 @@ The run dir (`paths.output_dir`) receives Lightning checkpoints (`checkpoints/`)
 checkpoint with the best `callbacks.model_checkpoint.monitor`, by default the lowest val/loss; `last`: the
 final weights), written by rank 0 when training stops with progress (epochs done, `trainer.max_time`,
 `trainer.max_steps`, Ctrl-C), and `metrics.json`: those weights' val/ and test/ scores and which checkpoint
-they came from (see `trendgen.fit`). With `model.lora.enabled`, `model/` is the merged model and
+they came from (see `trendgen.training.fit`). With `model.lora.enabled`, `model/` is the merged model and
 `lora_adapter/` the adapter alone (`trendgen.model.lora`); with `model.wise_ft.alphas`, `model/` is the chosen
 interpolation between the starting and the fine-tuned weights and `wise_ft/alpha_<a>/` the others
 (`trendgen.model.wise_ft`). A `model/` left by an earlier run in the same dir is never overwritten: the run
@@ -22,11 +22,17 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig
 
 from trendgen.data.datamodule import FashionDataModule
-from trendgen.fit import build_trainer, export_weights, fit_and_export, refuse_existing, write_metrics
 from trendgen.model.build import load_clip, save_clip
 from trendgen.model.module import ClipFineTuner
 from trendgen.model.wise_ft import check_wise_ft, run_wise_ft, start_weights
-from trendgen.slurm import cluster_plugins, continues_run, resolve_ckpt_path
+from trendgen.training.fit import (
+    build_trainer,
+    export_weights,
+    fit_and_export,
+    refuse_existing,
+    write_metrics,
+)
+from trendgen.training.launch import cluster_plugins, continues_run, resolve_ckpt_path
 
 log = logging.getLogger(__name__)
 

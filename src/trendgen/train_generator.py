@@ -16,13 +16,13 @@ from omegaconf import DictConfig
 
 from trendgen.data.datamodule import FashionDataModule
 from trendgen.errors import TrendgenError
-from trendgen.fit import build_trainer, export_weights, fit_and_export, refuse_existing
 from trendgen.generator.export import export_generator
 from trendgen.generator.metrics import judge_with_reference
 from trendgen.generator.module import DiffusionTrainer
 from trendgen.generator.parts import build_parts
 from trendgen.generator.pipeline import pixel_processor
-from trendgen.slurm import cluster_plugins, continues_run, resolve_ckpt_path
+from trendgen.training.fit import build_trainer, export_weights, fit_and_export, refuse_existing
+from trendgen.training.launch import cluster_plugins, continues_run, resolve_ckpt_path
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from trendgen.compare import compare_sweep
 from trendgen.errors import exit_on_user_error
+from trendgen.tracking.compare import compare_sweep
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -21,7 +21,7 @@ register_configs()
 
 
 def run(cfg: DictConfig) -> None:
-    from trendgen.wandb_runs import log_eval_run
+    from trendgen.tracking.wandb_runs import log_eval_run
 
     if cfg.mode == "generator":
         from trendgen.evaluate_generator import evaluate_generator

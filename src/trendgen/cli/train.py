@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from trendgen.config import CONF_DIR, register_configs
 from trendgen.errors import exit_on_user_error
-from trendgen.slurm import check_slurm_layout
+from trendgen.training.launch import check_slurm_layout
 
 register_configs()
 

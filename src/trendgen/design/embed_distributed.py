@@ -32,7 +32,7 @@ from trendgen.design.embed_parts import Embedded, PartAssembler, PartStore
 from trendgen.errors import TrendgenError
 from trendgen.inference.clip_forward import EmbedCollate, ImageFileDataset, embed_pixels
 from trendgen.inference.onnx_runtime import OnnxClip
-from trendgen.slurm import slurm_launched, under_torchrun
+from trendgen.training.launch import slurm_launched, under_torchrun
 
 log = logging.getLogger(__name__)
 

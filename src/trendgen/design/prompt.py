@@ -28,7 +28,7 @@ from trendgen.design.store import Stage
 from trendgen.errors import TrendgenError
 from trendgen.identity import config_subset
 from trendgen.inference.clip_forward import CLIP_TOKEN_LIMIT
-from trendgen.secrets_env import OPENAI_API_KEY as API_KEY_ENV
+from trendgen.tracking.secrets_env import OPENAI_API_KEY as API_KEY_ENV
 
 if TYPE_CHECKING:
     from trendgen.design.generate import GeneratorLanguage

@@ -149,7 +149,7 @@ def run_wise_ft(
     """Validate each alpha, export the chosen one to model/ and the rest to wise_ft/; returns metrics.
 
     Runs on every rank (validation is distributed); `save(folder, model)` writes a model folder (rank 0).
-    `module` holds the exported fine-tuned weights (see `trendgen.fit.fit_and_export`).
+    `module` holds the exported fine-tuned weights (see `trendgen.training.fit.fit_and_export`).
     """
     from trendgen.model.module import ClipFineTuner
 

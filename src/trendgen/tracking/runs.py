@@ -19,7 +19,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, open_dict
 
-from trendgen.secrets_env import WANDB_API_KEY, without_secrets
+from trendgen.tracking.secrets_env import WANDB_API_KEY, without_secrets
 
 log = logging.getLogger(__name__)
 

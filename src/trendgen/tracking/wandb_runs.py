@@ -4,7 +4,7 @@ exported model folder of a training run.
 Every app reads the same `logger.wandb` node training's `WandbLogger` gets (project, entity, group, name, id,
 tags, job_type, save_dir, offline and any extra `wandb.init` keyword), so one `logger=wandb` works everywhere:
 offline without WANDB_API_KEY, grouped per sweep, named from the overrides, id derived from the run dir
-(`trendgen.runs`), the config logged without secrets (`trendgen.secrets_env.public_config`).
+(`trendgen.tracking.runs`), the config logged without secrets (`trendgen.tracking.secrets_env.public_config`).
 
 - design: k and the target's share and growth in the summary, each cluster's share per period (history,
   against `trend/period_index`), the trend table (`trend/clusters`), the ranked captions, the prompt and its
@@ -25,9 +25,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from trendgen.errors import TrendgenError, first_line
-from trendgen.runs import set_run_identity, wandb_offline_without_key
-from trendgen.secrets_env import public_config, without_secrets
-from trendgen.trend_record import (
+from trendgen.tracking.runs import set_run_identity, wandb_offline_without_key
+from trendgen.tracking.secrets_env import public_config, without_secrets
+from trendgen.tracking.trend_record import (
     ATTRIBUTE_COLUMNS,
     TREND_COLUMNS,
     attribute_rows,

@@ -27,9 +27,9 @@ from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities.model_helpers import is_overridden
 
 from trendgen.errors import TrendgenError
-from trendgen.runs import set_run_identity, wandb_offline_without_key
-from trendgen.secrets_env import public_config
-from trendgen.wandb_runs import log_exported_folder
+from trendgen.tracking.runs import set_run_identity, wandb_offline_without_key
+from trendgen.tracking.secrets_env import public_config
+from trendgen.tracking.wandb_runs import log_exported_folder
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ the attribute series.
 These readers take what a trend.json holds, today's and an earlier run's: growth is a dict ({label, slope,
 interval}) or, in runs before timelines, a number (share now minus share then); a cluster's shares over time
 are `shares` (a list beside trend.json's `periods`, with `intervals`; or a dict period -> share or ->
-{share, interval}), else `share_then`/`share_now`, else `share`. Used by `trendgen.wandb_runs` (W&B) and
-`trendgen.compare` (tables of design runs).
+{share, interval}), else `share_then`/`share_now`, else `share`. Used by `trendgen.tracking.wandb_runs` (W&B)
+and `trendgen.tracking.compare` (tables of design runs).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ A sweep point is a directory holding `.hydra/overrides.yaml`; its metrics come f
 train recipe writes at the end of a run, or else from the last logged value of each column of its CSV logger's
 `metrics.csv` (an unfinished or failed point). A trendgen-design run (a point with `trend.json`) gives k, the
 target cluster's share and growth (label and slope, when trend.json has them), the top caption and the best
-design's rerank score (`trendgen.trend_record.design_summary`).
+design's rerank score (`trendgen.tracking.trend_record.design_summary`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from trendgen.errors import TrendgenError
-from trendgen.trend_record import design_summary
+from trendgen.tracking.trend_record import design_summary
 
 METRICS_FILE = "metrics.json"
 TREND_FILE = "trend.json"
