@@ -38,7 +38,7 @@ def text_encoder_folder(workdir: Path, captions: list[str]) -> Path:
 
 
 def recipe_run(cfg, args, device) -> tuple[float, float]:
-    from trendgen.train_generator import build_generator_training
+    from trendgen.recipes.train_generator import build_generator_training
 
     datamodule, module, _captions = build_generator_training(cfg, with_judge=False)
     return timed_fit(module, datamodule, cfg.data.batch_size, args, device)

@@ -1,8 +1,8 @@
 """Benchmark: trendgen-train's training step against a naive loop, and the share of step time spent on data.
 
 Side by side on one model geometry and one folder of PNGs (`data=folder`):
-- trendgen-train: the recipe's own datamodule and LightningModule (`trendgen.train.build_training`) in a
-  Lightning Trainer: decoding and the image processor in DataLoader workers, captions tokenized once;
+- trendgen-train: the recipe's own datamodule and LightningModule (`trendgen.recipes.train.build_training`)
+  in a Lightning Trainer: decoding and the image processor in DataLoader workers, captions tokenized once;
 - naive loop: a plain PyTorch loop, the processor and the tokenizer in the collate function of a loader with
   no workers, CLIP's built-in loss, AdamW, the same parameters frozen (`model.freeze`).
 Reported: images per second over the timed steps (after warm-up) and the share of each step spent waiting for
@@ -52,7 +52,7 @@ class StepClock:
 
 
 def lightning_run(cfg, args, device) -> tuple[float, float]:
-    from trendgen.train import build_training
+    from trendgen.recipes.train import build_training
 
     datamodule, module, _tokenizer, _processor = build_training(cfg)
     return timed_fit(module, datamodule, cfg.data.batch_size, args, device)

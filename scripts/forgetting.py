@@ -104,7 +104,7 @@ def score(model: Path, start: Path, alpha: float | None, out_dir: Path, split: s
     from hydra import compose, initialize_config_dir
 
     from trendgen.config import CONF_DIR, register_configs
-    from trendgen.evaluate import evaluate
+    from trendgen.recipes.evaluate import evaluate
 
     register_configs()
 

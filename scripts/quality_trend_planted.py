@@ -21,7 +21,7 @@ from benchlib import REPO, compose
 from fmnist_sets import PhotoDraw, class_counts, test_photos
 
 from trendgen.data.fashion_mnist import CLASSES
-from trendgen.pipeline import run_design
+from trendgen.recipes.design import run_design
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ from benchlib import REPO, compose
 from fmnist_sets import PhotoDraw, class_counts, photo_class, test_photos
 
 from trendgen.data.fashion_mnist import CLASSES
-from trendgen.pipeline import run_design
+from trendgen.recipes.design import run_design
 
 PERIODS = 6
 

@@ -17,7 +17,7 @@ from PIL import Image
 from transformers import AutoTokenizer
 
 from trendgen.errors import TrendgenError
-from trendgen.pipeline import run_design
+from trendgen.recipes.design import run_design
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from scale_support import VENV_BIN, SlurmCluster, job_env
 from trendgen.errors import TrendgenError
 from trendgen.inference.clip_forward import embed_files
 from trendgen.model.build import load_saved
-from trendgen.pipeline import join_embed_group
+from trendgen.recipes.design import join_embed_group
 from trendgen.trends.periods import trend_periods
 
 N_LOOKS = 13  # odd, plus one broken file: the ranks get unequal shares

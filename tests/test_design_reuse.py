@@ -11,7 +11,7 @@ import pytest
 from design_support import base_overrides, compose_design, make_tiny_clip, write_looks
 from PIL import Image
 
-from trendgen.pipeline import run_design
+from trendgen.recipes.design import run_design
 
 UP_TO_PROMPT = "design.stages=[embed,cluster,describe,prompt]"
 

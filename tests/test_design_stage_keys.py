@@ -23,7 +23,7 @@ from test_llm_openai import ANSWER, ChatHandler, ScriptedServer
 from trendgen.design import store as stage_cache
 from trendgen.inference.clip_forward import embed_files
 from trendgen.model.build import load_saved
-from trendgen.pipeline import run_design
+from trendgen.recipes.design import run_design
 from trendgen.trends.periods import trend_periods
 
 UP_TO_PROMPT = "design.stages=[embed,cluster,describe,prompt]"

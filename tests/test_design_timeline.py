@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 import pytest
 from design_support import base_overrides, compose_design, make_tiny_clip, write_looks
 
-from trendgen.pipeline import run_design
+from trendgen.recipes.design import run_design
 
 
 class ImageAlts(HTMLParser):

@@ -162,7 +162,7 @@ def test_bad_generator_training_input_is_refused_before_training(trained, tmp_pa
 
     from trendgen.config import CONF_DIR, register_configs
     from trendgen.errors import TrendgenError
-    from trendgen.train_generator import train_generator
+    from trendgen.recipes.train_generator import train_generator
 
     register_configs()
     overrides = [

@@ -20,7 +20,7 @@ from trendgen.inference.clip_forward import embed_files
 from trendgen.inference.precision import ClipTowers, cpu_bf16_flags, resolve_precision
 from trendgen.inference.text_cache import embed_texts
 from trendgen.model.build import load_saved
-from trendgen.pipeline import run_design
+from trendgen.recipes.design import run_design
 
 CAPTIONS = ["a red striped dress", "a blue floral skirt", "a black coat", "a green plaid shirt", "a dress"]
 # min cosine to fp32 on the tiny random model, measured on an AVX512-BF16/AMX CPU: bf16 0.99999 (images) and

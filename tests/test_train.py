@@ -155,7 +155,7 @@ def test_eval_scores_each_listed_dataset_under_its_name(trained, tmp_path):
     from hydra import compose, initialize_config_dir
 
     from trendgen.config import CONF_DIR, register_configs
-    from trendgen.evaluate import evaluate
+    from trendgen.recipes.evaluate import evaluate
 
     small = "name:synthetic,size:64,val_size:32,test_size:32,batch_size:16,num_workers:0,image_px:32"
     overrides = [
@@ -187,7 +187,7 @@ def test_eval_scores_each_listed_dataset_under_its_name(trained, tmp_path):
 )
 def test_bad_eval_dataset_lists_are_refused_clearly(entries, message):
     from trendgen.errors import TrendgenError
-    from trendgen.evaluate import dataset_configs
+    from trendgen.recipes.evaluate import dataset_configs
 
     with pytest.raises(TrendgenError, match=re.escape(message)):
         dataset_configs(entries)

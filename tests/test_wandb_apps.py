@@ -282,7 +282,7 @@ def compose_app(name: str, overrides: list[str]) -> Any:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """A 2-step training run (in this process) with W&B offline and `logger.wandb.log_model=true`."""
-    from trendgen.train import train
+    from trendgen.recipes.train import train
 
     root = tmp_path_factory.mktemp("wandb_train")
     run_dir = root / "train"

@@ -16,10 +16,10 @@ from transformers import CLIPModel
 
 from trendgen.config import CONF_DIR, ClipGeometry, register_configs
 from trendgen.errors import TrendgenError
-from trendgen.evaluate import evaluate, load_model_for_eval
 from trendgen.model.build import random_clip
 from trendgen.model.wise_ft import interpolate
-from trendgen.train import train
+from trendgen.recipes.evaluate import evaluate, load_model_for_eval
+from trendgen.recipes.train import train
 
 torch.set_num_threads(1)
 

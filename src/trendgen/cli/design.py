@@ -7,7 +7,7 @@ from omegaconf import DictConfig
 
 from trendgen.config import CONF_DIR, register_configs
 from trendgen.errors import exit_on_user_error
-from trendgen.pipeline import run_design
+from trendgen.recipes.design import run_design
 from trendgen.tracking.wandb_runs import log_design_run
 
 register_configs()

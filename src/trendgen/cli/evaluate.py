@@ -24,14 +24,14 @@ def run(cfg: DictConfig) -> None:
     from trendgen.tracking.wandb_runs import log_eval_run
 
     if cfg.mode == "generator":
-        from trendgen.evaluate_generator import evaluate_generator
+        from trendgen.recipes.evaluate_generator import evaluate_generator
 
         result = evaluate_generator(cfg)
         log_eval_run(cfg, result, samples=Path(cfg.paths.output_dir) / "samples.png")
         return
     if cfg.mode != "clip":
         raise TrendgenError(f"mode must be clip or generator, not {cfg.mode!r}")
-    from trendgen.evaluate import evaluate  # heavy imports after Hydra has checked the config
+    from trendgen.recipes.evaluate import evaluate  # heavy imports after Hydra has checked the config
 
     log_eval_run(cfg, evaluate(cfg))  # logger=wandb: eval/ metrics (into a training run given its id)
 

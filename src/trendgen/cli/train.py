@@ -20,7 +20,7 @@ register_configs()
 
 def run(cfg: DictConfig) -> float | None:
     check_slurm_layout(cfg.trainer)  # a bad srun layout fails in seconds, before the heavy imports
-    from trendgen.train import train  # heavy imports after Hydra has checked the config
+    from trendgen.recipes.train import train  # heavy imports after Hydra has checked the config
 
     metrics = train(cfg)
     return metrics.get("val/recall_mean")  # the value Hydra sweepers (Optuna) optimise

@@ -20,7 +20,9 @@ register_configs()
 
 def run(cfg: DictConfig) -> float | None:
     check_slurm_layout(cfg.trainer)
-    from trendgen.train_generator import train_generator  # heavy imports after Hydra has checked the config
+    from trendgen.recipes.train_generator import (
+        train_generator,  # heavy imports after Hydra has checked the config
+    )
 
     metrics = train_generator(cfg)
     return metrics.get("val/prompt_fidelity")  # the value Hydra sweepers (Optuna) optimise
