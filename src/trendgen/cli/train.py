@@ -23,7 +23,7 @@ def run(cfg: DictConfig) -> float | None:
     from trendgen.recipes.train import train  # heavy imports after Hydra has checked the config
 
     metrics = train(cfg)
-    return metrics.get("val/recall_mean")  # the value Hydra sweepers (Optuna) optimise
+    return metrics.get(cfg.get("optimized_metric"))  # the value Hydra sweepers (Optuna) optimise
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")

@@ -25,7 +25,7 @@ def run(cfg: DictConfig) -> float | None:
     )
 
     metrics = train_generator(cfg)
-    return metrics.get("val/prompt_fidelity")  # the value Hydra sweepers (Optuna) optimise
+    return metrics.get(cfg.get("optimized_metric"))  # the value Hydra sweepers (Optuna) optimise
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train_generator")

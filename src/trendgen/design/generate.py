@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,22 +40,26 @@ log = logging.getLogger(__name__)
 DESIGNS = "designs.json"
 
 
-def pipeline_source(gen: Any, cache_dir: str | Path, bank_texts: list[str]) -> str:
-    """Where the pipeline loads from: the tiny pipeline's saved folder, or `generator.name_or_path`."""
-    if gen.name == "tiny":
-        from trendgen.generator.tiny_random import tiny_pipeline_folder
+def tiny_source(gen: Any, cache_dir: str | Path, bank_texts: list[str]) -> str:
+    """The tiny random pipeline's saved folder (its tokenizer learnt from the bank)."""
+    from trendgen.generator.tiny_random import tiny_pipeline_folder
 
-        return str(tiny_pipeline_folder(cache_dir, bank_texts))
-    if gen.name == "trained":
-        from trendgen.generator.export import read_record
+    return str(tiny_pipeline_folder(cache_dir, bank_texts))
 
-        read_record(str(gen.name_or_path))  # a folder that is not a trendgen generator fails here, at once
-        return str(Path(str(gen.name_or_path)).expanduser())
-    if gen.name == "small_sd":
-        if not gen.name_or_path:
-            raise TrendgenError("generator.name_or_path is not set (a Stable Diffusion hub id or folder)")
-        return str(gen.name_or_path)
-    raise TrendgenError(f"generator.name must be small_sd, tiny, trained or none, not {gen.name!r}")
+
+def trained_source(gen: Any, cache_dir: str | Path, bank_texts: list[str]) -> str:
+    """A trendgen-trained generator folder; one that is not a trendgen generator fails here, at once."""
+    from trendgen.generator.export import read_record
+
+    read_record(str(gen.name_or_path))
+    return str(Path(str(gen.name_or_path)).expanduser())
+
+
+def stable_diffusion_source(gen: Any, cache_dir: str | Path, bank_texts: list[str]) -> str:
+    """A Stable Diffusion hub id or folder (`generator.name_or_path`)."""
+    if not gen.name_or_path:
+        raise TrendgenError("generator.name_or_path is not set (a Stable Diffusion hub id or folder)")
+    return str(gen.name_or_path)
 
 
 def trained_record(source: str) -> dict[str, Any] | None:
@@ -98,17 +103,24 @@ def generator_language(source: str | None) -> GeneratorLanguage:
     return GeneratorLanguage(record.get("vocabulary"), record.get("captions"))
 
 
-def load_pipeline(gen: Any, source: str, device: torch.device) -> Any:
+def pipeline_dtype(gen: Any, device: torch.device) -> torch.dtype:
+    return torch.float16 if device.type == "cuda" and gen.half_precision_on_cuda else torch.float32
+
+
+def load_trained(gen: Any, source: str, device: torch.device) -> Any:
+    """The pipeline of a trendgen-trained generator folder (its pixel pipeline, or its LoRA on its base)."""
+    from trendgen.generator.export import load_generator
+
+    pipe = load_generator(source, device, pipeline_dtype(gen, device))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def load_stable_diffusion(gen: Any, source: str, device: torch.device) -> Any:
     """StableDiffusionPipeline.from_pretrained with DPM-Solver, fp16 on CUDA only, slicing and offload."""
     from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
 
-    dtype = torch.float16 if device.type == "cuda" and gen.half_precision_on_cuda else torch.float32
-    if gen.name == "trained":
-        from trendgen.generator.export import load_generator
-
-        pipe = load_generator(source, device, dtype)
-        pipe.set_progress_bar_config(disable=True)
-        return pipe
+    dtype = pipeline_dtype(gen, device)
     try:
         pipe = StableDiffusionPipeline.from_pretrained(
             source, revision=gen.get("revision"), **{dtype_keyword(): dtype}
@@ -208,9 +220,10 @@ def run(
     designs: list[dict[str, Any]] = []
     files: list[str] = []
     reranked_by = None
-    if gen.name != "none" and int(gen.num_images) > 0:
+    kind = generator_kind(gen)
+    if kind.draws and int(gen.num_images) > 0:
         device = pick_device()
-        pipe = load_pipeline(gen, str(source), device)
+        pipe = kind.load(gen, str(source), device)
         images, seeds = draw(pipe, prompt.get("generator_text") or prompt["text"], gen, device)
         del pipe
         scores = rerank(clip, images, centroid, top_text, tower)
@@ -248,7 +261,7 @@ def load(stage_dir: Path) -> dict[str, Any]:
 def _run_stage(design: Any, folder: Path) -> tuple[list[str], dict[str, Any]]:
     record, centroids, _ = design.results["cluster"]
     _, top_text = design.results["describe"]
-    drawn = design.cfg.generator.name != "none" and int(design.cfg.generator.num_images) > 0
+    drawn = generator_kind(design.cfg.generator).draws and int(design.cfg.generator.num_images) > 0
     tower = design.towers.tower("image") if drawn else None
     files = run(
         design.cfg,
@@ -271,10 +284,45 @@ STAGE = Stage(
     settings=lambda design: {
         "generator": config_subset(design.cfg.generator, list(design.cfg.generator.keys())),
         "weights": design.generator_id,
-        "bank": design.bank_id if design.cfg.generator.name == "tiny" else None,
+        "bank": design.bank_id if generator_kind(design.cfg.generator).reads_bank else None,
         "reranker": design.model_id,
         "rerank_precision": design.towers.precision,
     },
     run=_run_stage,
     load=load,
 )
+
+
+@dataclass(frozen=True)
+class GeneratorKind:
+    """What a `generator=` choice is: where its pipeline comes from and how it loads.
+
+    `source(gen, cache_dir, bank_texts)` says where the pipeline loads from (and refuses a wrong one at
+    once); `load(gen, source, device)` loads it; `reads_bank`: its tokenizer is learnt from the caption bank,
+    so the bank is part of what it is; `check_at_start`: its source is checked before any stage runs (cheap
+    and often mistyped: a trained generator's folder). A kind without `source` draws nothing."""
+
+    name: str
+    source: Callable[[Any, str | Path, list[str]], str] | None = None
+    load: Callable[[Any, str, torch.device], Any] | None = None
+    reads_bank: bool = False
+    check_at_start: bool = False
+
+    @property
+    def draws(self) -> bool:
+        return self.source is not None
+
+
+GENERATORS: dict[str, GeneratorKind] = {
+    "small_sd": GeneratorKind("small_sd", stable_diffusion_source, load_stable_diffusion),
+    "trained": GeneratorKind("trained", trained_source, load_trained, check_at_start=True),
+    "tiny": GeneratorKind("tiny", tiny_source, load_stable_diffusion, reads_bank=True),
+    "none": GeneratorKind("none"),
+}
+
+
+def generator_kind(gen: Any) -> GeneratorKind:
+    """The kind `generator.name` chooses; an unknown name is one line."""
+    if gen.name not in GENERATORS:
+        raise TrendgenError(f"generator.name must be one of {', '.join(GENERATORS)}, not {gen.name!r}")
+    return GENERATORS[gen.name]

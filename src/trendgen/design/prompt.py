@@ -219,10 +219,13 @@ def load(stage_dir: Path) -> dict[str, Any]:
 
 def _tokenizer_identity(design: Any) -> list[Any]:
     """What decides the tokenizer the prompt is cut with: the generator's, or the CLIP's without one."""
+    from trendgen.design.generate import generator_kind
+
     gen = design.cfg.generator
-    if gen.name == "none":
+    kind = generator_kind(gen)
+    if not kind.draws:
         return ["clip", design.model_id]
-    return [gen.name, gen.name_or_path, design.generator_id, design.bank_id if gen.name == "tiny" else None]
+    return [gen.name, gen.name_or_path, design.generator_id, design.bank_id if kind.reads_bank else None]
 
 
 def _settings(design: Any) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from trendgen.design.caption_bank import flatten, load_bank, resolve_bank_path
+from trendgen.design.generate import generator_kind
 from trendgen.design.inputs import (
     check_cluster_count,
     generator_identity,
@@ -74,7 +75,7 @@ class DesignRun:
         check_cluster_count(cfg.trend)
         requested_precision(cfg.trend.precision)  # a wrong value is said before any work
         decode_workers(cfg.trend.num_workers)
-        if cfg.generator.name == "trained":
+        if generator_kind(cfg.generator).check_at_start:  # an unknown name fails here too
             self.generator_source()  # a folder that is not a trendgen generator is refused before any work
         self.bank_id = content_hash(resolve_bank_path(cfg.captions.bank))
         self.config_hash = config_hash(cfg)
@@ -98,16 +99,13 @@ class DesignRun:
         return self._towers
 
     def generator_source(self) -> str | None:
-        if self.cfg.generator.name == "none":
+        """Where the generator's pipeline loads from; None for a generator that draws nothing."""
+        kind = generator_kind(self.cfg.generator)
+        if not kind.draws:
             return None
         if self._generator_source is None:
-            from trendgen.design import generate
-
-            # only the tiny random pipeline learns its tokenizer from the bank
-            texts = flatten(load_bank(self.cfg.captions.bank))[0] if self.cfg.generator.name == "tiny" else []
-            self._generator_source = generate.pipeline_source(
-                self.cfg.generator, self.cfg.paths.cache_dir, texts
-            )
+            texts = flatten(load_bank(self.cfg.captions.bank))[0] if kind.reads_bank else []
+            self._generator_source = kind.source(self.cfg.generator, self.cfg.paths.cache_dir, texts)
         return self._generator_source
 
     def run(self) -> dict[str, Any]:
