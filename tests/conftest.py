@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from scale_support import VENV_BIN, LocalSweep, SlurmCluster, run_local_sweep, slurm_problem
+from helpers.scale import VENV_BIN, LocalSweep, SlurmCluster, run_local_sweep, slurm_problem
 
 
 def require_service(problem: str | None, variable: str) -> None:
