@@ -98,7 +98,8 @@ def run_cluster(tmp_path, x, index, **trend):
     settings = {"n_init": 3, "exemplars": 2, "clusters": 2, **trend}
     cfg = OmegaConf.create({"trend": OmegaConf.merge(OmegaConf.structured(TrendConfig), settings)})
     cluster.run(cfg, x, index, tmp_path)
-    return cluster.load(tmp_path)
+    result = cluster.load(tmp_path)
+    return result.record, result.centroids, result.labels
 
 
 def test_the_cluster_stage_targets_the_rising_look_over_six_periods(tmp_path):

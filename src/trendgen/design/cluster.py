@@ -29,6 +29,7 @@ import numpy as np
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.metrics import silhouette_score
 
+from trendgen.design.results import ClusterResult, EmbedResult
 from trendgen.design.store import Stage
 from trendgen.errors import TrendgenError
 from trendgen.identity import config_subset
@@ -263,10 +264,15 @@ def run(cfg: Any, embeddings: np.ndarray, index: dict[str, Any], stage_dir: Path
     return [CLUSTERS, CENTROIDS, LABELS]
 
 
-def load(stage_dir: Path) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+def load(stage_dir: Path) -> ClusterResult:
     """The record, centroids and labels an earlier run of this stage wrote."""
     record = json.loads((stage_dir / CLUSTERS).read_text())
-    return record, np.load(stage_dir / CENTROIDS), np.load(stage_dir / LABELS)
+    return ClusterResult(record, np.load(stage_dir / CENTROIDS), np.load(stage_dir / LABELS))
+
+
+def _run_stage(design: Any, folder: Path) -> tuple[list[str], dict[str, Any]]:
+    embedded: EmbedResult = design.results["embed"]
+    return run(design.cfg, embedded.embeddings, embedded.index, folder), {}
 
 
 STAGE = Stage(
@@ -288,6 +294,6 @@ STAGE = Stage(
             "confidence",
         ],
     ),
-    run=lambda design, folder: (run(design.cfg, *design.results["embed"], folder), {}),
+    run=_run_stage,
     load=load,
 )

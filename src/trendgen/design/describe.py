@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from trendgen.design.caption_bank import load_bank, resolve_bank_path
+from trendgen.design.results import ClusterResult, DescribeResult, EmbedResult
 from trendgen.design.store import Stage
 from trendgen.errors import TrendgenError
 from trendgen.identity import config_subset
@@ -314,19 +315,18 @@ def run(
     return [CAPTIONS, TOP_TEXT], info
 
 
-def load(stage_dir: Path) -> tuple[dict[str, Any], np.ndarray]:
+def load(stage_dir: Path) -> DescribeResult:
     """The ranked captions and top caption embeddings an earlier run of this stage wrote."""
-    return json.loads((stage_dir / CAPTIONS).read_text()), np.load(stage_dir / TOP_TEXT)
+    return DescribeResult(json.loads((stage_dir / CAPTIONS).read_text()), np.load(stage_dir / TOP_TEXT))
 
 
 def _run_stage(design: Any, folder: Path) -> tuple[list[str], dict[str, Any]]:
-    record, centroids, labels = design.results["cluster"]
-    embeddings, index = design.results["embed"]
-    periods, period = period_rows(index)
-    photos = (embeddings, period, [int(p["position"]) for p in periods], labels)
-    centroid = centroids[record["target_cluster"]]
+    clusters: ClusterResult = design.results["cluster"]
+    embedded: EmbedResult = design.results["embed"]
+    periods, period = period_rows(embedded.index)
+    photos = (embedded.embeddings, period, [int(p["position"]) for p in periods], clusters.labels)
     tower = design.towers.tower("text")
-    return run(design.cfg, design.clip, design.model_id, centroid, folder, tower, photos)
+    return run(design.cfg, design.clip, design.model_id, clusters.target_centroid, folder, tower, photos)
 
 
 STAGE = Stage(

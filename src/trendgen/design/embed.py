@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from trendgen.design.embed_parts import Embedded, PartAssembler, PartStore
+from trendgen.design.results import EmbedResult
 from trendgen.design.store import Stage
 from trendgen.errors import TrendgenError
 from trendgen.identity import files_identity
@@ -129,9 +130,9 @@ def run(
     return [EMBEDDINGS, INDEX], {"reused_from_parts": reused, "precision": tower.record, **tower.info}
 
 
-def load(stage_dir: Path) -> tuple[np.ndarray, dict[str, Any]]:
+def load(stage_dir: Path) -> EmbedResult:
     """The embeddings and index an earlier run of this stage wrote."""
-    return np.load(stage_dir / EMBEDDINGS), json.loads((stage_dir / INDEX).read_text())
+    return EmbedResult(np.load(stage_dir / EMBEDDINGS), json.loads((stage_dir / INDEX).read_text()))
 
 
 def _settings(design: Any) -> dict[str, Any]:

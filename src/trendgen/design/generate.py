@@ -28,6 +28,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from trendgen.data.pixels import pixel_values
+from trendgen.design.results import ClusterResult, DescribeResult, GenerateResult, PromptResult
 from trendgen.design.store import Stage
 from trendgen.errors import TrendgenError, first_line
 from trendgen.generator.pipeline import dtype_keyword
@@ -250,26 +251,27 @@ def run(
     return [DESIGNS, *files]
 
 
-def load(stage_dir: Path) -> dict[str, Any]:
+def load(stage_dir: Path) -> GenerateResult:
     """The designs record; paths point into this run's stage folder (maybe restored from the store)."""
     record = json.loads((stage_dir / DESIGNS).read_text())
     for design in record["designs"]:
         design["path"] = str(stage_dir / design["file"])
-    return record
+    return GenerateResult(record)
 
 
 def _run_stage(design: Any, folder: Path) -> tuple[list[str], dict[str, Any]]:
-    record, centroids, _ = design.results["cluster"]
-    _, top_text = design.results["describe"]
+    clusters: ClusterResult = design.results["cluster"]
+    described: DescribeResult = design.results["describe"]
+    prompt: PromptResult = design.results["prompt"]
     drawn = generator_kind(design.cfg.generator).draws and int(design.cfg.generator.num_images) > 0
     tower = design.towers.tower("image") if drawn else None
     files = run(
         design.cfg,
         design.clip,
         design.generator_source(),
-        design.results["prompt"],
-        centroids[record["target_cluster"]],
-        top_text,
+        prompt.record,
+        clusters.target_centroid,
+        described.top_text,
         design.config_hash,
         design.keys["generate"],
         folder,

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import openai
 
+from trendgen.design.results import DescribeResult, PromptResult
 from trendgen.design.store import Stage
 from trendgen.errors import TrendgenError
 from trendgen.identity import config_subset
@@ -213,8 +214,8 @@ def run(
     return [PROMPT]
 
 
-def load(stage_dir: Path) -> dict[str, Any]:
-    return json.loads((stage_dir / PROMPT).read_text())
+def load(stage_dir: Path) -> PromptResult:
+    return PromptResult(json.loads((stage_dir / PROMPT).read_text()))
 
 
 def _tokenizer_identity(design: Any) -> list[Any]:
@@ -240,14 +241,16 @@ def _settings(design: Any) -> dict[str, Any]:
 def _run_stage(design: Any, folder: Path) -> tuple[list[str], dict[str, Any]]:
     from trendgen.design import generate
 
-    captions, _ = design.results["describe"]
+    described: DescribeResult = design.results["describe"]
     source = design.generator_source()
     if source is None:
         tokenizer, limit = design.clip[1], CLIP_TOKEN_LIMIT
     else:
         tokenizer, limit = generate.generator_tokenizer(source)
-    files = run(design.cfg, captions, tokenizer, folder, limit, generate.generator_language(source))
-    return files, {"reusable": load(folder)["fallback_reason"] is None}  # a fallback is retried next run
+    files = run(design.cfg, described.captions, tokenizer, folder, limit, generate.generator_language(source))
+    return files, {
+        "reusable": load(folder).record["fallback_reason"] is None
+    }  # a fallback is retried next run
 
 
 STAGE = Stage("prompt", inputs=("describe",), settings=_settings, run=_run_stage, load=load)

@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image, ImageOps
 
+from trendgen.design.results import ClusterResult, EmbedResult
 from trendgen.design.store import RecordStage
 
 REPORT = "report.html"  # written at the top of the output dir
@@ -234,9 +235,9 @@ def run(
 
 
 def _run_stage(trend: dict[str, Any], results: Mapping[str, Any], folder: Path) -> list[str]:
-    embeddings, index = results["embed"]
-    _, _, labels = results["cluster"]
-    return run(trend, embeddings, labels, index["sets"], folder)
+    embedded: EmbedResult = results["embed"]
+    clusters: ClusterResult = results["cluster"]
+    return run(trend, embedded.embeddings, clusters.labels, embedded.index["sets"], folder)
 
 
 STAGE = RecordStage("report", inputs=("embed", "cluster"), run=_run_stage)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from trendgen.design.inputs import (
     prepare_synthetic_trend,
     requested_stages,
 )
+from trendgen.design.results import RecordContext
 from trendgen.design.stages import STAGES
 from trendgen.design.store import RecordStage, Stage, StageDir, link_or_copy
 from trendgen.errors import TrendgenError
@@ -140,64 +140,12 @@ class DesignRun:
         return trend
 
     def trend_record(self) -> dict[str, Any]:
-        """trend.json: images, clusters, dominant/target, captions, prompt, designs, hash, stage times."""
-        r = self.results
+        """trend.json: each stage's own part (images, clusters, captions, prompt, designs), then the config
+        hash, the precision that ran each tower and the stage times."""
         trend: dict[str, Any] = {"config_hash": self.config_hash, "output_dir": str(self.out)}
-        if "embed" in r:
-            _, index = r["embed"]
-            skipped = [{"path": s["path"], "reason": s["reason"]} for s in index["skipped"]]
-            total = sum(index["totals"].values())
-            trend["images"] = {"total": total, "used": len(index["paths"]), "skipped": skipped}
-            trend["images"]["reused_from_parts"] = index.get("reused_from_parts", 0)
-            if len(index["totals"]) > 1:
-                used = Counter(index["sets"])
-                trend["images"]["periods"] = [
-                    {"label": label, "total": total, "used": used[label]}
-                    for label, total in index["totals"].items()
-                ]
-        if "cluster" in r:
-            record, _, _ = r["cluster"]
-            trend.update(
-                periods=record["periods"],
-                clusters=record["clusters"],
-                dominant_cluster=record["dominant_cluster"],
-                target_cluster=record["target_cluster"],
-                target_reason=record["target_reason"],
-                k=record["k"],
-                k_chosen_by=record["k_chosen_by"],
-            )
-            if "dedup" in record:
-                trend["images"]["dropped_duplicates"] = record["dedup"]
-        if "describe" in r:
-            captions, _ = r["describe"]
-
-            def public(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-                return [{k: e[k] for k in ("text", "facet", "score")} for e in rows]
-
-            if captions.get("attributes"):
-                trend["timeline"] = {
-                    "periods": trend.get("periods"),
-                    "confidence": self.cfg.trend.confidence,
-                    "attributes": captions["attributes"],
-                }
-            trend.update(
-                look=captions["look"],
-                captions=public(captions["overall"]),
-                facets={f: public(rows) for f, rows in captions["facets"].items()},
-            )
-        if "prompt" in r:
-            p = r["prompt"]
-            trend["prompt"] = {
-                "text": p["text"],
-                "generator_text": p.get("generator_text", p["text"]),
-                "source": p["source"],
-                "fallback_reason": p["fallback_reason"],
-            }
-        if "generate" in r:
-            trend["designs"] = [
-                {"path": str(self._publish_design(Path(d["path"]))), "seed": d["seed"], "score": d["score"]}
-                for d in r["generate"]["designs"]
-            ]
+        context = RecordContext(confidence=float(self.cfg.trend.confidence), publish=self._publish_design)
+        for result in self.results.values():
+            result.record_into(trend, context)
         trend["precision"] = self.precision_record()
         trend["stage_seconds"] = self.seconds
         trend["stage_status"] = self.status
@@ -206,14 +154,7 @@ class DesignRun:
     def precision_record(self) -> dict[str, Any]:
         """What ran each CLIP tower: `requested` (trend.precision), `resolved` (what auto became, or int8),
         and per stage that ran one (or was reused) its precision, runtime, device and any fallback reason."""
-        r = self.results
-        stages = {}
-        if "embed" in r:
-            stages["embed"] = r["embed"][1].get("precision")
-        if "describe" in r:
-            stages["describe"] = r["describe"][0].get("precision")
-        if "generate" in r and r["generate"].get("precision"):
-            stages["generate"] = r["generate"]["precision"]
+        stages = {name: getattr(result, "precision", None) for name, result in self.results.items()}
         stages = {name: rec for name, rec in stages.items() if rec}
         record: dict[str, Any] = {"requested": str(self.cfg.trend.precision)}
         if self._towers is not None:
