@@ -11,6 +11,7 @@ import copy
 import functools
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +176,47 @@ def _query(dataset: CaptionDataset, row: int) -> bool:
 def file_loader(max_pixels: int = DEFAULT_MAX_PIXELS) -> Loader:
     """A loader for datasets whose sources are image paths (picklable, for spawned workers)."""
     return functools.partial(load_rgb, max_pixels=max_pixels)
+
+
+@dataclass
+class CaptionRows:
+    """The samples of a caption dataset as its builder reads them, then the dataset they make."""
+
+    sources: list[Any] = field(default_factory=list)
+    captions: list[str] = field(default_factory=list)
+    item_ids: list[int] = field(default_factory=list)
+    category_ids: list[int] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, source: Any, caption: str, item_id: int, category_id: int) -> None:
+        self.sources.append(source)
+        self.captions.append(caption)
+        self.item_ids.append(item_id)
+        self.category_ids.append(category_id)
+
+    def dataset(
+        self,
+        cfg: DataConfig,
+        split: str,
+        categories: Sequence[str],
+        load: Loader,
+        kind: type[CaptionDataset] = CaptionDataset,
+        **extra: Any,
+    ) -> CaptionDataset:
+        """The `kind` of dataset over these rows, named and templated as `cfg` says."""
+        return kind(
+            name=str(cfg.name),
+            split=split,
+            sources=self.sources,
+            captions=self.captions,
+            item_ids=self.item_ids,
+            category_ids=self.category_ids,
+            categories=list(categories),
+            category_template=cfg.category_template,
+            load=load,
+            skipped=self.skipped,
+            **extra,
+        )
 
 
 def render_caption(template: str, **fields: str) -> str:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from trendgen.config import DataConfig
-from trendgen.data.base import CaptionDataset, file_loader, render_caption, require_templates
+from trendgen.data.base import CaptionDataset, CaptionRows, file_loader, render_caption, require_templates
 
 # the count-line/header-line reader and the image folder finder are the category benchmark's
 from trendgen.data.deepfashion import _counted_rows as counted_rows
@@ -81,12 +81,11 @@ def build(cfg: DataConfig, split: str) -> CaptionDataset:
     template_ids = np.random.default_rng([cfg.seed, SPLITS.index(split)]).integers(
         len(templates), size=len(picked)
     )
-    sources, captions, item_ids, category_ids, queries = [], [], [], [], []
-    skipped: list[tuple[str, str]] = []
+    samples, queries = CaptionRows(), []
     for row, query, t in zip(picked, is_query, template_ids, strict=True):
         image = base / row.name
         if not image.is_file():
-            skipped.append((str(image), f"missing file (listed on {partition.name} line {row.line})"))
+            samples.skipped.append((str(image), f"missing file (listed on {partition.name} line {row.line})"))
             continue
         text = texts.get(row.item)
         color = text.color if text else ""
@@ -99,23 +98,11 @@ def build(cfg: DataConfig, split: str) -> CaptionDataset:
             "color": color,
             "description": (text.description if text and text.description else look),
         }
-        sources.append(image)
-        captions.append(render_caption(templates[t], **fields))
-        item_ids.append(int(_ITEM.fullmatch(row.item).group(1)))  # type: ignore[union-attr]
-        category_ids.append(category_index[row.category])
+        item = int(_ITEM.fullmatch(row.item).group(1))  # type: ignore[union-attr]
+        samples.add(image, render_caption(templates[t], **fields), item, category_index[row.category])
         queries.append(query)
-    return CaptionDataset(
-        name="deepfashion_inshop",
-        split=split,
-        sources=sources,
-        captions=captions,
-        item_ids=item_ids,
-        category_ids=category_ids,
-        categories=categories,
-        category_template=cfg.category_template,
-        load=file_loader(),
-        skipped=skipped,
-        is_query=None if split == "train" else queries,
+    return samples.dataset(
+        cfg, split, categories, file_loader(), is_query=None if split == "train" else queries
     )
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from trendgen.config import DataConfig
-from trendgen.data.base import CaptionDataset, file_loader
+from trendgen.data.base import CaptionDataset, CaptionRows, file_loader
 from trendgen.data.index_files import index_records
 from trendgen.errors import TrendgenError
 
@@ -49,34 +49,17 @@ def build(cfg: DataConfig, split: str) -> CaptionDataset:
     categories = sorted({row.category for row in rows if row.category}) if with_categories else []
     category_index = {name: i for i, name in enumerate(categories)}
 
-    sources: list[Path] = []
-    captions: list[str] = []
-    item_ids: list[int] = []
-    category_ids: list[int] = []
-    skipped: list[tuple[str, str]] = []
+    samples = CaptionRows()
     for row in rows:
         if row.split and row.split != split:
             continue
         image = Path(row.path) if Path(row.path).is_absolute() else root / row.path
         if not image.is_file():
-            skipped.append((str(image), f"missing file (listed on {index.name} line {row.line})"))
+            samples.skipped.append((str(image), f"missing file (listed on {index.name} line {row.line})"))
             continue
-        sources.append(image)
-        captions.append(row.caption)
-        item_ids.append(row.item_id if with_ids and row.item_id is not None else path_ids[row.path])
-        category_ids.append(category_index[row.category] if row.category else -1)
-    return CaptionDataset(
-        name="folder",
-        split=split,
-        sources=sources,
-        captions=captions,
-        item_ids=item_ids,
-        category_ids=category_ids,
-        categories=categories,
-        category_template=cfg.category_template,
-        load=file_loader(),
-        skipped=skipped,
-    )
+        item = row.item_id if with_ids and row.item_id is not None else path_ids[row.path]
+        samples.add(image, row.caption, item, category_index[row.category] if row.category else -1)
+    return samples.dataset(cfg, split, categories, file_loader())
 
 
 def _index_path(root: Path, index: str | None) -> Path:

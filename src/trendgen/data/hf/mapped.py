@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from trendgen.config import DataConfig
+from trendgen.data.base import CaptionRows
 from trendgen.data.hf.source import (
     HfCaptionDataset,
     RowImages,
@@ -42,27 +43,16 @@ def build_mapped(cfg: DataConfig, split: str) -> HfCaptionDataset:
     categories = category_names(cfg, splits, [])
     category_values = column_values(dataset, hf.category_column) if hf.category_column else None
     item_index: dict[str, int] = {}
-    sources, captions, item_ids, category_ids = [], [], [], []
+    samples = CaptionRows()
     for row in rows:
+        value = category_values[row] if category_values is not None else None
         for caption in row_captions(texts[row], where, row, hf.text_column):
-            sources.append(row)
-            captions.append(caption)
-            item = str(items_column[row]) if items_column is not None else f"row {row}"
-            item_ids.append(item_index.setdefault(item, len(item_index)))
-            value = category_values[row] if category_values is not None else None
-            category_ids.append(category_id(value, categories))
-    return HfCaptionDataset(
-        where=where,
-        name="hf",
-        split=split,
-        sources=sources,
-        captions=captions,
-        item_ids=item_ids,
-        category_ids=category_ids,
-        categories=categories,
-        category_template=cfg.category_template,
-        load=RowImages(raw_images(dataset, hf.image_column), hf.image_column, cfg.root),
-    )
+            key = str(items_column[row]) if items_column is not None else f"row {row}"
+            samples.add(
+                row, caption, item_index.setdefault(key, len(item_index)), category_id(value, categories)
+            )
+    load = RowImages(raw_images(dataset, hf.image_column), hf.image_column, cfg.root)
+    return samples.dataset(cfg, split, categories, load, HfCaptionDataset, where=where)
 
 
 def hold_out(rows: list[int], items: Any, fraction: float, seed: int, keep_val: bool) -> list[int]:

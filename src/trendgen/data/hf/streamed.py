@@ -18,6 +18,7 @@ from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
 from trendgen.config import DataConfig
+from trendgen.data.base import CaptionRows
 from trendgen.data.hf.source import (
     HfCaptionDataset,
     category_id,
@@ -90,27 +91,19 @@ def build_streamed(cfg: DataConfig, split: str) -> Any:
     name, rows = eval_rows(cfg, splits, split)
     where = f"{hf.path}[{name}]"
     check_columns(rows[0] if rows else None, hf, where)
-    sources, captions, item_ids, category_ids = [], [], [], []
+    samples = CaptionRows()
     items: dict[str, int] = {}
     for n, row in enumerate(rows):
-        item = str(row[hf.item_column]) if hf.item_column else f"row {n}"
+        key = str(row[hf.item_column]) if hf.item_column else f"row {n}"
         for caption in row_captions(row[hf.text_column], where, n, hf.text_column):
-            sources.append(n)
-            captions.append(caption)
-            item_ids.append(items.setdefault(item, len(items)))
-            category_ids.append(category_id(row.get(hf.category_column), categories))
-    return HfCaptionDataset(
-        where=where,
-        name="hf",
-        split=split,
-        sources=sources,
-        captions=captions,
-        item_ids=item_ids,
-        category_ids=category_ids,
-        categories=categories,
-        category_template=cfg.category_template,
-        load=ListImages([row[hf.image_column] for row in rows], cfg.root),
-    )
+            samples.add(
+                n,
+                caption,
+                items.setdefault(key, len(items)),
+                category_id(row.get(hf.category_column), categories),
+            )
+    load = ListImages([row[hf.image_column] for row in rows], cfg.root)
+    return samples.dataset(cfg, split, categories, load, HfCaptionDataset, where=where)
 
 
 class StreamedCaptions(IterableDataset):
