@@ -40,7 +40,7 @@ def index_for(n_now: int, n_then: int = 0) -> dict:
 
 def run_stage(tmp_path, x, index, **trend):
     cfg = OmegaConf.create({"trend": trend_cfg(**trend)})
-    cluster.run(cfg, x, index, tmp_path)
+    cluster.run(cfg.trend, x, index, tmp_path)
     result = cluster.load(tmp_path)
     return result.record, result.centroids, result.labels
 

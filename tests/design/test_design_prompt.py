@@ -98,7 +98,7 @@ def test_prompt_stage_records_source_and_cut_text(tmp_path, tokenizer):
         {f"facet {i}": ranked(f"facet {i}", f"phrase {i} of the look, rather long") for i in range(12)}
     )
     captions = {"look": None, "facets": facets, "overall": [rows[0] for rows in facets.values()]}
-    prompt.run(cfg, captions, tokenizer, tmp_path, limit=77)
+    prompt.run(cfg.llm, captions, tokenizer, tmp_path, limit=77)
     record = json.loads((tmp_path / "prompt.json").read_text())
     assert record["source"] == "template" and record["fallback_reason"] is None
     assert record["tokens"] <= 77 < prompt.token_count(record["uncut_text"], tokenizer)

@@ -59,7 +59,7 @@ def test_normal_answer_uses_conf_instructions_and_env_key(server, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     server.script = [("ok", f'"{ANSWER}"')]
     cfg = llm_cfg(server)
-    record = prompt.write_prompt(cfg, CAPTIONS)
+    record = prompt.write_prompt(cfg.llm, CAPTIONS)
     assert record == {"text": ANSWER, "source": "openai", "fallback_reason": None, "attempts": 1}
     (request,) = server.requests
     assert request["path"] == "/v1/chat/completions"
@@ -74,7 +74,7 @@ def test_normal_answer_uses_conf_instructions_and_env_key(server, monkeypatch):
 def test_429_then_answer_is_retried(server, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     server.script = [("status", 429), ("ok", ANSWER)]
-    record = prompt.write_prompt(llm_cfg(server), CAPTIONS)
+    record = prompt.write_prompt(llm_cfg(server).llm, CAPTIONS)
     assert record["source"] == "openai" and record["text"] == ANSWER
     assert len(server.requests) == 2 and record["attempts"] == 2
     assert [r["headers"]["authorization"] for r in server.requests] == [f"Bearer {SECRET}"] * 2
@@ -84,7 +84,7 @@ def test_the_servers_retry_after_is_honoured(server, monkeypatch):
     """A 429 saying `Retry-After: 1` is retried a second later, not after the SDK's first backoff (<0.5 s)."""
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     server.script = [("status", 429, {"Retry-After": "1"}), ("ok", ANSWER)]
-    record = prompt.write_prompt(llm_cfg(server), CAPTIONS)
+    record = prompt.write_prompt(llm_cfg(server).llm, CAPTIONS)
     assert record["source"] == "openai" and record["attempts"] == 2
     assert server.requests[1]["at"] - server.requests[0]["at"] >= 0.95
 
@@ -92,7 +92,7 @@ def test_the_servers_retry_after_is_honoured(server, monkeypatch):
 def test_a_refused_key_is_not_retried(server, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     server.script = [("status", 401)]
-    record = prompt.write_prompt(llm_cfg(server), CAPTIONS)
+    record = prompt.write_prompt(llm_cfg(server).llm, CAPTIONS)
     assert len(server.requests) == 1 and record["source"] == "template"
     assert record["fallback_reason"] == "LLM failed after 1 try: AuthenticationError (HTTP 401)"
 
@@ -100,7 +100,7 @@ def test_a_refused_key_is_not_retried(server, monkeypatch):
 def test_500s_until_retries_run_out_fall_back_to_template(server, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     server.script = [("status", 500)] * 3 + [("ok", ANSWER)]
-    record = prompt.write_prompt(llm_cfg(server, "llm.max_retries=2"), CAPTIONS)
+    record = prompt.write_prompt(llm_cfg(server, "llm.max_retries=2").llm, CAPTIONS)
     assert len(server.requests) == 3  # one try and two retries, then no more
     assert record["source"] == "template"
     assert record["text"] == prompt.template_prompt(CAPTIONS)
@@ -111,7 +111,7 @@ def test_500s_until_retries_run_out_fall_back_to_template(server, monkeypatch):
 def test_timeout_falls_back_after_retries(server, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     server.script = [("sleep", 1.5), ("sleep", 1.5)]  # slower than llm.timeout_s, then a normal answer
-    record = prompt.write_prompt(llm_cfg(server, "llm.timeout_s=0.3", "llm.max_retries=1"), CAPTIONS)
+    record = prompt.write_prompt(llm_cfg(server, "llm.timeout_s=0.3", "llm.max_retries=1").llm, CAPTIONS)
     assert len(server.requests) == 2
     assert record["source"] == "template"
     assert record["fallback_reason"] == "LLM failed after 2 tries: APITimeoutError"
@@ -120,7 +120,7 @@ def test_timeout_falls_back_after_retries(server, monkeypatch):
 def test_malformed_body_falls_back(server, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     server.script = [("malformed",)]
-    record = prompt.write_prompt(llm_cfg(server), CAPTIONS)
+    record = prompt.write_prompt(llm_cfg(server).llm, CAPTIONS)
     assert record["source"] == "template"
     assert record["fallback_reason"].startswith("unusable LLM answer: malformed")
     assert len(server.requests) == 1  # a malformed answer is not retried
@@ -137,14 +137,14 @@ def test_malformed_body_falls_back(server, monkeypatch):
 def test_unusable_answers_fall_back(server, monkeypatch, answer, reason):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     server.script = [("ok", answer)]
-    record = prompt.write_prompt(llm_cfg(server), CAPTIONS)
+    record = prompt.write_prompt(llm_cfg(server).llm, CAPTIONS)
     assert record["source"] == "template"
     assert record["fallback_reason"].startswith(reason)
 
 
 def test_missing_key_falls_back_without_calling(server, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    record = prompt.write_prompt(llm_cfg(server), CAPTIONS)
+    record = prompt.write_prompt(llm_cfg(server).llm, CAPTIONS)
     assert record["source"] == "template"
     assert record["fallback_reason"] == "OPENAI_API_KEY is not set"
     assert server.requests == [] and record["attempts"] == 0

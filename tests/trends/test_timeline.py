@@ -97,7 +97,7 @@ def blobs_over_periods(shares_b: list[float], n: int = 200, seed: int = 0, noise
 def run_cluster(tmp_path, x, index, **trend):
     settings = {"n_init": 3, "exemplars": 2, "clusters": 2, **trend}
     cfg = OmegaConf.create({"trend": OmegaConf.merge(OmegaConf.structured(TrendConfig), settings)})
-    cluster.run(cfg, x, index, tmp_path)
+    cluster.run(cfg.trend, x, index, tmp_path)
     result = cluster.load(tmp_path)
     return result.record, result.centroids, result.labels
 

@@ -212,9 +212,8 @@ def choose_target(trend_target: str, clusters: list[dict[str, Any]], n_periods: 
     return 0, why
 
 
-def run(cfg: Any, embeddings: np.ndarray, index: dict[str, Any], stage_dir: Path) -> list[str]:
+def run(trend: Any, embeddings: np.ndarray, index: dict[str, Any], stage_dir: Path) -> list[str]:
     """Cluster the embeddings into `stage_dir`; returns the files written."""
-    trend = cfg.trend
     if trend.target not in ("dominant", "emerging"):
         raise TrendgenError(f"trend.target must be 'dominant' or 'emerging', not {trend.target!r}")
     periods, period = period_rows(index)
@@ -272,7 +271,7 @@ def load(stage_dir: Path) -> ClusterResult:
 
 def _run_stage(design: Any, folder: Path) -> tuple[list[str], dict[str, Any]]:
     embedded: EmbedResult = design.results["embed"]
-    return run(design.cfg, embedded.embeddings, embedded.index, folder), {}
+    return run(design.cfg.trend, embedded.embeddings, embedded.index, folder), {}
 
 
 STAGE = Stage(

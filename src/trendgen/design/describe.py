@@ -256,7 +256,9 @@ _SERIES_KEYS = ("shares", "intervals", "growth", "forecast")
 
 
 def run(
-    cfg: Any,
+    captions_cfg: Any,
+    trend: Any,
+    cache_dir: str | Path,
     clip: Any,
     model_identity: Any,
     centroid: np.ndarray,
@@ -274,35 +276,35 @@ def run(
     model, precision = tower.model, tower.autocast
     ran = tower.record["precision"]  # embeddings of one precision per cache file (fp32: the model's own)
     cache_identity = model_identity if ran == "32" else [model_identity, ran]
-    bank, unknown = drop_unknown_words(load_bank(cfg.captions.bank), tokenizer)
+    bank, unknown = drop_unknown_words(load_bank(captions_cfg.bank), tokenizer)
     if unknown:
         log.info("left out %d captions with words the model never learnt", len(unknown))
     if not bank:
-        raise TrendgenError(f"no caption of {cfg.captions.bank} uses words the model has learnt")
-    batch = int(cfg.captions.batch_size)
+        raise TrendgenError(f"no caption of {captions_cfg.bank} uses words the model has learnt")
+    batch = int(captions_cfg.batch_size)
     cache = TextEmbeddingCache(
-        cfg.paths.cache_dir, cache_identity, lambda t: embed_texts(model, tokenizer, t, batch, precision)
+        cache_dir, cache_identity, lambda t: embed_texts(model, tokenizer, t, batch, precision)
     )
     bank_texts = [c for captions in bank.values() for c in captions]
-    templates = list(cfg.captions.get("templates") or [])
+    templates = list(captions_cfg.get("templates") or [])
     embed = ensembled(cache, templates)
     hit = cache.has_all([t.replace("{caption}", c) for c in bank_texts for t in templates] or bank_texts)
     embed(bank_texts)  # the whole bank in a few batched forwards (or none, from the cache)
     target = centroid / max(float(np.linalg.norm(centroid)), 1e-12)
-    look, entries = rank_bank(bank, lambda texts: embed(texts) @ target, cfg.captions.look_template)
-    attributes = attribute_series(entries, bank, embed, photos, cfg.trend) if photos is not None else {}
+    look, entries = rank_bank(bank, lambda texts: embed(texts) @ target, captions_cfg.look_template)
+    attributes = attribute_series(entries, bank, embed, photos, trend) if photos is not None else {}
     cache.save()
     entries.sort(key=lambda e: -e["score"])  # stable: bank order breaks ties
     overall = ([{**look, "facet": "look", "scored_as": look["text"]}] if look else []) + entries
-    overall = overall[: int(cfg.captions.top_k)]
-    by_facet = {f: [e for e in entries if e["facet"] == f][: int(cfg.captions.per_facet)] for f in bank}
+    overall = overall[: int(captions_cfg.top_k)]
+    by_facet = {f: [e for e in entries if e["facet"] == f][: int(captions_cfg.per_facet)] for f in bank}
     record = {
         "look": look,
-        "look_facets": look_facets(cfg.captions.look_template, bank),
+        "look_facets": look_facets(captions_cfg.look_template, bank),
         "overall": overall,
         "facets": by_facet,
         "attributes": attributes,
-        "bank": str(resolve_bank_path(cfg.captions.bank)),
+        "bank": str(resolve_bank_path(captions_cfg.bank)),
         "bank_size": len(bank_texts),
         "left_out_unknown_words": unknown,
         "precision": tower.record,
@@ -326,7 +328,19 @@ def _run_stage(design: Any, folder: Path) -> tuple[list[str], dict[str, Any]]:
     periods, period = period_rows(embedded.index)
     photos = (embedded.embeddings, period, [int(p["position"]) for p in periods], clusters.labels)
     tower = design.towers.tower("text")
-    return run(design.cfg, design.clip, design.model_id, clusters.target_centroid, folder, tower, photos)
+    cfg = design.cfg
+    centroid = clusters.target_centroid
+    return run(
+        cfg.captions,
+        cfg.trend,
+        cfg.paths.cache_dir,
+        design.clip,
+        design.model_id,
+        centroid,
+        folder,
+        tower,
+        photos,
+    )
 
 
 STAGE = Stage(

@@ -64,7 +64,7 @@ def embed_resumable(
 
 
 def run(
-    cfg: Any, clip: Any, stage_dir: Path, key: str, group: Any = None, tower: Tower | None = None
+    trend: Any, clip: Any, stage_dir: Path, key: str, group: Any = None, tower: Tower | None = None
 ) -> tuple[list[str], dict]:
     """Embed the photos of every period (`trendgen.trends.periods`) into `stage_dir`; returns the files
     written.
@@ -76,20 +76,20 @@ def run(
     _model, _tokenizer, image_processor = clip
     tower = tower or torch_tower(clip[0])
     model, precision = tower.model, tower.autocast
-    periods = trend_periods(cfg.trend)
+    periods = trend_periods(trend)
     paths = [f for p in periods for f in p.files]
     sets = [p.label for p in periods for _ in p.files]
-    workers = decode_workers(cfg.trend.num_workers)
-    log.info("embed: %d DataLoader workers decode (trend.num_workers=%s)", workers, cfg.trend.num_workers)
-    loader_args = {"batch_size": int(cfg.trend.batch_size), "num_workers": workers}
-    part_size = loader_args["batch_size"] * int(cfg.trend.part_batches)
+    workers = decode_workers(trend.num_workers)
+    log.info("embed: %d DataLoader workers decode (trend.num_workers=%s)", workers, trend.num_workers)
+    loader_args = {"batch_size": int(trend.batch_size), "num_workers": workers}
+    part_size = loader_args["batch_size"] * int(trend.part_batches)
     store = PartStore.for_job(stage_dir / PARTS, key, part_size, len(paths))
     reused = sum(len(store.files_of(p)) for p in range(store.count) if store.load(p) is not None)
     if group is not None:
         embeddings, used, skipped = group.embed(
             model, image_processor, paths, store, precision, **loader_args
         )
-    elif cfg.trend.get("devices", 1) > 1:  # one process per device, started here; this one collects
+    elif trend.get("devices", 1) > 1:  # one process per device, started here; this one collects
         from trendgen.design.embed_distributed import embed_files_distributed
 
         embeddings, used, skipped = embed_files_distributed(
@@ -99,7 +99,7 @@ def run(
             store,
             **loader_args,
             precision=precision,
-            devices=int(cfg.trend.devices),
+            devices=int(trend.devices),
             strategy="ddp_spawn",
         )
     else:
@@ -151,7 +151,12 @@ STAGE = Stage(
     inputs=(),
     settings=_settings,
     run=lambda design, folder: run(
-        design.cfg, design.clip, folder, design.keys["embed"], design.group, design.towers.tower("image")
+        design.cfg.trend,
+        design.clip,
+        folder,
+        design.keys["embed"],
+        design.group,
+        design.towers.tower("image"),
     ),
     load=load,
 )

@@ -205,7 +205,7 @@ def rerank(
 
 
 def run(
-    cfg: Any,
+    gen: Any,
     clip: Any,
     source: str | None,
     prompt: dict[str, Any],
@@ -216,8 +216,8 @@ def run(
     stage_dir: Path,
     tower: Tower | None = None,
 ) -> list[str]:
-    """Draw, save and rerank the designs into `stage_dir`; returns the files written."""
-    gen = cfg.generator
+    """Draw, save and rerank the designs into `stage_dir` with `generator` (`gen`); returns the files
+    written."""
     designs: list[dict[str, Any]] = []
     files: list[str] = []
     reranked_by = None
@@ -266,7 +266,7 @@ def _run_stage(design: Any, folder: Path) -> tuple[list[str], dict[str, Any]]:
     drawn = generator_kind(design.cfg.generator).draws and int(design.cfg.generator.num_images) > 0
     tower = design.towers.tower("image") if drawn else None
     files = run(
-        design.cfg,
+        design.cfg.generator,
         design.clip,
         design.generator_source(),
         prompt.record,

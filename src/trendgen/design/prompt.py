@@ -151,9 +151,8 @@ def _describe_error(err: Exception) -> str:
     return f"{name} (HTTP {status})" if status else name
 
 
-def write_prompt(cfg: Any, captions: dict[str, Any]) -> dict[str, Any]:
+def write_prompt(llm: Any, captions: dict[str, Any]) -> dict[str, Any]:
     """{text, source, fallback_reason, attempts} before the token cut (`captions`: see `template_prompt`)."""
-    llm = cfg.llm
     template = template_prompt(captions)
     if llm.name == "template":
         return {"text": template, "source": "template", "fallback_reason": None, "attempts": 0}
@@ -183,7 +182,7 @@ def write_prompt(cfg: Any, captions: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(
-    cfg: Any,
+    llm: Any,
     captions: dict[str, Any],
     tokenizer: Any,
     stage_dir: Path,
@@ -198,7 +197,7 @@ def run(
     """
     from trendgen.generator.export import generator_text
 
-    record = write_prompt(cfg, captions)
+    record = write_prompt(llm, captions)
     record["uncut_text"] = record["text"]
     record["text"] = cut_to_token_limit(record["text"], tokenizer, limit)
     record["generator_text"] = cut_to_token_limit(
@@ -247,7 +246,9 @@ def _run_stage(design: Any, folder: Path) -> tuple[list[str], dict[str, Any]]:
         tokenizer, limit = design.clip[1], CLIP_TOKEN_LIMIT
     else:
         tokenizer, limit = generate.generator_tokenizer(source)
-    files = run(design.cfg, described.captions, tokenizer, folder, limit, generate.generator_language(source))
+    files = run(
+        design.cfg.llm, described.captions, tokenizer, folder, limit, generate.generator_language(source)
+    )
     return files, {
         "reusable": load(folder).record["fallback_reason"] is None
     }  # a fallback is retried next run

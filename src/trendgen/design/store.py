@@ -45,8 +45,10 @@ def artifacts_digest(folder: Path, names: Iterable[str]) -> str:
 class Stage:
     """One design stage: what it reads, what its key covers, how it runs and how its artifacts load.
 
-    `settings(run)` and `run(run, folder)` take the `DesignRun` (its config, models and upstream results);
-    `run` returns the files it wrote (relative to `folder`) and extra manifest fields.
+    `settings(ctx)` and `run(ctx, folder)` take the run's `StageContext` (`trendgen.design.context`: the
+    config, the models, identities and the typed results of the stages before); `run` hands each pure stage
+    function its own config node and its inputs' results, and returns the files it wrote (relative to
+    `folder`) and extra manifest fields; `load(folder)` returns the stage's typed result.
     """
 
     name: str

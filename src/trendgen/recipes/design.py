@@ -19,23 +19,16 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from trendgen.design.caption_bank import flatten, load_bank, resolve_bank_path
-from trendgen.design.generate import generator_kind
+from trendgen.design.context import StageContext
 from trendgen.design.inputs import (
-    check_cluster_count,
-    generator_identity,
     load_design_clip,
-    model_identity,
-    prepare_synthetic_trend,
     requested_stages,
 )
 from trendgen.design.results import RecordContext
 from trendgen.design.stages import STAGES
 from trendgen.design.store import RecordStage, Stage, StageDir, link_or_copy
 from trendgen.errors import TrendgenError
-from trendgen.identity import content_hash, stable_hash
-from trendgen.inference.clip_forward import decode_workers
-from trendgen.inference.precision import requested_precision
+from trendgen.identity import stable_hash
 from trendgen.training.launch import check_slurm_layout, slurm_launched, under_torchrun
 
 log = logging.getLogger(__name__)
@@ -54,59 +47,21 @@ def config_hash(cfg: Any) -> str:
 
 
 class DesignRun:
-    """One run of the pipeline: stage folders, lazily loaded models, and what each stage produced."""
+    """One run of the pipeline: its stages' folders, keys, status and times, over the `StageContext` the
+    stages share (the config, the models, identities and each stage's result)."""
 
     def __init__(self, cfg: Any, group: Any = None) -> None:
         self.cfg = cfg
-        self.group = group  # the EmbedGroup when srun or torchrun started several ranks; this is rank 0
+        self.group = group
         self.out = Path(str(cfg.paths.output_dir))
         self.store = Path(str(cfg.design.store)).expanduser() if cfg.design.store else None
         self.requested = requested_stages(cfg, list(STAGES))
+        self.config_hash = config_hash(cfg)
+        self.ctx = StageContext(cfg, group, self.config_hash)  # checks models, generator, k, precision
         self.seconds: dict[str, float] = {}
         self.status: dict[str, str] = {}
-        self.results: dict[str, Any] = {}
-        self._clip: Any = None
-        self._towers: Any = None
-        self._generator_source: str | None = None
-        self.keys: dict[str, str] = {}  # each stage's key, set as the run reaches it
-        prepare_synthetic_trend(cfg)
-        self.model_id = model_identity(cfg.model)
-        self.generator_id = generator_identity(cfg.generator)
-        check_cluster_count(cfg.trend)
-        requested_precision(cfg.trend.precision)  # a wrong value is said before any work
-        decode_workers(cfg.trend.num_workers)
-        if generator_kind(cfg.generator).check_at_start:  # an unknown name fails here too
-            self.generator_source()  # a folder that is not a trendgen generator is refused before any work
-        self.bank_id = content_hash(resolve_bank_path(cfg.captions.bank))
-        self.config_hash = config_hash(cfg)
-
-    @property
-    def clip(self) -> Any:
-        if self._clip is None:
-            self._clip = load_design_clip(self.cfg.model)
-        return self._clip
-
-    @property
-    def towers(self) -> Any:
-        """The CLIP towers at `trend.precision` (resolved once per run; see
-        `trendgen.inference.precision`)."""
-        if self._towers is None:
-            from trendgen.inference.precision import ClipTowers
-
-            self._towers = ClipTowers(
-                lambda: self.clip, self.cfg.trend.precision, self.model_id, self.cfg.paths.cache_dir
-            )
-        return self._towers
-
-    def generator_source(self) -> str | None:
-        """Where the generator's pipeline loads from; None for a generator that draws nothing."""
-        kind = generator_kind(self.cfg.generator)
-        if not kind.draws:
-            return None
-        if self._generator_source is None:
-            texts = flatten(load_bank(self.cfg.captions.bank))[0] if kind.reads_bank else []
-            self._generator_source = kind.source(self.cfg.generator, self.cfg.paths.cache_dir, texts)
-        return self._generator_source
+        self.results = self.ctx.results
+        self.keys = self.ctx.keys
 
     def run(self) -> dict[str, Any]:
         last = list(STAGES).index(self.requested[-1])
@@ -115,12 +70,12 @@ class DesignRun:
             if not isinstance(spec, Stage):
                 continue  # a record stage (the report) runs once trend.json is complete
             start = time.perf_counter()
-            self.keys[name] = spec.key(self, contents)
+            self.keys[name] = spec.key(self.ctx, contents)
             folder = StageDir(name, self.out / name, self.keys[name], self.store)
             if name in self.requested and not (self.cfg.design.reuse and folder.is_fresh()):
                 log.info("stage %s: running", name)
                 folder.prepare()
-                files, info = spec.run(self, folder.path)
+                files, info = spec.run(self.ctx, folder.path)
                 folder.commit(files, info)
                 self.status[name] = "ran"
             elif folder.is_fresh():
@@ -157,8 +112,8 @@ class DesignRun:
         stages = {name: getattr(result, "precision", None) for name, result in self.results.items()}
         stages = {name: rec for name, rec in stages.items() if rec}
         record: dict[str, Any] = {"requested": str(self.cfg.trend.precision)}
-        if self._towers is not None:
-            record["resolved"] = self._towers.precision
+        if self.ctx.towers_resolved is not None:
+            record["resolved"] = self.ctx.towers_resolved
         return {**record, "stages": stages}
 
     def _publish_design(self, src: Path) -> Path:
