@@ -10,7 +10,7 @@ import torch
 from helpers.clip import tiny_fine_tuner, tiny_geometry
 from omegaconf import OmegaConf
 
-from trendgen.config import DataConfig, ModelConfig
+from trendgen.config import ModelConfig, SyntheticDataConfig
 from trendgen.data.datamodule import FashionDataModule
 from trendgen.errors import TrendgenError
 from trendgen.model.module import ClipFineTuner
@@ -21,7 +21,7 @@ GEOMETRY = tiny_geometry()
 
 
 def build(augment: dict[str, Any], image_px: int = 32) -> tuple[ClipFineTuner, FashionDataModule]:
-    data = OmegaConf.structured(DataConfig)
+    data = OmegaConf.structured(SyntheticDataConfig)
     data.merge_with(
         {
             "name": "synthetic", "size": 16, "val_size": 8, "test_size": 8, "image_px": image_px,

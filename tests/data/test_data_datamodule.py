@@ -11,7 +11,7 @@ import torch
 import transformers
 from PIL import Image
 
-from trendgen.config import DataConfig
+from trendgen.config import DataConfig, FolderDataConfig, SyntheticDataConfig
 from trendgen.data.datamodule import FashionDataModule
 from trendgen.errors import TrendgenError
 from trendgen.model.tokenizer import train_caption_tokenizer
@@ -42,9 +42,9 @@ def _module(cfg: DataConfig, max_length: int = 12) -> tuple[FashionDataModule, C
     return module, tokenizer
 
 
-def _synthetic(**overrides: Any) -> DataConfig:
+def _synthetic(**overrides: Any) -> SyntheticDataConfig:
     base = {"size": 40, "val_size": 10, "test_size": 6, "image_px": 24, "batch_size": 8, "num_workers": 0}
-    return DataConfig(name="synthetic", templates=list(TEMPLATES), **{**base, **overrides})
+    return SyntheticDataConfig(name="synthetic", templates=list(TEMPLATES), **{**base, **overrides})
 
 
 def test_batch_contract() -> None:
@@ -120,7 +120,7 @@ def test_a_batch_of_only_bad_images_is_empty_not_an_error(tmp_path: Path) -> Non
     (tmp_path / "b.jpg").write_text("not an image")
     (tmp_path / "captions.csv").write_text("path,caption\na.jpg,a coat\nb.jpg,a dress\n")
     module, _ = _module(
-        DataConfig(name="folder", root=str(tmp_path), index=None, batch_size=2, num_workers=0)
+        FolderDataConfig(name="folder", root=str(tmp_path), index=None, batch_size=2, num_workers=0)
     )
     module.setup("test")
     (batch,) = list(module.test_dataloader())
@@ -157,7 +157,7 @@ def test_trainer_fit_with_workers_records_skipped_files(tmp_path: Path) -> None:
     (tmp_path / names[3]).write_bytes(b"")  # one bad file in a good set
     rows = [f"{name},a photo number {i},{'train' if i < 8 else 'val'}" for i, name in enumerate(names)]
     (tmp_path / "captions.csv").write_text("path,caption,split\n" + "\n".join(rows) + "\n")
-    cfg = DataConfig(name="folder", root=str(tmp_path), index=None, batch_size=4, num_workers=2)
+    cfg = FolderDataConfig(name="folder", root=str(tmp_path), index=None, batch_size=4, num_workers=2)
     module, _ = _module(cfg)
     model = BatchRecorder()
     trainer = pl.Trainer(
@@ -184,7 +184,9 @@ def test_an_eval_only_folder_gives_prompts_and_a_test_loader(tmp_path: Path) -> 
         "path,caption,category,split\na.png,a red coat,coat,test\nb.png,a red dress,dress,test\n"
         "c.png,a red coat,coat,test\n"
     )
-    cfg = DataConfig(name="folder", root=str(tmp_path), index=None, batch_size=8, num_workers=0, split="test")
+    cfg = FolderDataConfig(
+        name="folder", root=str(tmp_path), index=None, batch_size=8, num_workers=0, split="test"
+    )
     module = FashionDataModule(cfg, train_caption_tokenizer(["a red coat", "a red dress"], vocab_size=300))
     module.image_processor = _processor()
     assert module.category_prompts == ["a photo of a coat", "a photo of a dress"]  # no train rows needed

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from trendgen.config import DataConfig
+from trendgen.config import DeepFashionDataConfig
 from trendgen.data import build_dataset
 from trendgen.errors import TrendgenError
 
@@ -82,8 +82,8 @@ def write_fine(root: Path) -> None:
         (fine / f"{split}_attr.txt").write_text(attrs)
 
 
-def _cfg(root: Path, annotations: str, **overrides) -> DataConfig:
-    return DataConfig(
+def _cfg(root: Path, annotations: str, **overrides) -> DeepFashionDataConfig:
+    return DeepFashionDataConfig(
         name="deepfashion", root=str(root), annotations=annotations, templates=list(TEMPLATES), **overrides
     )
 

@@ -12,7 +12,7 @@ from helpers.clip import model_cfg, trainer
 from omegaconf import OmegaConf
 from PIL import Image
 
-from trendgen.config import DataConfig
+from trendgen.config import InShopDataConfig
 from trendgen.data import build_dataset
 from trendgen.data.datamodule import FashionDataModule
 from trendgen.errors import TrendgenError
@@ -68,8 +68,8 @@ def write_inshop(root: Path) -> Path:
     return root
 
 
-def config(root: Path, **overrides) -> DataConfig:
-    cfg = OmegaConf.structured(DataConfig)
+def config(root: Path, **overrides) -> InShopDataConfig:
+    cfg = OmegaConf.structured(InShopDataConfig)
     cfg.merge_with(
         {
             "name": "deepfashion_inshop",

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trendgen.config import DataConfig
+from trendgen.config import FashionMnistDataConfig
 from trendgen.data import build_dataset
 from trendgen.data.fashion_mnist import CLASSES, VAL_SIZE
 from trendgen.errors import TrendgenError
@@ -38,8 +38,8 @@ def write_fashion_mnist(root: Path, n_train: int, n_test: int) -> tuple[np.ndarr
     return labels["train"], labels["t10k"]
 
 
-def _cfg(root: Path | str) -> DataConfig:
-    return DataConfig(name="fashion_mnist", root=str(root), templates=["a photo of a {category}"])
+def _cfg(root: Path | str) -> FashionMnistDataConfig:
+    return FashionMnistDataConfig(name="fashion_mnist", root=str(root), templates=["a photo of a {category}"])
 
 
 def test_splits_captions_and_pixels(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from trendgen.config import DataConfig
+from trendgen.config import DataConfig, FolderDataConfig
 from trendgen.data import build_dataset
 from trendgen.errors import TrendgenError
 
@@ -19,8 +19,8 @@ def _images(root: Path, names: list[str]) -> None:
         Image.new("RGB", (16 + i, 16), (10 * i, 100, 50)).save(root / name)
 
 
-def _cfg(root: Path, index: Path | None) -> DataConfig:
-    return DataConfig(name="folder", root=str(root), index=str(index) if index else None)
+def _cfg(root: Path, index: Path | None) -> FolderDataConfig:
+    return FolderDataConfig(name="folder", root=str(root), index=str(index) if index else None)
 
 
 def test_csv_index_with_categories_items_and_splits(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from helpers.clip import model_cfg, trainer
 from omegaconf import OmegaConf
 from PIL import Image
 
-from trendgen.config import DataConfig
+from trendgen.config import HfDataConfig
 from trendgen.data import build_dataset
 from trendgen.data.datamodule import FashionDataModule
 from trendgen.errors import TrendgenError
@@ -55,8 +55,8 @@ def table(n: int, offset: int = 0, list_captions: bool = False, bad: dict | None
     )
 
 
-def config(path: Path, tmp_path: Path, **hf) -> DataConfig:
-    cfg = OmegaConf.structured(DataConfig)
+def config(path: Path, tmp_path: Path, **hf) -> HfDataConfig:
+    cfg = OmegaConf.structured(HfDataConfig)
     settings = {"path": str(path), "text_column": "caption", "item_column": "product"}
     settings |= {"category_column": "label", "cache_dir": str(tmp_path / "hf_cache"), **hf}
     cfg.merge_with({"name": "hf", "batch_size": 4, "num_workers": 0, "val_fraction": 0.25, "hf": settings})

@@ -12,7 +12,7 @@ import pytest
 import transformers
 from PIL import Image
 
-from trendgen.config import DataConfig
+from trendgen.config import FolderDataConfig
 from trendgen.data import build_dataset, load_rgb
 from trendgen.data.datamodule import FashionDataModule
 from trendgen.model.tokenizer import train_caption_tokenizer
@@ -126,7 +126,7 @@ def test_loader_over_a_folder_with_bad_files_keeps_going(tmp_path: Path) -> None
         for name in expected:
             writer.writerow([f"photos/{name}", f"a photo named {name}"])
         writer.writerow(["photos/deleted.jpg", "a file that was deleted"])
-    cfg = DataConfig(
+    cfg = FolderDataConfig(
         name="folder", root=str(tmp_path), index=str(tmp_path / "captions.csv"), batch_size=4, num_workers=2
     )
     assert len(build_dataset(cfg, "val")) == len(expected)  # the deleted file is dropped at build time

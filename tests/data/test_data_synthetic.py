@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trendgen.config import DataConfig
+from trendgen.config import FolderDataConfig, SyntheticDataConfig
 from trendgen.data import build_dataset
 from trendgen.data.synthetic import COLORS, GARMENTS, PATTERNS, draw_garment, write_trend_folder
 from trendgen.errors import TrendgenError
@@ -18,9 +18,9 @@ from trendgen.errors import TrendgenError
 TEMPLATES = ["a {color} {pattern} {garment}", "a photo of a {color} {pattern} {garment}"]
 
 
-def _cfg(**overrides) -> DataConfig:
+def _cfg(**overrides) -> SyntheticDataConfig:
     base = {"name": "synthetic", "size": 300, "val_size": 40, "test_size": 30, "image_px": 32, "seed": 3}
-    return DataConfig(**{**base, "templates": list(TEMPLATES), **overrides})
+    return SyntheticDataConfig(**{**base, "templates": list(TEMPLATES), **overrides})
 
 
 def test_catalogue_sizes() -> None:
@@ -129,5 +129,7 @@ def test_write_trend_folder(tmp_path: Path) -> None:
 
     # The written folder is a valid `data=folder` dataset.
     index = str(tmp_path / "trend" / "looks.csv")
-    folder = build_dataset(DataConfig(name="folder", root=str(tmp_path / "trend"), index=index), "train")
+    folder = build_dataset(
+        FolderDataConfig(name="folder", root=str(tmp_path / "trend"), index=index), "train"
+    )
     assert len(folder) == 40 and folder.categories == sorted({r["category"] for r in rows})

@@ -17,7 +17,7 @@ from PIL import Image
 from test_data_hf import config as hf_config
 from test_data_hf import table as hf_table
 
-from trendgen.config import CONF_DIR, DataConfig, ReplayConfig, register_configs
+from trendgen.config import CONF_DIR, FolderDataConfig, ReplayConfig, register_configs
 from trendgen.data import CaptionDataset, build_dataset
 from trendgen.data.base import ConcatCaptionDataset
 from trendgen.data.datamodule import FashionDataModule
@@ -157,7 +157,7 @@ def test_bad_replayed_files_are_skipped_and_recorded(tmp_path) -> None:
     lines = [f"r{i}.png,a replayed coat" for i in range(4)]  # r3.png does not exist
     (tmp_path / "captions.csv").write_text("path,caption\n" + "\n".join(lines) + "\n")
     main = compose_train(*SMALL, "data.batch_size=17").data  # 48 + the 3 rows listed with a file: 3 batches
-    replay = ReplayConfig(data=DataConfig(name="folder", root=str(tmp_path), index=None), share=0.9)
+    replay = ReplayConfig(data=FolderDataConfig(name="folder", root=str(tmp_path), index=None), share=0.9)
     module = ready(FashionDataModule(main, replay_cfg=replay))
     module.setup("fit")
     count, records = module.skipped_files()

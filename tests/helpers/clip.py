@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
-from trendgen.config import ClipGeometry, DataConfig, ModelConfig
+from trendgen.config import ClipGeometry, ModelConfig, SyntheticDataConfig
 from trendgen.data.datamodule import FashionDataModule
 from trendgen.model.build import load_clip
 from trendgen.model.module import ClipFineTuner
@@ -58,7 +58,7 @@ def model_cfg(**overrides):
 
 
 def build(**overrides) -> tuple[ClipFineTuner, FashionDataModule]:
-    data = OmegaConf.structured(DataConfig)
+    data = OmegaConf.structured(SyntheticDataConfig)
     data.merge_with(
         {
             "name": "synthetic",

@@ -14,7 +14,7 @@ from helpers.clip import tiny_fine_tuner, tiny_geometry
 from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from trendgen.config import DataConfig, ModelConfig
+from trendgen.config import ModelConfig, SyntheticDataConfig
 from trendgen.data.datamodule import FashionDataModule
 from trendgen.errors import TrendgenError
 from trendgen.model.module import ClipFineTuner
@@ -27,7 +27,7 @@ LR = 1e-3
 
 
 def build(data: dict | None = None, **model) -> tuple[ClipFineTuner, FashionDataModule]:
-    data_cfg = OmegaConf.structured(DataConfig)
+    data_cfg = OmegaConf.structured(SyntheticDataConfig)
     data_cfg.merge_with(
         {
             "name": "synthetic", "size": 32, "val_size": 16, "test_size": 16, "image_px": 32,

@@ -242,11 +242,13 @@ def test_eval_scores_a_generator_folder(trained, tmp_path):
 def test_near_copies_are_judged_against_the_heldout_quantile(tmp_path):
     """Training images drawn back are all near-copies; of 20 real held-out images, the 0.95 quantile of their
     own nearest-training cosine leaves exactly one above it."""
-    from trendgen.config import DataConfig
+    from trendgen.config import SyntheticDataConfig
     from trendgen.data import build_dataset
     from trendgen.generator.metrics import Judge
 
-    data = DataConfig(name="synthetic", size=16, val_size=20, image_px=32, templates=["a {color} {garment}"])
+    data = SyntheticDataConfig(
+        name="synthetic", size=16, val_size=20, image_px=32, templates=["a {color} {garment}"]
+    )
     train, heldout = (build_dataset(data, split) for split in ("train", "val"))
     judge = Judge(clip_folder(tmp_path), train.category_prompts())
     train_images = [train[i]["image"] for i in range(len(train))]

@@ -11,7 +11,19 @@ from __future__ import annotations
 
 from hydra.core.config_store import ConfigStore
 
-from trendgen.config.data import AugmentConfig, DataConfig, HfDataConfig, ReplayConfig
+from trendgen.config.data import (
+    DATA_SCHEMAS,
+    AugmentConfig,
+    DataConfig,
+    DeepFashionDataConfig,
+    FashionMnistDataConfig,
+    FolderDataConfig,
+    HfDataConfig,
+    HfSourceConfig,
+    InShopDataConfig,
+    ReplayConfig,
+    SyntheticDataConfig,
+)
 from trendgen.config.design import (
     CaptionsConfig,
     DesignConfig,
@@ -35,25 +47,32 @@ from trendgen.config.resolvers import register_resolvers
 
 __all__ = [
     "CONF_DIR",
+    "DATA_SCHEMAS",
     "SCHEMAS",
     "AugmentConfig",
     "CaptionsConfig",
     "ClipGeometry",
     "ClipLoraConfig",
     "DataConfig",
+    "DeepFashionDataConfig",
     "DesignConfig",
     "DiffusionConfig",
     "EmaConfig",
     "ExportConfig",
     "ExportWeights",
+    "FashionMnistDataConfig",
+    "FolderDataConfig",
     "FreezeConfig",
     "GeneratorConfig",
     "HfDataConfig",
+    "HfSourceConfig",
+    "InShopDataConfig",
     "LLMConfig",
     "LrGroups",
     "ModelConfig",
     "ReplayConfig",
     "SamplingConfig",
+    "SyntheticDataConfig",
     "SyntheticTrendConfig",
     "TrendConfig",
     "UNetConfig",
@@ -84,4 +103,6 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     for group, node in SCHEMAS.items():
         cs.store(group=group, name="schema", node=node)
+    for name, node in DATA_SCHEMAS.items():  # each dataset's own node
+        cs.store(group="data", name=f"schema_{name}", node=node)
     register_resolvers()

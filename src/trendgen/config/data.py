@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from omegaconf import MISSING
 
 
 @dataclass
-class HfDataConfig:
-    """A Hugging Face `datasets` dataset with an image and a text column (`data=hf`)."""
+class HfSourceConfig:
+    """Where and how `data=hf` reads its Hugging Face `datasets` dataset (the `data.hf` node)."""
 
     path: str | None = None  # hub id, save_to_disk folder, folder of parquet files, or a parquet file/glob
     name: str | None = None  # the hub dataset's config name
@@ -48,7 +49,7 @@ class AugmentConfig:
 
 @dataclass
 class DataConfig:
-    """A captioned fashion image dataset (see conf/data/)."""
+    """What every captioned fashion image dataset has (see conf/data/); each dataset's node extends it."""
 
     name: str = MISSING  # synthetic | deepfashion | deepfashion_inshop | fashion_mnist | folder | hf
     root: str | None = None
@@ -65,20 +66,64 @@ class DataConfig:
     # zero-shot prompt ensemble: class embedding = normalised mean over these (empty: category_template alone)
     zero_shot_templates: list[str] = field(default_factory=list)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    # synthetic
+
+
+@dataclass
+class SyntheticDataConfig(DataConfig):
+    """`data=synthetic`: garments drawn procedurally, deterministic from the seed."""
+
     size: int = 2000
     val_size: int = 400
     test_size: int = 400
     image_px: int = 64
     planted_share: float = 0.0
     planted: dict[str, str] = field(default_factory=dict)  # {garment, color, pattern}
-    val_fraction: float = 0.05  # deepfashion_inshop (and hf without a val split): train items held out as val
-    # deepfashion
+
+
+@dataclass
+class DeepFashionDataConfig(DataConfig):
+    """`data=deepfashion`: the Category and Attribute Prediction Benchmark."""
+
     annotations: str = "coarse"  # coarse | fine
     max_attributes: int = 3  # attributes named in one caption
-    # folder
+
+
+@dataclass
+class InShopDataConfig(DataConfig):
+    """`data=deepfashion_inshop`: the In-shop Clothes Retrieval Benchmark."""
+
+    val_fraction: float = 0.05  # train items held out as val (the benchmark has no val split)
+
+
+@dataclass
+class FashionMnistDataConfig(DataConfig):
+    """`data=fashion_mnist`: the IDX files of Debian's dataset-fashion-mnist."""
+
+
+@dataclass
+class FolderDataConfig(DataConfig):
+    """`data=folder`: any images with a CSV or JSONL index."""
+
     index: str | None = None  # CSV or JSONL with path, caption (and optional item_id, category)
-    hf: HfDataConfig = field(default_factory=HfDataConfig)
+
+
+@dataclass
+class HfDataConfig(DataConfig):
+    """`data=hf`: any Hugging Face `datasets` dataset with an image and a text column."""
+
+    val_fraction: float = 0.05  # without a val split: train items held out as val
+    hf: HfSourceConfig = field(default_factory=HfSourceConfig)
+
+
+DATA_SCHEMAS: dict[str, type[DataConfig]] = {
+    "synthetic": SyntheticDataConfig,
+    "deepfashion": DeepFashionDataConfig,
+    "deepfashion_inshop": InShopDataConfig,
+    "fashion_mnist": FashionMnistDataConfig,
+    "folder": FolderDataConfig,
+    "hf": HfDataConfig,
+}
+"""Each dataset's node, stored as `data/schema_<name>` for its conf/data/<name>.yaml."""
 
 
 @dataclass
@@ -88,5 +133,5 @@ class ReplayConfig:
     Validation, test and the zero-shot categories stay those of `data`; only training sees the replayed rows.
     """
 
-    data: DataConfig | None = None  # the replayed dataset (a full data node); None: no replay
+    data: Any = None  # the replayed dataset: a full data node, checked by its own schema; None: no replay
     share: float = 0.0  # in [0, 1): the share of each training epoch's samples that are replayed rows

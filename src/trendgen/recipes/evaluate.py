@@ -155,9 +155,9 @@ def data_config(overrides: dict[str, Any]) -> DictConfig:
         raise TrendgenError(f"eval.datasets: no data config {name!r} in conf/data ({err})") from None
     except OmegaConfBaseException as err:
         raise TrendgenError(f"eval.datasets entry {name!r}: {err}".splitlines()[0]) from None
-    from trendgen.config import DataConfig
+    from trendgen.config import DATA_SCHEMAS, DataConfig
 
-    data_cfg = OmegaConf.structured(DataConfig)
+    data_cfg = OmegaConf.structured(DATA_SCHEMAS.get(str(data.get("name")), DataConfig))
     data_cfg.merge_with(data)
     return data_cfg
 
