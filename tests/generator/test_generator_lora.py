@@ -63,7 +63,7 @@ def test_only_the_adapter_trains_and_load_lora_weights_reproduces_it(base, tmp_p
         for p in parts.trainable_parameters():
             p.add_(torch.randn_like(p) * 0.5)
     adapted = draw(assemble_pipeline(parts))
-    folder = export_generator(tmp_path / "generator", parts, {"global_step": 1}, vocabulary=[])
+    folder = export_generator(tmp_path / "generator", parts, {"global_step": 1}, captions=[])
     assert (folder / LORA_WEIGHTS).is_file() and read_record(folder)["kind"] == "lora"
 
     fresh = StableDiffusionPipeline.from_pretrained(base, safety_checker=None, requires_safety_checker=False)
@@ -78,7 +78,7 @@ def test_only_the_adapter_trains_and_load_lora_weights_reproduces_it(base, tmp_p
 
 def test_a_lora_for_another_base_is_refused(base, tmp_path):
     parts = build_parts(lora_cfg(base))
-    folder = export_generator(tmp_path / "generator", parts, {"global_step": 1}, vocabulary=[])
+    folder = export_generator(tmp_path / "generator", parts, {"global_step": 1}, captions=[])
     other = tmp_path / "other-base"
     shutil.copytree(base, other)
     config = dict(UNet2DConditionModel.load_config(other / "unet"))
