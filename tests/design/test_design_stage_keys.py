@@ -138,7 +138,7 @@ def test_embed_killed_halfway_resumes_from_its_parts(tmp_path, inputs):
     model, _ = inputs
     looks = write_looks(tmp_path / "many_looks", n=480)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    parts = tmp_path / "killed" / "embed" / "parts"
+    parts = tmp_path / "killed" / "embed.parts"
     proc = subprocess.Popen(embed_cli(tmp_path, model, looks, "killed"), env=env, cwd=tmp_path)
     deadline = time.monotonic() + 120
     while not len(list(parts.glob("part-*.npz"))) >= 3 and time.monotonic() < deadline:

@@ -1,10 +1,10 @@
 """Embed stage: the photos of every period through CLIP's image tower, in batches, resumable.
 
 The files are embedded in parts of `trend.part_batches` batches (`trendgen.design.embed_parts`); each
-finished part is written to `embed/parts/` at once, so a run killed halfway (`kill -9`, a preempted job) is
-picked up by the next run with the same key: the parts on disk are reused and only the rest is embedded, by
-one process or by several ranks (`trend.devices`, srun, torchrun: `trendgen.design.embed_distributed`), with
-the embeddings of a run that was never stopped.
+finished part is written to `embed.parts/` beside the stage folder at once, so a run killed halfway (`kill
+-9`, a preempted job) is picked up by the next run with the same key: the parts on disk are reused and only
+the rest is embedded, by one process or by several ranks (`trend.devices`, srun, torchrun:
+`trendgen.design.embed_distributed`), with the embeddings of a run that was never stopped.
 
 Artifacts (in `<output_dir>/embed/`): `embeddings.npy` (float32, L2-normalised, one row per used image, in
 index order) and `index.json` (`paths`; `sets`: the period label of each row; `periods`: [{label, position}]
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 EMBEDDINGS = "embeddings.npy"
 INDEX = "index.json"
-PARTS = "parts"
+PARTS = "embed.parts"  # beside the stage folder: a stage writes into a fresh folder each run
 
 
 def embed_resumable(
@@ -83,7 +83,7 @@ def run(
     log.info("embed: %d DataLoader workers decode (trend.num_workers=%s)", workers, trend.num_workers)
     loader_args = {"batch_size": int(trend.batch_size), "num_workers": workers}
     part_size = loader_args["batch_size"] * int(trend.part_batches)
-    store = PartStore.for_job(stage_dir / PARTS, key, part_size, len(paths))
+    store = PartStore.for_job(stage_dir.parent / PARTS, key, part_size, len(paths))
     reused = sum(len(store.files_of(p)) for p in range(store.count) if store.load(p) is not None)
     if group is not None:
         embeddings, used, skipped = group.embed(
@@ -126,7 +126,7 @@ def run(
     }
     np.save(stage_dir / EMBEDDINGS, embeddings)
     (stage_dir / INDEX).write_text(json.dumps(index, indent=1))
-    shutil.rmtree(stage_dir / PARTS, ignore_errors=True)  # the whole result is written: parts are done
+    shutil.rmtree(stage_dir.parent / PARTS, ignore_errors=True)  # the whole result is written: parts done
     return [EMBEDDINGS, INDEX], {"reused_from_parts": reused, "precision": tower.record, **tower.info}
 
 

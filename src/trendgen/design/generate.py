@@ -31,6 +31,7 @@ from trendgen.data.pixels import pixel_values
 from trendgen.design.results import ClusterResult, DescribeResult, GenerateResult, PromptResult
 from trendgen.design.store import Stage
 from trendgen.errors import TrendgenError, first_line
+from trendgen.files import inside
 from trendgen.generator.pipeline import dtype_keyword
 from trendgen.identity import config_subset
 from trendgen.inference.clip_forward import CLIP_TOKEN_LIMIT, embed_pixels, pick_device
@@ -255,7 +256,7 @@ def load(stage_dir: Path) -> GenerateResult:
     """The designs record; paths point into this run's stage folder (maybe restored from the store)."""
     record = json.loads((stage_dir / DESIGNS).read_text())
     for design in record["designs"]:
-        design["path"] = str(stage_dir / design["file"])
+        design["path"] = str(inside(stage_dir, design["file"], f"{stage_dir / DESIGNS}"))
     return GenerateResult(record)
 
 

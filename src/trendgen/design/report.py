@@ -24,6 +24,7 @@ from PIL import Image, ImageOps
 
 from trendgen.design.results import ClusterResult, EmbedResult
 from trendgen.design.store import RecordStage
+from trendgen.files import write_text
 
 REPORT = "report.html"  # written at the top of the output dir
 _MAX_POINTS = 5000
@@ -230,7 +231,7 @@ def run(
     stage_dir: Path,
 ) -> list[str]:
     """Write `report.html` into `stage_dir`; returns the files written."""
-    (stage_dir / REPORT).write_text(render(trend, embeddings, labels, sets), encoding="utf-8")
+    write_text(stage_dir / REPORT, render(trend, embeddings, labels, sets))
     return [REPORT]
 
 

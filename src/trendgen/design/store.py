@@ -6,16 +6,19 @@ artifacts load. Its key is a hash of the package version, its settings and the *
 artifacts, so a stage whose upstream wrote something new (a prompt from the LLM instead of the fallback
 template) runs again even when the upstream's own key did not change.
 
-Every stage writes its files into `<output_dir>/<stage>/` and, last, a `manifest.json` holding its key and a
-digest of the files' bytes. A later run whose key matches reuses the files; a stage whose manifest is missing
-or holds another key runs again. With a store (`design.store`), finished stages are also hard-linked (copied
-where links fail) into `<store>/<stage>/<key>/`, so a fresh run dir reuses work done in an earlier one.
+Every stage writes its files into a fresh folder that then replaces `<output_dir>/<stage>/` whole, with a
+`manifest.json` holding its key and the digests of the files' bytes. A later run whose key matches reuses the
+files once their bytes check out; a stage whose manifest is missing, holds another key or whose files changed
+runs again. With a store (`design.store`), finished stages are also kept by key as immutable,
+content-addressed objects (see `StageDir`), so a fresh run dir reuses work done in an earlier one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -25,9 +28,21 @@ from pathlib import Path
 from typing import Any
 
 from trendgen import __version__
+from trendgen.files import (
+    UnsafeName,
+    copy_file,
+    replace_dir,
+    safe_name,
+    sha256_file,
+    temp_sibling,
+    write_json,
+)
 from trendgen.identity import stable_hash
 
+log = logging.getLogger(__name__)
+
 MANIFEST = "manifest.json"
+OBJECTS = "objects"
 
 
 def artifacts_digest(folder: Path, names: Iterable[str]) -> str:
@@ -75,7 +90,17 @@ class RecordStage:
 
 @dataclass
 class StageDir:
-    """One stage's folder in the run dir and its key."""
+    """One stage's folder in the run dir, its key, and the store entry of that key.
+
+    The run folder is only ever replaced whole: a stage writes into a fresh temporary folder (`prepare`) and
+    `commit` swaps it in. A store entry is a manifest, `<store>/<stage>/<key>.json`, naming each file by the
+    sha256 of its bytes; the bytes are immutable objects, `<store>/objects/<ab>/<sha256>`, written under a
+    temporary name and renamed, so an entry is replaced atomically and never points at half a file. Reuse
+    checks every file first (in the run folder: unchanged size, time and inode since the commit, else the
+    digest; in the store: the digest, once, then a marker of the object's stat); a damaged entry is dropped
+    with a warning and the stage runs again. A restored run folder holds read-only links to the immutable
+    objects, and every run writes a fresh folder, so nothing one run writes is seen by another.
+    """
 
     name: str
     path: Path
@@ -83,98 +108,158 @@ class StageDir:
     store: Path | None = None
 
     @property
-    def stored(self) -> Path | None:
-        return None if self.store is None else self.store / self.name / self.key
+    def entry(self) -> Path | None:
+        return None if self.store is None else self.store / self.name / f"{self.key}.json"
 
     def read_manifest(self) -> dict[str, Any] | None:
-        try:
-            return json.loads((self.path / MANIFEST).read_text())
-        except (OSError, ValueError):
-            return None
+        return _read_json(self.path / MANIFEST)
 
     def content(self) -> str:
         """The digest of the artifacts a fresh (or just committed) stage holds."""
-        manifest = self.read_manifest() or {}
-        return manifest.get("content") or artifacts_digest(self.path, manifest.get("files", []))
+        return str((self.read_manifest() or {})["content"])
 
     def is_fresh(self) -> bool:
-        """True when the run dir holds this stage's artifacts for this key (maybe restored from the store)."""
+        """True when the run dir holds this stage's artifacts for this key, whole (maybe restored from the
+        store just now); False when the stage must run."""
         manifest = self.read_manifest()
-        if manifest is not None and manifest.get("key") == self.key and self._files_present(manifest):
+        if manifest is not None and manifest.get("key") == self.key and _intact(self.path, manifest):
             return bool(manifest.get("reusable", True))
         return self._restore_from_store()
 
-    def _files_present(self, manifest: Mapping[str, Any]) -> bool:
-        return all((self.path / name).is_file() for name in manifest.get("files", []))
+    def prepare(self) -> Path:
+        """A fresh, empty folder for the stage to write into (committed, or removed, by `commit`)."""
+        folder = temp_sibling(self.path, "partial")
+        folder.mkdir(parents=True)
+        return folder
+
+    def commit(self, folder: Path, files: Iterable[str], info: Mapping[str, Any] | None = None) -> None:
+        """Record the stage written into `folder` as done and swap it in as the run's stage folder; the
+        manifest names its key, files and their digests. Then keep it in the store (when reusable)."""
+        try:
+            names = sorted({safe_name(n, f"stage {self.name}") for n in files})
+            missing = [n for n in names if not (folder / n).is_file()]
+            if missing:
+                raise RuntimeError(f"stage {self.name} did not write {missing}")
+            manifest = {
+                "stage": self.name,
+                "key": self.key,
+                "version": __version__,
+                "content": artifacts_digest(folder, names),
+                "files": names,
+                "digests": {n: sha256_file(folder / n) for n in names},
+                "created": time.time(),
+                **(info or {}),
+            }
+            manifest["stats"] = {n: _stat(folder / n) for n in names}  # a rename keeps them
+            write_json(folder / MANIFEST, manifest, indent=2)
+            replace_dir(folder, self.path)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        if manifest.get("reusable", True):
+            self._save_to_store(manifest)
+
+    def _save_to_store(self, manifest: dict[str, Any]) -> None:
+        entry = self.entry
+        if entry is None:
+            return
+        try:  # the store is an optimisation: never fail the run for it
+            for name, digest in manifest["digests"].items():
+                obj = _object(self.store, digest)
+                if not _verified(obj, digest):  # a missing or damaged object is written anew
+                    copy_file(self.path / name, obj)
+                    obj.chmod(0o444)
+                    _mark_verified(obj)
+            entry_manifest = {k: v for k, v in manifest.items() if k != "stats"}
+            write_json(entry, entry_manifest, indent=2)
+        except OSError as err:
+            log.warning("design.store: could not keep stage %s: %s", self.name, err)
 
     def _restore_from_store(self) -> bool:
-        stored = self.stored
-        if stored is None or not (stored / MANIFEST).is_file():
+        entry = self.entry
+        manifest = _read_json(entry) if entry is not None else None
+        if manifest is None:
             return False
+        folder = temp_sibling(self.path, "partial")
         try:
-            manifest = json.loads((stored / MANIFEST).read_text())
-        except (OSError, ValueError):
+            if manifest.get("key") != self.key or not isinstance(manifest.get("digests"), dict):
+                raise ValueError("the entry is not this stage's")
+            folder.mkdir(parents=True)
+            stats = {}
+            for name, digest in manifest["digests"].items():
+                obj = _object(self.store, str(digest))
+                if not _verified(obj, str(digest)):
+                    obj.unlink()  # an object whose bytes are not its name is of no use to anyone
+                    raise ValueError(f"{name} does not match its digest")
+                dst = folder / safe_name(name, f"design.store entry {entry}")
+                _link_read_only(obj, dst)
+                stats[name] = _stat(dst)
+            write_json(folder / MANIFEST, {**manifest, "stats": stats}, indent=2)
+            replace_dir(folder, self.path)
+            return True
+        except (OSError, ValueError, UnsafeName) as err:
+            log.warning("design.store: dropped the damaged entry %s (%s); the stage runs again", entry, err)
+            with contextlib.suppress(OSError):
+                entry.unlink()
             return False
-        if manifest.get("key") != self.key or not all((stored / f).is_file() for f in manifest["files"]):
-            return False
-        self.path.mkdir(parents=True, exist_ok=True)
-        for name in [*manifest["files"], MANIFEST]:
-            link_or_copy(stored / name, self.path / name)
-        return True
-
-    def prepare(self) -> Path:
-        """Create the stage folder for a fresh run; a stale manifest goes first, so a crash leaves no lie."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / MANIFEST).unlink(missing_ok=True)
-        return self.path
-
-    def commit(self, files: Iterable[str], info: Mapping[str, Any] | None = None) -> None:
-        """Record the stage as done: the manifest names its key and files (relative to the stage folder)."""
-        names = sorted(set(files))
-        missing = [n for n in names if not (self.path / n).is_file()]
-        if missing:
-            raise RuntimeError(f"stage {self.name} did not write {missing}")
-        manifest = {
-            "stage": self.name,
-            "key": self.key,
-            "version": __version__,
-            "content": artifacts_digest(self.path, names),
-            "files": names,
-            "created": time.time(),
-            **(info or {}),
-        }
-        tmp = self.path / (MANIFEST + ".tmp")
-        tmp.write_text(json.dumps(manifest, indent=2))
-        os.replace(tmp, self.path / MANIFEST)
-        if manifest.get("reusable", True):
-            self._save_to_store(names)
-
-    def _save_to_store(self, names: list[str]) -> None:
-        stored = self.stored
-        if stored is None:
-            return
-        partial = stored.with_name(stored.name + f".partial-{os.getpid()}")
-        try:
-            partial.mkdir(parents=True, exist_ok=True)
-            for name in [*names, MANIFEST]:
-                (partial / name).parent.mkdir(parents=True, exist_ok=True)
-                link_or_copy(self.path / name, partial / name)
-            if stored.exists():
-                shutil.rmtree(stored)
-            os.replace(partial, stored)
-        except OSError:
-            shutil.rmtree(
-                partial, ignore_errors=True
-            )  # the store is an optimisation: never fail the run for it
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
-def link_or_copy(src: Path, dst: Path) -> None:
-    """A hard link of `src` at `dst` (a copy where links fail); an existing `dst` is replaced."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.exists() and dst.samefile(src):
-        return
-    dst.unlink(missing_ok=True)
+def _object(store: Path | None, digest: str) -> Path:
+    if store is None or len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
+        raise ValueError(f"not a sha256 digest: {digest!r}")
+    return store / OBJECTS / digest[:2] / digest
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
     try:
-        os.link(src, dst)
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _intact(folder: Path, manifest: Mapping[str, Any]) -> bool:
+    """The manifest's files are all there, inside the folder, with the bytes it recorded: unchanged since the
+    commit by size, modification time and inode, or else by the digest of their bytes."""
+    try:
+        names = [safe_name(n) for n in manifest.get("files", [])]
+        stats = manifest.get("stats") or {}
+        if names and all(stats.get(n) == _stat(folder / n) for n in names):
+            return True
+        return artifacts_digest(folder, names) == manifest.get("content")
+    except (OSError, UnsafeName):
+        return False
+
+
+def _stat(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def _verified(obj: Path, digest: str) -> bool:
+    """The object holds the bytes its name says: checked once in full, then by its marker's stat."""
+    if not obj.is_file():
+        return False
+    marker = obj.with_name(obj.name + ".ok")
+    with contextlib.suppress(OSError, ValueError):
+        if json.loads(marker.read_text()) == _stat(obj):
+            return True
+    if sha256_file(obj) != digest:
+        return False
+    _mark_verified(obj)
+    return True
+
+
+def _mark_verified(obj: Path) -> None:
+    with contextlib.suppress(OSError):
+        write_json(obj.with_name(obj.name + ".ok"), _stat(obj), indent=None)
+
+
+def _link_read_only(obj: Path, dst: Path) -> None:
+    """A read-only hard link to an immutable object (a copy where links fail); nothing writes through it."""
+    try:
+        os.link(obj, dst)
     except OSError:
-        shutil.copy2(src, dst)
+        copy_file(obj, dst)
+        dst.chmod(0o444)

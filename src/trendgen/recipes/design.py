@@ -11,7 +11,7 @@ stage left out of `design.stages` but needed by a later one must have fresh arti
 
 from __future__ import annotations
 
-import json
+import filecmp
 import logging
 import time
 from pathlib import Path
@@ -26,8 +26,9 @@ from trendgen.design.inputs import (
 )
 from trendgen.design.results import RecordContext
 from trendgen.design.stages import STAGES
-from trendgen.design.store import RecordStage, Stage, StageDir, link_or_copy
+from trendgen.design.store import RecordStage, Stage, StageDir
 from trendgen.errors import TrendgenError
+from trendgen.files import copy_file, write_json, write_text
 from trendgen.identity import stable_hash
 from trendgen.training.launch import check_slurm_layout, slurm_launched, under_torchrun
 
@@ -74,9 +75,9 @@ class DesignRun:
             folder = StageDir(name, self.out / name, self.keys[name], self.store)
             if name in self.requested and not (self.cfg.design.reuse and folder.is_fresh()):
                 log.info("stage %s: running", name)
-                folder.prepare()
-                files, info = spec.run(self.ctx, folder.path)
-                folder.commit(files, info)
+                partial = folder.prepare()
+                files, info = spec.run(self.ctx, partial)
+                folder.commit(partial, files, info)
                 self.status[name] = "ran"
             elif folder.is_fresh():
                 self.status[name] = "reused"
@@ -117,32 +118,34 @@ class DesignRun:
         return {**record, "stages": stages}
 
     def _publish_design(self, src: Path) -> Path:
-        """Link a design into `<output_dir>/designs/` (an existing different file is never replaced)."""
+        """A copy of a design in `<output_dir>/designs/` (a different file of that name is never replaced)."""
         folder = self.out / "designs"
-        folder.mkdir(parents=True, exist_ok=True)
         dst = folder / src.name
-        if dst.exists() and dst.samefile(src):
+        if dst.is_file() and filecmp.cmp(dst, src, shallow=False):
             return dst
         if dst.exists():
             from trendgen.design.generate import unique_path
 
             dst = unique_path(folder, src.stem)
-        link_or_copy(src, dst)
-        return dst
+        return copy_file(src, dst)
 
     def write_outputs(self, trend: dict[str, Any]) -> None:
-        self.out.mkdir(parents=True, exist_ok=True)
+        """prompt.txt and trend.json, each written whole; then the record stages (the report), after which
+        trend.json is written again with where they wrote and how long they took."""
         if "prompt" in trend:
-            (self.out / PROMPT_TXT).write_text(trend["prompt"]["text"] + "\n")
-        for name in self.requested:
-            spec = STAGES[name]
-            if isinstance(spec, RecordStage):
-                start = time.perf_counter()
-                spec.run(trend, self.results, self.out)
-                self.seconds[name] = round(time.perf_counter() - start, 3)
-                self.status[name] = "ran"
-                trend[name] = str(self.out / REPORT_HTML)
-        (self.out / TREND_JSON).write_text(json.dumps(trend, indent=1))
+            write_text(self.out / PROMPT_TXT, trend["prompt"]["text"] + "\n")
+        write_json(
+            self.out / TREND_JSON, trend
+        )  # the machine-readable record first: a report failure keeps it
+        records = [name for name in self.requested if isinstance(STAGES[name], RecordStage)]
+        for name in records:
+            start = time.perf_counter()
+            STAGES[name].run(trend, self.results, self.out)
+            self.seconds[name] = round(time.perf_counter() - start, 3)
+            self.status[name] = "ran"
+            trend[name] = str(self.out / REPORT_HTML)
+        if records:
+            write_json(self.out / TREND_JSON, trend)
 
 
 def join_embed_group(trend_cfg: Any) -> Any:
