@@ -66,3 +66,30 @@ def test_the_report_draws_the_timeline(timeline_run):
     parser = ImageAlts()
     parser.feed((out / "report.html").read_text())
     assert "cluster shares over time" in parser.alts and "attributes over time" in parser.alts
+
+
+def test_labels_with_dollar_signs_are_drawn_as_text_and_trend_json_comes_first(tmp_path, monkeypatch):
+    """A `$` pair in a period label (or a caption) is not mathtext: the report is written. And trend.json is
+    written before the report, so a report that fails still leaves the record."""
+    model = make_tiny_clip(tmp_path / "model")
+    periods = [
+        {"label": f"AW$x_{i}$", "images": str(write_looks(tmp_path / f"p{i}", n=8, seed=i))} for i in range(2)
+    ]
+    listed = ",".join("{label: '" + p["label"] + "', images: " + p["images"] + "}" for p in periods)
+    overrides = [
+        o for o in base_overrides(tmp_path, model, tmp_path / "p0") if not o.startswith("trend.images=")
+    ]
+    overrides += [f"trend.periods=[{listed}]", "trend.bootstrap=100", "generator=none"]
+    trend = run_design(compose_design(overrides))
+    assert [p["label"] for p in trend["periods"]] == ["AW$x_0$", "AW$x_1$"]
+    assert (tmp_path / "out" / "report.html").stat().st_size > 0
+
+    from trendgen.design import report
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the report broke")
+
+    monkeypatch.setattr(report, "render", broken)
+    with pytest.raises(RuntimeError):
+        run_design(compose_design([*overrides, "paths.output_dir=" + str(tmp_path / "second")]))
+    assert json.loads((tmp_path / "second" / "trend.json").read_text())["periods"][1]["label"] == "AW$x_1$"

@@ -18,6 +18,7 @@ from helpers.design import base_overrides, compose_design, make_tiny_clip, run_c
 from helpers.llm_server import ANSWER, ScriptedServer
 
 from trendgen.design import prompt
+from trendgen.recipes.design import run_design
 
 SECRET = "sk-test-not-a-real-key-7f3a9c"
 FACETS = {
@@ -181,3 +182,25 @@ def test_design_cli_sends_the_key_and_writes_it_nowhere(server, tmp_path):
     assert (tmp_path / "hydra_run" / "design.log").stat().st_size > 0
     leaks = [p for p in tmp_path.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
     assert leaks == [] and SECRET not in result.stdout + result.stderr
+
+
+def test_terminal_escapes_in_an_llm_reply_reach_no_terminal_or_file(server, tmp_path, monkeypatch, capsys):
+    """An answer with ANSI colour, a screen clear, a title change and a bell becomes a plain prompt: in
+    trend.json, prompt.txt and on stdout."""
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    server.script = [
+        ("ok", "\x1b[2J\x1b]0;owned\x07\x1b[31ma red striped\x07 midi dress\x1b[0m, studio photograph")
+    ]
+    model = make_tiny_clip(tmp_path / "model")
+    overrides = [
+        *base_overrides(tmp_path, model, write_looks(tmp_path / "looks", n=12)),
+        "llm=openai",
+        f"llm.base_url={server.base_url}",
+        "generator=none",
+        "design.stages=[embed,cluster,describe,prompt]",
+    ]
+    trend = run_design(compose_design(overrides))
+    assert trend["prompt"]["text"] == "a red striped midi dress, studio photograph"
+    assert (tmp_path / "out" / "prompt.txt").read_text() == "a red striped midi dress, studio photograph\n"
+    printed = capsys.readouterr().out
+    assert "a red striped midi dress" in printed and "\x1b" not in printed and "\x07" not in printed

@@ -92,11 +92,21 @@ def cut_to_token_limit(text: str, tokenizer: Any, limit: int = CLIP_TOKEN_LIMIT)
     return " ".join(words)
 
 
+_TERMINAL_ESCAPE = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\-_])")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` without terminal escape sequences (colours, cursor moves, titles) and control characters: an
+    LLM's answer is printed and stored, and must not drive the terminal that shows it."""
+    return _CONTROL.sub("", _TERMINAL_ESCAPE.sub("", text))
+
+
 def clean_answer(content: Any) -> str:
     """The prompt from an LLM answer, or UnusableAnswer saying why it cannot be used."""
     if not isinstance(content, str):
         raise UnusableAnswer(f"malformed answer: message content is {type(content).__name__}")
-    text = content.strip().strip("`").strip()
+    text = printable(content).strip().strip("`").strip()
     text = re.sub(r"^(prompt|diffusion prompt)\s*:\s*", "", text, flags=re.IGNORECASE)
     text = " ".join(text.strip().strip('"').strip("'").split())
     if not text:

@@ -135,7 +135,15 @@ def _captions_table(rows: list[dict[str, Any]]) -> str:
 def render(
     trend: dict[str, Any], embeddings: np.ndarray | None, labels: np.ndarray | None, sets: list[str]
 ) -> str:
-    """The report's HTML from the trend record (and the embeddings for the projection)."""
+    """The report's HTML from the trend record (and the embeddings for the projection). Every string in a
+    chart is the user's (period labels, captions): drawn as text, never parsed as mathtext."""
+    with matplotlib.rc_context({"text.parse_math": False}):
+        return _render(trend, embeddings, labels, sets)
+
+
+def _render(
+    trend: dict[str, Any], embeddings: np.ndarray | None, labels: np.ndarray | None, sets: list[str]
+) -> str:
     esc = html.escape
     clusters = trend.get("clusters") or []
     target = trend.get("target_cluster")
