@@ -122,3 +122,13 @@ def test_auto_k_at_scale_is_chosen_on_a_sample(tmp_path):
     record, _, labels = run_stage(tmp_path, x, index_for(1000), auto_range=[2, 5], auto_sample=120)
     assert record["k"] == 3
     assert np.bincount(labels).tolist() == [400, 300, 300]  # the final fit still labels every embedding
+
+
+def test_identical_images_with_a_fixed_k_give_no_empty_cluster(tmp_path, caplog):
+    a, b = np.eye(8, dtype=np.float32)[0], np.eye(8, dtype=np.float32)[1]
+    x = np.stack([a] * 20 + [b] * 10)  # two distinct photos, reposted
+    record, centroids, labels = run_stage(tmp_path, x, index_for(30), clusters=4)
+    assert record["k"] == 2 and len(centroids) == 2 and record["empty_clusters_dropped"] == 2
+    assert [c["size"] for c in record["clusters"]] == [20, 10]
+    assert sorted(set(labels.tolist())) == [0, 1]
+    assert "only 2 of 4 clusters hold any photo" in caplog.text

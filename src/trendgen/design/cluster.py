@@ -227,6 +227,18 @@ def run(trend: Any, embeddings: np.ndarray, index: dict[str, Any], stage_dir: Pa
     k, scores = choose_k(embeddings[kept], trend)
     labels = np.full(len(embeddings), -1, dtype=np.int64)
     labels[kept], centroids = fit_clusters(embeddings[kept], k, trend)
+    sizes = np.bincount(labels[kept], minlength=k)
+    empty = int((sizes == 0).sum())
+    if empty:  # fewer distinct photos than k (identical images): k-means leaves clusters with nothing in them
+        log.warning(
+            "trend.clusters: only %d of %d clusters hold any photo (identical images); k=%d",
+            k - empty,
+            k,
+            k - empty,
+        )
+        remap = np.full(k, -1, dtype=np.int64)
+        remap[sizes > 0] = np.arange(k - empty)
+        labels[kept], centroids, k = remap[labels[kept]], centroids[sizes > 0], k - empty
     labels, centroids = _renumber_by_size(labels, centroids, period == len(periods) - 1)
     positions = [int(p["position"]) for p in periods]
     timeline = share_timeline(
@@ -237,6 +249,7 @@ def run(trend: Any, embeddings: np.ndarray, index: dict[str, Any], stage_dir: Pa
     record = {
         "k": k,
         "k_chosen_by": "silhouette" if scores else "trend.clusters",
+        "empty_clusters_dropped": empty,
         "silhouette": {str(key): round(val, 6) for key, val in scores.items()},
         "target_stability": (
             target_stability(embeddings[kept], labels[kept], target, k, trend) if k > 1 else {}

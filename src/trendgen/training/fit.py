@@ -120,7 +120,7 @@ def load_weights(module: pl.LightningModule, path: str) -> None:
     """Put a Lightning checkpoint's weights (and what the module's `on_load_checkpoint` reads) in `module`."""
     import torch
 
-    checkpoint = torch.load(path, map_location=module.device, weights_only=False)
+    checkpoint = torch.load(path, map_location=module.device, weights_only=True)  # tensors, no code
     module.on_load_checkpoint(checkpoint)
     module.load_state_dict(checkpoint["state_dict"], strict=module.strict_loading)
 
@@ -139,7 +139,7 @@ class LastValidation(pl.Callback):
 def checkpoint_step(path: str) -> int:
     import torch
 
-    return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["global_step"])
+    return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
 
 
 def score_exported(
