@@ -151,3 +151,33 @@ def test_loader_over_a_folder_with_bad_files_keeps_going(tmp_path: Path) -> None
     count, records = module.skipped_files()
     assert count == len(bad) + 1  # the zoo's bad files plus the missing one
     assert any(path.endswith("deleted.jpg") and "missing file" in reason for path, reason in records)
+
+
+def test_a_small_file_declaring_a_huge_image_is_refused_from_its_header(tmp_path):
+    """A 13,000 x 13,000 PNG of under a megabyte (a decompression bomb) is refused without decoding: in a
+    fresh process, quickly and without the gigabytes a decode takes."""
+    import struct
+    import subprocess
+    import sys
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    side = 13_000
+    rows = zlib.compressobj(9)
+    body = b"".join(rows.compress(b"\0" * (side + 1)) for _ in range(side)) + rows.flush()
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+    assert bomb.stat().st_size < 1_000_000
+    probe = (
+        "import resource, time; from trendgen.data.images import load_rgb;"
+        " peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024;"
+        f" before, t = peak(), time.perf_counter(); image, reason = load_rgb({str(bomb)!r});"
+        " print(image is None, round(time.perf_counter() - t, 2), peak() - before, reason)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120).stdout
+    refused, seconds, grew_mb, reason = out.split(" ", 3)
+    assert refused == "True" and "too large to decode safely" in reason, out
+    assert float(seconds) < 2.0 and int(grew_mb) < 50, out  # a full decode takes 20 s and 4 GB

@@ -21,6 +21,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 DEFAULT_MAX_PIXELS = 4096 * 4096
 """Largest image `load_rgb` returns; bigger ones are downscaled (JPEGs already while decoding)."""
+DECODE_BUDGET = 8192 * 8192
+"""Most pixels `load_rgb` decodes, checked on the header before any decoding (a JPEG counts at the 1/8 scale
+its decoder can draft to); an image over it is refused: a small file can declare a huge image."""
 
 _WHITE = (255, 255, 255)
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
@@ -34,7 +37,7 @@ def load_rgb(
 
     The image is EXIF-rotated; CMYK, palette, greyscale, 16-bit and float modes become 8-bit RGB; transparency
     is composited on white; images over `max_pixels` are downscaled to fit, keeping the aspect ratio.
-    Images over Pillow's decompression-bomb limit (`Image.MAX_IMAGE_PIXELS` x 2) are refused unread.
+    Images that would decode to more than `DECODE_BUDGET` pixels are refused from their header, unread.
     """
     try:
         size = os.path.getsize(path)
@@ -61,6 +64,9 @@ def _decode(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(source) as im:
+                over = _over_budget(im)
+                if over:
+                    return None, over
                 _draft_if_huge(im, max_pixels)
                 im.load()
                 rgb = to_rgb(_exif_upright(im))
@@ -110,6 +116,15 @@ def _exif_upright(im: Image.Image) -> Image.Image:
         return ImageOps.exif_transpose(im) or im
     except Exception:
         return im
+
+
+def _over_budget(im: Image.Image, budget: int = DECODE_BUDGET) -> str | None:
+    """Why the image is refused unread, or None: its header's size against the decoding budget."""
+    width, height = im.size
+    decoded = width * height // (64 if im.format == "JPEG" else 1)  # JPEG: drafted at 1/8 scale at most
+    if decoded <= budget:
+        return None
+    return f"too large to decode safely ({width}x{height} pixels; the decoding budget is {budget} pixels)"
 
 
 def _draft_if_huge(im: Image.Image, max_pixels: int) -> None:
