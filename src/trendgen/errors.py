@@ -22,6 +22,9 @@ def first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
+_task_started = False  # set once an app's task runs: Hydra composed its config
+
+
 def exit_on_user_error(fn: F) -> F:
     """Run a task; a TrendgenError becomes `trendgen: error: ...` on stderr and exit code 2."""
 
@@ -29,6 +32,8 @@ def exit_on_user_error(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from omegaconf.errors import MissingMandatoryValue
 
+        global _task_started
+        _task_started = True
         try:
             return fn(*args, **kwargs)
         except TrendgenError as err:
@@ -42,5 +47,21 @@ def exit_on_user_error(fn: F) -> F:
                 flush=True,
             )
             sys.exit(EXIT_USER_ERROR)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def config_errors_exit_2(main: F) -> F:
+    """An app's entrypoint whose config Hydra cannot compose (an unknown key, a wrong type, a bad override:
+    Hydra says which in a few lines, no traceback, and exits 1) exits 2, as every user error does."""
+
+    @functools.wraps(main)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return main(*args, **kwargs)
+        except SystemExit as exit:
+            if exit.code == 1 and not _task_started:
+                raise SystemExit(EXIT_USER_ERROR) from None
+            raise
 
     return wrapper  # type: ignore[return-value]

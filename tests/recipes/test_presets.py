@@ -24,3 +24,28 @@ def test_large_batch_preset_turns_on_checkpointing_and_compile():
     cfg = compose_train("experiment=large_batch")
     assert cfg.model.gradient_checkpointing and cfg.model.compile
     assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.accelerator == "gpu"
+
+
+def test_every_app_preset_and_dataset_composes_in_range():
+    """Each app's defaults, each experiment preset for the app it serves and each dataset's own schema."""
+    from trendgen.config import check_settings
+
+    def composed(app: str, *overrides: str):
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            return compose(app, overrides=list(overrides))
+
+    cases = [("train", ()), ("train_generator", ()), ("design", ()), ("eval", ())]
+    cases += [("train", (f"experiment={e}",)) for e in ("demo", "fashion_mnist", "large_batch")]
+    cases += [
+        ("train_generator", (f"experiment={e}",)) for e in ("demo_generator", "fashion_mnist_generator")
+    ]
+    cases += [("design", ("experiment=demo",))]
+    cases += [
+        ("train", (f"data={d}",))
+        for d in ("deepfashion", "deepfashion_inshop", "fashion_mnist", "folder", "hf")
+    ]
+    for app, overrides in cases:
+        cfg = composed(app, *overrides)
+        check_settings(cfg)
+        if app != "design":  # the demo preset's data keys are the training side's; design has no data group
+            assert set(cfg.data) >= {"name", "batch_size", "templates"}, (app, overrides)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from trendgen.config import CONF_DIR, register_configs
-from trendgen.errors import exit_on_user_error
+from trendgen.config import CONF_DIR, check_settings, register_configs
+from trendgen.errors import config_errors_exit_2, exit_on_user_error
 from trendgen.recipes.design import run_design
 from trendgen.tracking.wandb_runs import log_design_run
 
@@ -14,13 +14,17 @@ register_configs()
 
 
 def run(cfg: DictConfig) -> None:
+    check_settings(cfg)  # every numeric setting in its range, before any work
     trend = run_design(cfg)
     log_design_run(cfg, trend)  # logger=wandb: the trend, prompt, designs and report in W&B
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="design")
-def main(cfg: DictConfig) -> None:
+def app(cfg: DictConfig) -> None:
     exit_on_user_error(run)(cfg)
+
+
+main = config_errors_exit_2(app)
 
 
 if __name__ == "__main__":

@@ -14,13 +14,14 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from trendgen.config import CONF_DIR, register_configs
-from trendgen.errors import TrendgenError, exit_on_user_error
+from trendgen.config import CONF_DIR, check_settings, register_configs
+from trendgen.errors import TrendgenError, config_errors_exit_2, exit_on_user_error
 
 register_configs()
 
 
 def run(cfg: DictConfig) -> None:
+    check_settings(cfg)  # every numeric setting in its range, before any work
     from trendgen.tracking.wandb_runs import log_eval_run
 
     if cfg.mode == "generator":
@@ -37,8 +38,11 @@ def run(cfg: DictConfig) -> None:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")
-def main(cfg: DictConfig) -> None:
+def app(cfg: DictConfig) -> None:
     exit_on_user_error(run)(cfg)
+
+
+main = config_errors_exit_2(app)
 
 
 if __name__ == "__main__":

@@ -11,14 +11,15 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from trendgen.config import CONF_DIR, register_configs
-from trendgen.errors import exit_on_user_error
+from trendgen.config import CONF_DIR, check_settings, register_configs
+from trendgen.errors import config_errors_exit_2, exit_on_user_error
 from trendgen.training.launch import check_slurm_layout
 
 register_configs()
 
 
 def run(cfg: DictConfig) -> float | None:
+    check_settings(cfg)  # every numeric setting in its range, before any work
     check_slurm_layout(cfg.trainer)
     from trendgen.recipes.train_generator import (
         train_generator,  # heavy imports after Hydra has checked the config
@@ -29,8 +30,11 @@ def run(cfg: DictConfig) -> float | None:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train_generator")
-def main(cfg: DictConfig) -> float | None:
+def app(cfg: DictConfig) -> float | None:
     return exit_on_user_error(run)(cfg)
+
+
+main = config_errors_exit_2(app)
 
 
 if __name__ == "__main__":

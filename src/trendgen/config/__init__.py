@@ -9,6 +9,8 @@ diffusion (diffusion, sampling), export.
 
 from __future__ import annotations
 
+from typing import Any
+
 from hydra.core.config_store import ConfigStore
 
 from trendgen.config.data import (
@@ -43,6 +45,7 @@ from trendgen.config.model import (
     ModelConfig,
     WiseFtConfig,
 )
+from trendgen.config.ranges import check_config
 from trendgen.config.resolvers import register_resolvers
 
 __all__ = [
@@ -78,6 +81,7 @@ __all__ = [
     "UNetConfig",
     "UnetLoraConfig",
     "WiseFtConfig",
+    "check_settings",
     "conf_path",
     "register_configs",
 ]
@@ -106,3 +110,16 @@ def register_configs() -> None:
     for name, node in DATA_SCHEMAS.items():  # each dataset's own node
         cs.store(group="data", name=f"schema_{name}", node=node)
     register_resolvers()
+
+
+def check_settings(cfg: Any) -> None:
+    """Every numeric setting of the composed config in its range (`trendgen.config.ranges`); the data node
+    (and a replayed one) by its dataset's own schema. A value out of range is one TrendgenError naming it."""
+    schemas = {**SCHEMAS}
+    data = cfg.get("data")
+    if data is not None and data.get("name") in DATA_SCHEMAS:
+        schemas["data"] = DATA_SCHEMAS[data.name]
+    check_config(cfg, schemas)
+    replayed = (cfg.get("replay") or {}).get("data")
+    if replayed is not None and replayed.get("name") in DATA_SCHEMAS:
+        check_config(cfg.replay, {"data": DATA_SCHEMAS[replayed.name]})

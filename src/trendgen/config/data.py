@@ -7,6 +7,8 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from trendgen.config.ranges import ranged
+
 
 @dataclass
 class HfSourceConfig:
@@ -23,8 +25,9 @@ class HfSourceConfig:
         default_factory=lambda: {"train": "train", "val": "validation", "test": "test"}
     )  # trendgen split -> the dataset's split; a missing val split is held out of train (data.val_fraction)
     streaming: bool = False  # train streams (an IterableDataset; set trainer.max_steps); val/test are taken
-    eval_rows: int = 1000  # streaming: rows taken for val and test (a missing val: the first of train)
-    shuffle_buffer: int = 1000  # streaming: shuffle buffer of the train stream
+    # streaming: rows taken for val and test (a missing val: the first of train)
+    eval_rows: int = ranged(1000, low=1)
+    shuffle_buffer: int = ranged(1000, low=1)  # streaming: shuffle buffer of the train stream
     cache_dir: str | None = None  # where `datasets` keeps what it downloads and converts
 
 
@@ -39,12 +42,12 @@ class AugmentConfig:
     where: str = "workers"  # workers: per sample, in the DataLoader workers | batch: kornia, on the batch
     crop_scale: list[float] = field(default_factory=lambda: [0.8, 1.0])  # random resized crop: area share
     crop_ratio: list[float] = field(default_factory=lambda: [0.75, 1.3333333])  # and aspect ratio
-    hflip: float = 0.5  # probability of a horizontal flip
-    rotation: float = 10.0  # degrees, drawn uniformly from [-rotation, rotation]
-    brightness: float = 0.0  # colour jitter strengths (0: off)
-    contrast: float = 0.0
-    saturation: float = 0.0
-    hue: float = 0.0  # at most 0.5
+    hflip: float = ranged(0.5, low=0, high=1)  # probability of a horizontal flip
+    rotation: float = ranged(10.0, low=0)  # degrees, drawn uniformly from [-rotation, rotation]
+    brightness: float = ranged(0.0, low=0)  # colour jitter strengths (0: off)
+    contrast: float = ranged(0.0, low=0)
+    saturation: float = ranged(0.0, low=0)
+    hue: float = ranged(0.0, low=0, high=0.5)  # at most 0.5
 
 
 @dataclass
@@ -56,10 +59,10 @@ class DataConfig:
     split: str = "test"  # the split `trendgen-eval` scores
     train_split: str = "train"
     val_split: str = "val"
-    batch_size: int = 64  # global batch: divided by the world size under DDP
-    num_workers: int = 2
+    batch_size: int = ranged(64, low=1)  # global batch: divided by the world size under DDP
+    num_workers: int = ranged(2, low=0)
     pin_memory: bool = False
-    limit: int | None = None  # cap on items per split (quick runs)
+    limit: int | None = ranged(None, low=0)  # cap on items per split (quick runs)
     seed: int = 0
     templates: list[str] = field(default_factory=list)  # caption templates, e.g. "a photo of a {category}"
     category_template: str = "a photo of a {category}"  # zero-shot prompt per category
@@ -72,11 +75,11 @@ class DataConfig:
 class SyntheticDataConfig(DataConfig):
     """`data=synthetic`: garments drawn procedurally, deterministic from the seed."""
 
-    size: int = 2000
-    val_size: int = 400
-    test_size: int = 400
-    image_px: int = 64
-    planted_share: float = 0.0
+    size: int = ranged(2000, low=1)
+    val_size: int = ranged(400, low=0)
+    test_size: int = ranged(400, low=0)
+    image_px: int = ranged(64, low=8)
+    planted_share: float = ranged(0.0, low=0, high=1)
     planted: dict[str, str] = field(default_factory=dict)  # {garment, color, pattern}
 
 
@@ -85,14 +88,15 @@ class DeepFashionDataConfig(DataConfig):
     """`data=deepfashion`: the Category and Attribute Prediction Benchmark."""
 
     annotations: str = "coarse"  # coarse | fine
-    max_attributes: int = 3  # attributes named in one caption
+    max_attributes: int = ranged(3, low=0)  # attributes named in one caption
 
 
 @dataclass
 class InShopDataConfig(DataConfig):
     """`data=deepfashion_inshop`: the In-shop Clothes Retrieval Benchmark."""
 
-    val_fraction: float = 0.05  # train items held out as val (the benchmark has no val split)
+    # train items held out as val (the benchmark has no val split)
+    val_fraction: float = ranged(0.05, low=0, high=1, open_low=True, open_high=True)
 
 
 @dataclass
@@ -111,7 +115,8 @@ class FolderDataConfig(DataConfig):
 class HfDataConfig(DataConfig):
     """`data=hf`: any Hugging Face `datasets` dataset with an image and a text column."""
 
-    val_fraction: float = 0.05  # without a val split: train items held out as val
+    # without a val split: train items held out as val
+    val_fraction: float = ranged(0.05, low=0, high=1, open_low=True, open_high=True)
     hf: HfSourceConfig = field(default_factory=HfSourceConfig)
 
 
@@ -134,4 +139,5 @@ class ReplayConfig:
     """
 
     data: Any = None  # the replayed dataset: a full data node, checked by its own schema; None: no replay
-    share: float = 0.0  # in [0, 1): the share of each training epoch's samples that are replayed rows
+    # in [0, 1): the share of each training epoch's samples that are replayed rows
+    share: float = ranged(0.0, low=0, high=1, open_high=True)

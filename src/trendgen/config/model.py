@@ -7,6 +7,8 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from trendgen.config.ranges import ranged
+
 
 @dataclass
 class FreezeConfig:
@@ -24,9 +26,9 @@ class ClipLoraConfig:
     """LoRA adapters (peft) on CLIP's attention and MLP projections; base weights train as `freeze` says."""
 
     enabled: bool = False
-    rank: int = 8
-    alpha: float = 16.0
-    dropout: float = 0.0
+    rank: int = ranged(8, low=1)
+    alpha: float = ranged(16.0, low=0, open_low=True)
+    dropout: float = ranged(0.0, low=0, high=1, open_high=True)
     targets: list[str] = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
     )  # per encoder block: attention q/k/v/out projections, MLP fc1/fc2
@@ -82,12 +84,14 @@ class ModelConfig:
     lora: ClipLoraConfig = field(default_factory=ClipLoraConfig)
     wise_ft: WiseFtConfig = field(default_factory=WiseFtConfig)
     optimizer: Any = MISSING  # `_partial_` torch.optim.AdamW
-    warmup_fraction: float = 0.05
-    min_lr_ratio: float = 0.0
+    warmup_fraction: float = ranged(0.05, low=0, high=1, open_high=True)
+    min_lr_ratio: float = ranged(0.0, low=0, high=1)
     multi_positive: bool = True
     gradient_checkpointing: bool = False
     compile: bool = False
     max_logit_scale: float = 100.0
     lr_groups: LrGroups = field(default_factory=LrGroups)
-    layer_decay: float = 1.0  # LLRD: top block at its tower's LR, each block below x decay, embeddings lowest
-    ema: float | None = None  # EMA decay of the weights (e.g. 0.999); validated and exported when set
+    # LLRD: top block at its tower's LR, each block below x decay, embeddings lowest
+    layer_decay: float = ranged(1.0, low=0, high=1, open_low=True)
+    # EMA decay of the weights (e.g. 0.999); validated and exported when set
+    ema: float | None = ranged(None, low=0, high=1, open_low=True, open_high=True)
