@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from transformers import AutoProcessor, CLIPConfig, CLIPModel, CLIPProcessor
 from transformers.models.clip import CLIPImageProcessorPil
 
 from trendgen.errors import TrendgenError, first_line
+from trendgen.files import replace_dir, temp_sibling
 from trendgen.hub import is_local
 from trendgen.model.tokenizer import train_caption_tokenizer
 
@@ -112,9 +114,14 @@ def load_saved(folder: str | Path) -> ClipParts:
 
 
 def save_clip(folder: str | Path, model: CLIPModel, tokenizer: Any, image_processor: Any) -> Path:
-    """Write a folder that `CLIPModel.from_pretrained` and `AutoProcessor.from_pretrained` load."""
+    """Write a folder that `CLIPModel.from_pretrained` and `AutoProcessor.from_pretrained` load: whole, into
+    a temporary folder first, then swapped in (a run killed while saving leaves the earlier folder whole)."""
     path = Path(folder)
-    path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(path)
-    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(path)
+    partial = temp_sibling(path, "partial")
+    try:
+        model.save_pretrained(partial)
+        CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(partial)
+        replace_dir(partial, path)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     return path

@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from torch import Tensor
 from transformers import CLIPModel
 
 from trendgen.errors import TrendgenError
+from trendgen.files import replace_dir, temp_sibling
 
 log = logging.getLogger(__name__)
 
@@ -186,11 +186,11 @@ def run_wise_ft(
             folders[alpha_name(alpha)] = str(folder)
         if chosen != 1.0:  # model/ holds the fine-tuned weights (fit exported them): keep them as alpha_1
             finetuned_dir = wise_dir / alpha_name(1.0)
-            if finetuned_dir.exists():
-                shutil.rmtree(finetuned_dir)
-            shutil.move(str(model_dir), str(finetuned_dir))
+            staged = temp_sibling(model_dir, "partial")
+            save(staged, scorer.model)  # the chosen weights, whole, first
+            replace_dir(model_dir, finetuned_dir)  # each folder is moved whole: none is ever half-written
+            replace_dir(staged, model_dir)
             folders[alpha_name(1.0)] = str(finetuned_dir)
-            save(model_dir, scorer.model)
         log.info("WiSE-FT: model/ holds alpha %g (by %s); the others are in %s", chosen, chosen_by, wise_dir)
 
     own = {k: v for k, v in metrics.items() if k.startswith(("val/", "test/"))}

@@ -25,6 +25,7 @@ from pytorch_lightning.callbacks import RichProgressBar
 
 from trendgen.data.datamodule import FashionDataModule
 from trendgen.errors import TrendgenError
+from trendgen.files import write_text
 from trendgen.hub import is_local
 from trendgen.model.build import load_clip, load_saved
 from trendgen.model.metrics import EVAL_KEYS, RECALL_KS
@@ -69,8 +70,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if eval_wise_ft(cfg) is not None:
         result["wise_ft"] = dict(zip(("start", "alpha"), eval_wise_ft(cfg), strict=True))
     out = Path(cfg.paths.output_dir) / "eval.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_text(out, json.dumps(result, indent=2) + "\n")
     log.info("wrote %s: %s", out, summary)
     print(f"{summary}\nwrote {out}")
     return result

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from trendgen.data.datamodule import FashionDataModule
 from trendgen.errors import TrendgenError
+from trendgen.files import write_text
 from trendgen.generator.export import load_generator, read_record
 from trendgen.generator.metrics import image_grid, judge_with_reference, sample_per_category
 from trendgen.generator.pipeline import pixel_processor
@@ -73,7 +74,7 @@ def evaluate_generator(cfg: DictConfig) -> dict[str, Any]:
         "guidance": float(s.guidance),
         "near_copy_threshold": judge.reference.threshold if judge.reference else None,
     }
-    (out / RESULT).write_text(json.dumps(result, indent=2) + "\n")
+    write_text(out / RESULT, json.dumps(result, indent=2) + "\n")
     summary = ", ".join(
         f"{k}={scores[k]:.4f}" for k in ("prompt_fidelity", "clip_score", "near_copy_rate") if k in scores
     )

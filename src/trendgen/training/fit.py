@@ -27,6 +27,7 @@ from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities.model_helpers import is_overridden
 
 from trendgen.errors import TrendgenError
+from trendgen.files import write_text
 from trendgen.tracking.runs import set_run_identity, wandb_offline_without_key
 from trendgen.tracking.secrets_env import public_config
 from trendgen.tracking.wandb_runs import log_exported_folder
@@ -175,7 +176,7 @@ def _finish_wandb(trainer: pl.Trainer) -> None:
 
 
 def write_metrics(output_dir: Path, metrics: dict[str, Any], artifact: Path) -> None:
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     if artifact.exists():
         point_latest_at(output_dir)
 
