@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 
 from trendgen.config import CONF_DIR, register_configs
 from trendgen.errors import TrendgenError
-from trendgen.tracking.runs import wandb_run_id
+from trendgen.tracking.runs import RUN_ID_FILE
 from trendgen.tracking.trend_record import attribute_rows, design_summary, growth_of, share_series, trend_rows
 from trendgen.tracking.wandb_runs import eval_metrics, init_settings, start_run
 
@@ -142,7 +142,7 @@ def test_every_app_reads_one_logger_node_and_eval_joins_a_given_run(tmp_path: Pa
     assert init_settings(compose_eval([f"paths.output_dir={out}"])) is None  # default: no W&B
     own = init_settings(compose_eval([*base, "logger.wandb.offline=true"]))
     assert os.environ["WANDB_MODE"] == "offline"  # no key: offline, as training
-    assert own["id"] == wandb_run_id(out) and own["resume"] == "allow" and own["mode"] == "offline"
+    assert own["id"] == (out / RUN_ID_FILE).read_text().strip() and own["mode"] == "offline"
     assert own["job_type"] == "eval" and own["project"] == "trendgen" and own["dir"] == str(out)
     assert own["tags"] == ["a", "<redacted>"]
     assert not {"_target_", "save_dir", "log_model", "offline"} & set(own)  # WandbLogger's own keys

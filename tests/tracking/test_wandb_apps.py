@@ -24,7 +24,7 @@ from hydra import compose, initialize_config_dir
 
 from trendgen.config import CONF_DIR, register_configs
 from trendgen.tracking.compare import compare_sweep
-from trendgen.tracking.runs import wandb_run_id
+from trendgen.tracking.runs import RUN_ID_FILE
 
 SECRETS = {
     "WANDB_API_KEY": "wandb0marker0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9",
@@ -162,7 +162,7 @@ def test_each_design_run_logs_its_trend_prompt_designs_and_report(design_sweep: 
         hydra_cfg = yaml.safe_load((point / ".hydra" / "hydra.yaml").read_text())["hydra"]
         assert run.run.run_group == design_sweep.name  # one group per sweep
         assert run.run.display_name == hydra_cfg["job"]["override_dirname"]  # named from its overrides
-        assert run.run.run_id == wandb_run_id(point) and run.run.job_type == "design"
+        assert run.run.run_id == (point / RUN_ID_FILE).read_text().strip() and run.run.job_type == "design"
         assert run.config["trend"]["clusters"] == trend["k"] and run.config["task_name"] == "design"
         assert "logger" in run.config and run.exit_code == 0
 
@@ -370,7 +370,7 @@ def test_a_generator_eval_logs_its_scores_and_sample_grid(tmp_path: Path) -> Non
         log_eval_run(cfg, result, samples=out / "samples.png")
         wandb_teardown()
     (run,) = offline_runs(out)
-    assert run.run.run_id == wandb_run_id(out) and run.run.job_type == "eval"  # a run of its own
+    assert run.run.run_id == (out / RUN_ID_FILE).read_text().strip() and run.run.job_type == "eval"  # its own
     assert run.config["mode"] == "generator"
     assert {
         k: run.summary[k] for k in ("eval/prompt_fidelity", "eval/prompt_fidelity/dress", "eval/steps")

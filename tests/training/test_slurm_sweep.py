@@ -84,8 +84,8 @@ def test_submitit_requeue_resumes_the_point_in_its_own_dir(
         f"hydra.sweep.dir={sweep_dir}",
         "logger=[csv,wandb]",
         *TINY_TRAIN,
-        "data.size=640",
-        "trainer.max_steps=60",
+        "data.size=4800",  # 600 steps of 8: still training seconds after the first step checkpoint
+        "trainer.max_steps=600",
         "callbacks.step_checkpoint.every_n_train_steps=5",
     ]
     env = job_env(TRENDGEN_ROOT=str(tmp_path))
@@ -96,7 +96,7 @@ def test_submitit_requeue_resumes_the_point_in_its_own_dir(
         while not list(sweep_dir.glob("*/checkpoints/steps/last.ckpt")):
             assert launcher.poll() is None and time.monotonic() < deadline, "no step checkpoint"
             time.sleep(0.2)
-        time.sleep(2)  # a few steps past the step checkpoint
+        time.sleep(0.5)  # a few steps past the step checkpoint
         (job_dir,) = [p for p in (sweep_dir / ".submitit").iterdir() if p.name.isdigit()]
         subprocess.run(["scancel", "--signal=USR2", job_dir.name], check=True, timeout=30)
         slurm_cluster.release_requeued(job_dir.name)
@@ -108,8 +108,8 @@ def test_submitit_requeue_resumes_the_point_in_its_own_dir(
     requeue_ckpt = point / "checkpoints" / "last-requeue.ckpt"
     assert f"Restoring states from the checkpoint path at {requeue_ckpt}" in job_log
     saved_at = int(re.search(r"last-requeue.ckpt at step (\d+)", job_log).group(1))
-    assert 5 <= saved_at < 60
-    assert json.loads((point / "metrics.json").read_text())["global_step"] == 60
+    assert 5 <= saved_at < 600
+    assert json.loads((point / "metrics.json").read_text())["global_step"] == 600
     exports = re.findall(r"saved \S+/model ", (point / "train.log").read_text())
     assert len(exports) == 1  # the interrupted attempt exported nothing newer than its checkpoint
     run_ids = {d.name.rsplit("-", 1)[-1] for d in (point / "wandb").glob("offline-run-*")}

@@ -21,7 +21,7 @@ from hydra import compose, initialize_config_dir
 
 from trendgen.config import CONF_DIR, register_configs
 from trendgen.config.resolvers import point_dirname
-from trendgen.tracking.runs import wandb_run_id
+from trendgen.tracking.runs import RUN_ID_FILE
 
 
 def test_multirun_points_are_named_from_their_overrides_and_finish(local_sweep: LocalSweep) -> None:
@@ -68,7 +68,7 @@ def test_wandb_one_group_per_sweep_runs_named_from_overrides_each_finished(local
         assert run.run_group == local_sweep.sweep_dir.name
         hydra_cfg = yaml.safe_load((point / ".hydra" / "hydra.yaml").read_text())["hydra"]
         assert run.display_name == hydra_cfg["job"]["override_dirname"]
-        assert run.run_id == wandb_run_id(point)  # derived from the run dir: a requeue continues it
+        assert run.run_id == (point / RUN_ID_FILE).read_text().strip()  # kept there: a requeue continues it
         assert exits and exits[-1].exit_code == 0, "the run was not finished"
         runs.append((run.start_time.ToSeconds(), exits[-1].runtime, run.run_id))
     runs.sort()

@@ -1,7 +1,8 @@
-"""Run identity for experiment tracking: a W&B run id derived from the run dir, sweep groups, override names.
+"""Run identity for experiment tracking: a W&B run id per invocation, sweep groups, override names.
 
-- id: a hash of the absolute run dir, so a requeued or resumed job (same dir) continues the same W&B run
-  (`resume="allow"`), and two different runs never share one.
+- id: new for every invocation (two runs into one folder are two W&B runs), kept in `<run dir>/wandb_run_id`
+  by rank 0; a run that resumes itself (requeue, preemption, `ckpt_path=last`) reads it back and continues
+  that W&B run (`resume="allow"`; a run dir from before this file: the hash of the dir, as ids were then).
 - group: the sweep dir's name in a multirun (every point of one sweep side by side in W&B), none otherwise.
 - name: the point's overrides (`hydra.job.override_dirname`, e.g. `model.optimizer.lr=0.001`), else the run
   dir's name.
@@ -15,18 +16,41 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import secrets
+import time
 from pathlib import Path
 
 from omegaconf import DictConfig, open_dict
 
+from trendgen.files import write_text
 from trendgen.tracking.secrets_env import WANDB_API_KEY, without_secrets
 
 log = logging.getLogger(__name__)
 
 
+RUN_ID_FILE = "wandb_run_id"
+
+
 def wandb_run_id(output_dir: str | Path) -> str:
-    """A W&B run id that depends only on the absolute run dir."""
+    """The W&B run id of runs from before ids were kept per invocation: a hash of the absolute run dir."""
     return hashlib.sha1(str(Path(output_dir).resolve()).encode()).hexdigest()[:16]
+
+
+def invocation_run_id(output_dir: str | Path, resuming: bool) -> str:
+    """This invocation's W&B run id: the one kept in the run dir when resuming, else a new one (kept there by
+    rank 0, so a requeued attempt finds it)."""
+    kept = Path(output_dir) / RUN_ID_FILE
+    if resuming:
+        try:
+            return kept.read_text().strip() or wandb_run_id(output_dir)
+        except OSError:
+            return wandb_run_id(output_dir)
+    nonce = f"{Path(output_dir).resolve()}:{time.time_ns()}:{os.getpid()}:{secrets.token_hex(8)}"
+    run_id = hashlib.sha1(nonce.encode()).hexdigest()[:16]
+    rank = os.environ.get("RANK") or os.environ.get("SLURM_PROCID") or os.environ.get("LOCAL_RANK") or "0"
+    if rank == "0":
+        write_text(kept, run_id + "\n")
+    return run_id
 
 
 def sweep_group_and_name() -> tuple[str | None, str | None]:
@@ -61,7 +85,7 @@ def set_run_identity(cfg: DictConfig, resuming: bool = False) -> None:
         group, name = sweep_group_and_name()
         with open_dict(wandb_node):
             if not wandb_node.get("id"):
-                wandb_node.id = wandb_run_id(cfg.paths.output_dir)
+                wandb_node.id = invocation_run_id(cfg.paths.output_dir, resuming)
             if not wandb_node.get("group") and group:
                 wandb_node.group = group
             if not wandb_node.get("name") and name:
