@@ -49,3 +49,25 @@ def test_every_app_preset_and_dataset_composes_in_range():
         check_settings(cfg)
         if app != "design":  # the demo preset's data keys are the training side's; design has no data group
             assert set(cfg.data) >= {"name", "batch_size", "templates"}, (app, overrides)
+
+
+def test_a_group_chosen_on_the_command_line_beats_the_preset():
+    """`trendgen-design experiment=demo generator=none` draws nothing: the demo preset chooses its generator
+    in its defaults list, not by setting generator.name inline."""
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        assert compose("design", overrides=["experiment=demo"]).generator.name == "trained"
+        chosen = compose("design", overrides=["experiment=demo", "generator=none"], return_hydra_config=True)
+    assert chosen.generator.name == "none"
+
+
+def test_a_name_set_inline_against_the_chosen_option_is_refused():
+    import pytest
+
+    from trendgen.config import check_choices
+    from trendgen.errors import TrendgenError
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("design", overrides=["generator=none", "generator.name=trained"])
+    check_choices(cfg, {"generator": "trained"})
+    with pytest.raises(TrendgenError, match=r"generator=none was chosen but generator.name is 'trained'"):
+        check_choices(cfg, {"generator": "none"})

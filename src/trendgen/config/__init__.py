@@ -47,6 +47,7 @@ from trendgen.config.model import (
 )
 from trendgen.config.ranges import check_config
 from trendgen.config.resolvers import register_resolvers
+from trendgen.errors import TrendgenError
 
 __all__ = [
     "CONF_DIR",
@@ -81,6 +82,7 @@ __all__ = [
     "UNetConfig",
     "UnetLoraConfig",
     "WiseFtConfig",
+    "check_choices",
     "check_settings",
     "conf_path",
     "register_configs",
@@ -120,6 +122,26 @@ def check_settings(cfg: Any) -> None:
     if data is not None and data.get("name") in DATA_SCHEMAS:
         schemas["data"] = DATA_SCHEMAS[data.name]
     check_config(cfg, schemas)
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        check_choices(cfg, HydraConfig.get().runtime.choices)
     replayed = (cfg.get("replay") or {}).get("data")
     if replayed is not None and replayed.get("name") in DATA_SCHEMAS:
         check_config(cfg.replay, {"data": DATA_SCHEMAS[replayed.name]})
+
+
+NAMED_GROUPS = ("data", "llm", "generator", "diffusion")
+"""Groups whose options each set `<group>.name` to the option's own name."""
+
+
+def check_choices(cfg: Any, choices: Any) -> None:
+    """Each named group holds the option chosen for it (`hydra.runtime.choices`): a preset that set a name
+    inline would silently beat the user's `generator=none`, so it is refused instead."""
+    for group in NAMED_GROUPS:
+        chosen, node = (choices or {}).get(group), cfg.get(group)
+        if chosen and node is not None and node.get("name") not in (None, chosen):
+            raise TrendgenError(
+                f"{group}={chosen} was chosen but {group}.name is {node.name!r}: a preset sets it inline; "
+                f"presets choose groups in their defaults list (override /{group}: ...)"
+            )
