@@ -118,7 +118,7 @@ def test_every_entrypoint_runs_from_the_wheel_outside_the_checkout(site, tmp_pat
     common = [f"paths.log_dir={work / 'runs'}", f"paths.cache_dir={work / 'cache'}"]
     train_demo(site, work, common)
     # the design pipeline finds the model the demo trained (runs/demo/train/latest) and ranks the shipped bank
-    trend = design_demo(site, work, common, "generator.name=none")
+    trend = design_demo(site, work, common, "generator=none")
     assert trend["prompt"]["source"] == "template" and trend["look"]["text"]
 
     bin_dir = site / "bin"
