@@ -131,3 +131,30 @@ def test_a_batch_whose_every_image_was_skipped_trains_on_and_changes_no_weight()
     fit.fit(module, train_dataloaders=torch.utils.data.DataLoader([empty, good, good], batch_size=None))
     assert fit.callback_metrics["train/skipped"] == 8
     assert not torch.equal(module.model.visual_projection.weight, before["visual_projection.weight"])
+
+
+def test_a_step_without_images_leaves_the_weights_and_the_optimizer_state_exactly_as_they_were():
+    """A good step, then a step whose batch lost every image: the second changes no weight and no moment of
+    AdamW (its step counts included), and it is counted."""
+    module, datamodule = build()
+    datamodule.setup("fit")
+    collate = datamodule.collate_for(datamodule.cfg.train_split)
+    empty = collate([{"image": None, "reason": "truncated", "index": i} for i in range(8)])
+    good = next(iter(datamodule.train_dataloader()))
+    kept = {}
+
+    class Snapshot(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if batch_idx == 1:  # after the good step, before the empty one
+                kept["weights"] = {n: p.detach().clone() for n, p in pl_module.named_parameters()}
+                kept["state"] = copy.deepcopy(trainer.optimizers[0].state_dict())
+
+    fit = trainer(max_steps=2, limit_val_batches=0, callbacks=[Snapshot()])
+    fit.fit(module, train_dataloaders=torch.utils.data.DataLoader([good, empty], batch_size=None))
+    for name, param in module.named_parameters():
+        assert torch.equal(param, kept["weights"][name]), name
+    after = fit.optimizers[0].state_dict()["state"]
+    for index, state in kept["state"]["state"].items():
+        for key, value in state.items():
+            assert torch.equal(after[index][key], value), (index, key)
+    assert fit.callback_metrics["train/skipped_steps"] == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -74,6 +75,7 @@ class ClipFineTuner(pl.LightningModule):
         category_prompts: Sequence[str] | Sequence[Sequence[str]],
     ) -> None:
         super().__init__()
+        self._kept: tuple[dict[str, Tensor], dict[str, Any]] | None = None  # see on_train_batch_start
         self.save_hyperparameters({"model": OmegaConf.to_container(model_cfg, resolve=True)}, logger=False)
         self.model = model
         self.tokenizer = tokenizer
@@ -126,12 +128,25 @@ class ClipFineTuner(pl.LightningModule):
 
     # ---- training
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
+    def on_train_batch_start(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """When no rank has an image in this step, keep the weights and the optimizer's state to put back
+        after the step: every rank still steps (DDP needs it), and AdamW would otherwise move the weights on
+        a zero gradient (weight decay, moments)."""
+        self._kept = None
+        if sum(rank_sizes(int(batch["caption_ids"].numel()), self.device)) == 0:
+            optimizer = self.optimizers()
+            self._kept = (
+                {n: p.detach().clone() for n, p in self.named_parameters()},
+                copy.deepcopy(optimizer.optimizer.state_dict() if hasattr(optimizer, "optimizer") else {}),
+            )
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         """The weighted contrastive loss of this rank's rows (see `ContrastiveLoss`).
 
-        A rank whose batch lost every image takes part with 0 rows and adds nothing; when no rank has an image
-        every rank returns None alike: Lightning then skips backward and the optimizer leaves every weight
-        (and its moments) untouched.
+        A rank whose batch lost every image takes part with 0 rows and adds nothing. When no rank has an
+        image, the loss is a zero that still reaches every trainable weight (each rank backpropagates, as DDP
+        requires) and the step is undone afterwards (`on_train_batch_start`, `on_train_batch_end`), counted
+        in `train/skipped_steps`.
         """
         size = int(batch["caption_ids"].numel())
         self.log(
@@ -145,7 +160,8 @@ class ClipFineTuner(pl.LightningModule):
         )
         sizes = rank_sizes(size, self.device)
         if sum(sizes) == 0:
-            return None
+            self.log("train/skipped_steps", 1.0, on_step=False, on_epoch=True, reduce_fx="sum", batch_size=1)
+            return sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
         images, texts = self.encode_batch(batch)
         images, texts = F.normalize(images, dim=-1), F.normalize(texts, dim=-1)
         loss = self.loss_fn(images, texts, self.model.logit_scale.exp(), batch["caption_ids"], sizes)
@@ -154,6 +170,15 @@ class ClipFineTuner(pl.LightningModule):
         return loss
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self._kept is not None:  # a step without any image: put the weights and the optimizer back
+            weights, state = self._kept
+            with torch.no_grad():
+                for name, param in self.named_parameters():
+                    param.copy_(weights[name])
+            optimizer = self.optimizers()
+            if hasattr(optimizer, "optimizer"):
+                optimizer.optimizer.load_state_dict(state)
+            self._kept = None
         with torch.no_grad():
             self.model.logit_scale.clamp_(0, math.log(self.cfg.max_logit_scale))
 
