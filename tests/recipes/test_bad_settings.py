@@ -13,15 +13,15 @@ from trendgen.errors import TrendgenError
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("trend.batch_size=0", "trend.batch_size=0: must be at least 1"),
-        ("trend.batch_size=-4", "trend.batch_size=-4: must be at least 1"),
-        ("trend.part_batches=0", "trend.part_batches=0: must be at least 1"),
-        ("trend.n_init=0", "trend.n_init=0: must be at least 1"),
-        ("trend.confidence=2", "trend.confidence=2.0: must be in (0, 1)"),
-        ("trend.bootstrap=0", "trend.bootstrap=0: must be at least 1"),
-        ("trend.exemplars=-1", "trend.exemplars=-1: must be at least 0"),
-        ("data.num_workers=-1", "data.num_workers=-1: must be at least 0"),
-        ("generator.num_images=-2", "generator.num_images=-2: must be at least 0"),
+        ("trend.batch_size=0", "trend.batch_size=0 must be at least 1"),
+        ("trend.batch_size=-4", "trend.batch_size=-4 must be at least 1"),
+        ("trend.part_batches=0", "trend.part_batches=0 must be at least 1"),
+        ("trend.n_init=0", "trend.n_init=0 must be at least 1"),
+        ("trend.confidence=2", "trend.confidence=2.0 must be in (0, 1)"),
+        ("trend.bootstrap=0", "trend.bootstrap=0 must be at least 1"),
+        ("trend.exemplars=-1", "trend.exemplars=-1 must be at least 0"),
+        ("data.num_workers=-1", "data.num_workers=-1 must be at least 0"),
+        ("generator.num_images=-2", "generator.num_images=-2 must be at least 0"),
     ],
 )
 def test_an_out_of_range_setting_is_named(override, message):
@@ -37,7 +37,7 @@ def test_the_defaults_are_in_range():
 @pytest.mark.parametrize(
     ("override", "said"),
     [
-        ("trend.batch_size=0", "trendgen: error: trend.batch_size=0: must be at least 1"),
+        ("trend.batch_size=0", "trendgen: error: trend.batch_size=0 must be at least 1"),
         ("trend.batchsize=4", "batchsize"),  # an unknown key
         ("trend.batch_size=many", "batch_size"),  # a wrong type
     ],

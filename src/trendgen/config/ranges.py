@@ -60,7 +60,7 @@ def check_ranges(node: Any, schema: type, prefix: str) -> None:
         if rule is None or value is None or isinstance(value, bool) or not isinstance(value, int | float):
             continue
         if not rule.holds(value):
-            raise TrendgenError(f"{key}={value}: must be {rule.describe()}")
+            raise TrendgenError(f"{key}={value} must be {rule.describe()}")
 
 
 def check_config(cfg: DictConfig, schemas: dict[str, type]) -> None:
