@@ -134,9 +134,8 @@ class DesignRun:
         trend.json is written again with where they wrote and how long they took."""
         if "prompt" in trend:
             write_text(self.out / PROMPT_TXT, trend["prompt"]["text"] + "\n")
-        write_json(
-            self.out / TREND_JSON, trend
-        )  # the machine-readable record first: a report failure keeps it
+        # the machine-readable record first: a report that fails keeps it
+        write_json(self.out / TREND_JSON, trend)
         records = [name for name in self.requested if isinstance(STAGES[name], RecordStage)]
         for name in records:
             start = time.perf_counter()
