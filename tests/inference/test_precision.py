@@ -181,3 +181,28 @@ def test_int8_on_two_ranks_gives_the_one_process_int8_embeddings(tmp_path, tiny,
     got, got_used, _ = embed_files_distributed(image.model, processor, paths, store, precision="32", **ranks)
     assert got_used == used
     np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_auto_on_a_cpu_takes_what_it_measured_faster_and_measures_once(tmp_path):
+    """On a CPU with native bf16, `auto` times the image tower in bf16 and fp32 once per machine and model
+    and keeps the faster (bf16 only at 1.05x fp32 or more: never slower than fp32); a later run reads it."""
+    import torch
+
+    from trendgen.inference.precision import AUTO_BF16_MARGIN
+
+    folder = make_tiny_clip(tmp_path / "model")
+    clip = load_saved(folder)
+    towers = ClipTowers(lambda: clip, "auto", ["model", 1], tmp_path / "cache", torch.device("cpu"))
+    if not cpu_bf16_flags():
+        assert towers.precision == "32" and not (tmp_path / "cache" / "precision").exists()
+        return
+    (kept,) = (tmp_path / "cache" / "precision").glob("*.json")
+    record = json.loads(kept.read_text())
+    faster = "bf16" if record["rates"]["bf16"] >= AUTO_BF16_MARGIN * record["rates"]["32"] else "32"
+    assert towers.precision == record["choice"] == faster and "measured on this CPU" in towers.why
+
+    def not_again():
+        raise AssertionError("measured twice")
+
+    again = ClipTowers(not_again, "auto", ["model", 1], tmp_path / "cache", torch.device("cpu"))
+    assert again.precision == towers.precision

@@ -14,12 +14,15 @@ reason) in its artifacts, and `trend.json` says it under `precision`.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from trendgen.errors import TrendgenError
+from trendgen.files import write_json
+from trendgen.identity import stable_hash
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,67 @@ def resolve_precision(setting: Any, device: Any) -> tuple[str, str]:
     return name, "as set"
 
 
+AUTO_BF16_MARGIN = 1.05  # auto takes bf16 on a CPU only when it measured at least this much faster than fp32
+
+
+def machine_identity() -> list[Any]:
+    """What makes one CPU's timings another's: the processor, its flags, the threads torch uses, torch."""
+    import platform
+
+    import torch
+
+    model_name, flags = "", ""
+    if Path("/proc/cpuinfo").is_file():
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and not model_name:
+                model_name = line.split(":", 1)[1].strip()
+            if line.startswith("flags") and not flags:
+                flags = line.split(":", 1)[1].strip()
+    return [platform.machine(), model_name, stable_hash(flags), torch.get_num_threads(), torch.__version__]
+
+
+def measure_cpu_precision(model: Any, batch: int = 16, repeats: int = 3) -> dict[str, Any]:
+    """Images/s of the image tower in fp32 and under bf16 autocast on this CPU (interleaved, best of
+    `repeats` after a warm-up each) and the faster: bf16 only at `AUTO_BF16_MARGIN` x fp32 or more."""
+    import time
+
+    import torch
+
+    from trendgen.inference.clip_forward import embed_pixels
+
+    size = int(model.config.vision_config.image_size)
+    pixels = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+    device = torch.device("cpu")
+    seconds: dict[str, list[float]] = {"32": [], "bf16": []}
+    for precision in seconds:
+        embed_pixels(model, pixels, device, precision)  # warm-up
+    for _ in range(repeats):
+        for precision, times in seconds.items():
+            start = time.perf_counter()
+            embed_pixels(model, pixels, device, precision)
+            times.append(time.perf_counter() - start)
+    rates = {p: round(batch / min(t), 2) for p, t in seconds.items()}
+    choice = "bf16" if rates["bf16"] >= AUTO_BF16_MARGIN * rates["32"] else "32"
+    return {"rates": rates, "choice": choice, "batch": batch, "machine": machine_identity()}
+
+
+def measured_cpu_precision(clip: Any, identity: Any, cache_dir: str | Path) -> tuple[str, str]:
+    """`auto` on a CPU with native bf16: bf16 or fp32, whichever this CPU runs this model's image tower
+    faster, measured once per machine and model and kept in `<cache_dir>/precision/`."""
+    path = (
+        Path(str(cache_dir)).expanduser() / "precision" / f"{stable_hash(machine_identity(), identity)}.json"
+    )
+    try:
+        record = json.loads(path.read_text())
+        rates, choice = record["rates"], record["choice"]
+    except (OSError, ValueError, KeyError, TypeError):
+        record = measure_cpu_precision(clip()[0])
+        rates, choice = record["rates"], record["choice"]
+        write_json(path, record)
+    why = f"measured on this CPU: bf16 {rates['bf16']} against fp32 {rates['32']} images/s"
+    return choice, why
+
+
 @dataclass
 class Tower:
     """One tower as a stage runs it: the model (torch, or `OnnxClip`), the autocast precision for torch,
@@ -109,6 +173,8 @@ class ClipTowers:
         self.device = device or pick_device()
         self.requested = requested_precision(setting)
         self.precision, self.why = resolve_precision(self.requested, self.device)
+        if self.requested == "auto" and self.device.type == "cpu" and self.precision == "bf16":
+            self.precision, self.why = measured_cpu_precision(clip, identity, cache_dir)  # never below fp32
         self._towers: dict[str, Tower] = {}
         log.info(
             "precision: trend.precision=%s runs %s on %s (%s)",
