@@ -51,7 +51,7 @@ class TrendConfig:
     devices: int = ranged(1, low=1)  # > 1: Lightning predict on that many devices per node, a shard per rank
     # > 1: under srun or torchrun, the ranks of every node embed; rank 0 runs the rest
     num_nodes: int = ranged(1, low=1)
-    minibatch_threshold: int = ranged(50000, low=1)  # above this many embeddings, MiniBatchKMeans
+    minibatch_threshold: int = ranged(50000, low=1)  # above this many embeddings, faiss k-means
     precision: str = (
         "auto"  # 32 | bf16 | int8 (ONNX Runtime, CPU) | auto: how embed, describe, rerank run CLIP
     )

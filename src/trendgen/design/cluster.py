@@ -3,8 +3,9 @@
 `trend.clusters` is `auto` (the default: k with the best silhouette over `trend.auto_range`, chosen on a
 seeded sample at scale) or a fixed k. `target_stability` says how much the target cluster survives refits
 with three other seeds and with k-1 and k+1 (Jaccard overlap of its members, 1.0 = the same images). Above
-`trend.minibatch_threshold` embeddings, MiniBatchKMeans replaces KMeans. With `trend.dedup` (a cosine, e.g.
-0.98), a photo that close to an earlier one (a repost) is dropped before clustering: its label is -1.
+`trend.minibatch_threshold` embeddings, faiss replaces scikit-learn's KMeans (`trendgen.trends.kmeans`). With
+`trend.dedup` (a cosine, e.g. 0.98), a photo that close to an earlier one (a repost) is dropped before
+clustering: its label is -1.
 
 The clusters are fit jointly over all periods (`trendgen.trends.periods`) and renumbered by size in the last
 one (cluster 0 is the largest now: the dominant trend). Every cluster carries its share per period with a
@@ -26,13 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.metrics import silhouette_score
 
 from trendgen.design.results import ClusterResult, EmbedResult
 from trendgen.design.store import Stage
 from trendgen.errors import TrendgenError
 from trendgen.identity import config_subset
+from trendgen.trends.kmeans import make_kmeans
 from trendgen.trends.periods import period_rows
 from trendgen.trends.timeline import most_significant_growth, share_timeline
 
@@ -42,13 +43,6 @@ CLUSTERS = "clusters.json"
 CENTROIDS = "centroids.npy"
 LABELS = "labels.npy"
 SILHOUETTE_SAMPLE = 5000  # trend.clusters=auto: each k's silhouette on at most this many of the sample
-
-
-def make_kmeans(k: int, n: int, seed: int, n_init: int, minibatch_threshold: int) -> KMeans | MiniBatchKMeans:
-    """KMeans, or MiniBatchKMeans when there are more than `minibatch_threshold` points."""
-    if n > minibatch_threshold:
-        return MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=n_init, batch_size=4096)
-    return KMeans(n_clusters=k, random_state=seed, n_init=n_init)
 
 
 def _sample(x: np.ndarray, size: int, seed: int) -> np.ndarray:
