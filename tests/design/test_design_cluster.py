@@ -146,3 +146,14 @@ def test_identical_images_with_a_fixed_k_give_no_empty_cluster(tmp_path, caplog)
     assert [c["size"] for c in record["clusters"]] == [20, 10]
     assert sorted(set(labels.tolist())) == [0, 1]
     assert "only 2 of 4 clusters hold any photo" in caplog.text
+
+
+def test_auto_k_past_the_threshold_chooses_on_faiss_fits_and_finds_the_planted_k(tmp_path):
+    x, truth = blobs([40, 30, 30])
+    record, _, labels = run_stage(
+        tmp_path, x, index_for(100), clusters="auto", auto_range=[2, 5], minibatch_threshold=50
+    )
+    assert record["k"] == 3 and record["algorithm"] == "FaissKMeans"
+    assert adjusted_rand_score(truth, labels) == 1.0
+    seeds = {name: v for name, v in record["target_stability"]["jaccard"].items() if name.startswith("seed")}
+    assert seeds == {"seed+1": 1.0, "seed+2": 1.0, "seed+3": 1.0}  # other seeds find the same target

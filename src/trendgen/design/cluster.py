@@ -71,7 +71,8 @@ def choose_k(x: np.ndarray, cfg: Any) -> tuple[int, dict[int, float]]:
     """k from `trend.clusters`, or by silhouette over `trend.auto_range` when it is `auto`.
 
     At scale k is chosen on a seeded sample of `trend.auto_sample` embeddings (the silhouette itself on
-    `SILHOUETTE_SAMPLE` of those): the choice costs the same at 100k embeddings as at 1M.
+    `SILHOUETTE_SAMPLE` of those), fit by the engine of the whole set (faiss past
+    `trend.minibatch_threshold`): the choice costs the same at 100k embeddings as at 1M.
     """
     n = len(x)
     k = parse_k(cfg.clusters, n)
@@ -87,9 +88,7 @@ def choose_k(x: np.ndarray, cfg: Any) -> tuple[int, dict[int, float]]:
     sample = x[_sample(x, int(cfg.auto_sample), cfg.seed)]
     scores: dict[int, float] = {}
     for k in range(low, high + 1):
-        labels = make_kmeans(k, len(sample), cfg.seed, cfg.n_init, cfg.minibatch_threshold).fit_predict(
-            sample
-        )
+        labels = make_kmeans(k, n, cfg.seed, cfg.n_init, cfg.minibatch_threshold).fit_predict(sample)
         if len(set(labels.tolist())) < 2:
             continue
         size = min(len(sample), SILHOUETTE_SAMPLE)
@@ -103,8 +102,9 @@ def choose_k(x: np.ndarray, cfg: Any) -> tuple[int, dict[int, float]]:
 def target_stability(x: np.ndarray, labels: np.ndarray, target: int, k: int, cfg: Any) -> dict[str, Any]:
     """How much the target cluster survives refits with other seeds and with k-1 and k+1.
 
-    For each refit (on the same sample k was chosen on), the Jaccard overlap of the target's members with
-    the refit cluster that overlaps them most: 1.0 means the same images, whatever the seed or k.
+    For each refit (on the same sample k was chosen on, by the whole set's engine), the Jaccard overlap of
+    the target's members with the refit cluster that overlaps them most: 1.0 means the same images, whatever
+    the seed or k.
     """
     rows = _sample(x, int(cfg.auto_sample), cfg.seed)
     sample, members = x[rows], labels[rows] == target
@@ -112,7 +112,7 @@ def target_stability(x: np.ndarray, labels: np.ndarray, target: int, k: int, cfg
     refits |= {f"k={kk}": (kk, int(cfg.seed)) for kk in (k - 1, k + 1) if 2 <= kk < len(sample)}
     overlap: dict[str, float] = {}
     for name, (kk, seed) in refits.items():
-        other = make_kmeans(kk, len(sample), seed, cfg.n_init, cfg.minibatch_threshold).fit_predict(sample)
+        other = make_kmeans(kk, len(x), seed, cfg.n_init, cfg.minibatch_threshold).fit_predict(sample)
         best = max((members & (other == c)).sum() / max(1, (members | (other == c)).sum()) for c in range(kk))
         overlap[name] = round(float(best), 4)
     values = list(overlap.values())
