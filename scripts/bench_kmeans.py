@@ -15,24 +15,16 @@ ARI to the planted labels.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-def blobs(n: int, dim: int, k: int, spread: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    centers = rng.standard_normal((k, dim)).astype(np.float32)
-    centers /= np.linalg.norm(centers, axis=1, keepdims=True)
-    labels = rng.integers(0, k, size=n)
-    x = np.empty((n, dim), dtype=np.float32)
-    for start in range(0, n, 100_000):  # in chunks: 1M x 512 float32 is 2 GB already
-        stop = min(n, start + 100_000)
-        noise = rng.standard_normal((stop - start, dim), dtype=np.float32) * spread / np.sqrt(dim)
-        x[start:stop] = centers[labels[start:stop]] + noise
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return x, labels
+from bench_cluster import blobs  # the same planted embeddings as the cluster benchmark
 
 
 def inertia(x: np.ndarray, centers: np.ndarray, labels: np.ndarray) -> float:
