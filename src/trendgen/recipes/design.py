@@ -73,13 +73,15 @@ class DesignRun:
             start = time.perf_counter()
             self.keys[name] = spec.key(self.ctx, contents)
             folder = StageDir(name, self.out / name, self.keys[name], self.store)
-            if name in self.requested and not (self.cfg.design.reuse and folder.is_fresh()):
+            wanted = name in self.requested
+            fresh = (self.cfg.design.reuse or not wanted) and folder.is_fresh()  # checked once: it hashes
+            if wanted and not fresh:
                 log.info("stage %s: running", name)
                 partial = folder.prepare()
                 files, info = spec.run(self.ctx, partial)
                 folder.commit(partial, files, info)
                 self.status[name] = "ran"
-            elif folder.is_fresh():
+            elif fresh:
                 self.status[name] = "reused"
             else:
                 raise TrendgenError(
