@@ -3,7 +3,9 @@
 Each set holds `--n` real Fashion-MNIST test photos: `--share` of them one planted class, the rest spread
 evenly over the other nine. `trendgen-design` runs with its default trend settings (`trend.clusters=auto`)
 and a one-facet bank of the ten class names (`garment:` only, with the default look template), embed ->
-cluster -> describe; a set counts as right when the top caption names the planted class.
+cluster -> describe; a set counts as right when the top caption (the named look) names the planted class.
+Beside it, the cluster view: the look nearest the target cluster's centroid alone (what named the trend
+before the photo view did; `trendgen.design.naming`), scored the same way.
 
     .venv/bin/python scripts/quality_trend_planted.py --model /work/exp/fmnist_clip/model
 """
@@ -59,23 +61,30 @@ def main() -> None:
             trend = run_design(compose("design", overrides))
             target = trend["clusters"][trend["target_cluster"]]
             top = trend["captions"][0]["text"]
+            cluster_look = ((trend.get("cluster_view") or {}).get("look") or {}).get("text", top)
+            names = (CLASSES[planted], f"a {CLASSES[planted]}")  # "shirt" is not "t-shirt"
             rows.append(
                 {
                     "set": name,
                     "k": trend["k"],
                     "target_share": target["share"],
                     "top_caption": top,
-                    "right": top in (CLASSES[planted], f"a {CLASSES[planted]}"),  # "shirt" is not "t-shirt"
+                    "right": top in names,
+                    "cluster_view": cluster_look,
+                    "cluster_view_right": cluster_look in names,
                 }
             )
     right = sum(r["right"] for r in rows)
-    print(f"\n{'set':<22} {'k':>3} {'share':>6}  top caption")
+    by_cluster = sum(r["cluster_view_right"] for r in rows)
+    print(f"\n{'set':<22} {'k':>3} {'share':>6}  {'top caption':<22} cluster view")
     for r in rows:
         mark = "right" if r["right"] else "WRONG"
-        print(f"{r['set']:<22} {r['k']:>3} {r['target_share']:>6.3f}  {r['top_caption']}  {mark}")
-    print(f"\nplanted class named in {right} of {len(rows)} sets")
+        head = f"{r['set']:<22} {r['k']:>3} {r['target_share']:>6.3f}"
+        print(f"{head}  {r['top_caption']:<16} {mark:<5} {r['cluster_view']}")
+    print(f"\nplanted class named in {right} of {len(rows)} sets (the cluster view alone: {by_cluster})")
     if args.json:
-        Path(args.json).write_text(json.dumps({"right": right, "sets": rows}, indent=1))
+        record = {"right": right, "cluster_view_right": by_cluster, "sets": rows}
+        Path(args.json).write_text(json.dumps(record, indent=1))
 
 
 if __name__ == "__main__":

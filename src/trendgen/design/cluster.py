@@ -12,7 +12,8 @@ one (cluster 0 is the largest now: the dominant trend). Every cluster carries it
 bootstrap interval, its `growth` ({label: emerging | fading | steady, slope, interval}) and, from three
 periods on, a one-period-ahead `forecast` (see `trendgen.trends.timeline`). `trend.target=emerging` makes the
 cluster with the largest significant growth the target; when none grows significantly, the run says so and
-the dominant cluster stays the target.
+the dominant cluster stays the target. `target_by` says which rule picked it (`dominant` or `emerging`): the
+describe stage names the trend by it (`trendgen.design.naming`).
 
 Artifacts (in `<output_dir>/cluster/`): `clusters.json` (the clusters, the periods, dominant, target and why,
 k and how it was chosen, dedup) and `centroids.npy` (L2-normalised, one row per cluster, in the renumbered
@@ -188,14 +189,16 @@ def describe_clusters(
     return clusters
 
 
-def choose_target(trend_target: str, clusters: list[dict[str, Any]], n_periods: int) -> tuple[int, str]:
-    """(target cluster, why): the dominant one, or the one with the largest significant growth."""
+def choose_target(trend_target: str, clusters: list[dict[str, Any]], n_periods: int) -> tuple[int, str, str]:
+    """(target cluster, the rule that picked it: dominant | emerging, why): the dominant one, or the one with
+    the largest significant growth (the dominant one when none grows significantly)."""
     if trend_target == "dominant":
-        return 0, "dominant: the largest cluster in the last period"
+        return 0, "dominant", "dominant: the largest cluster in the last period"
     rising = most_significant_growth([c["growth"] for c in clusters])
     if rising is not None:
         g = clusters[rising]["growth"]
-        return rising, f"emerging: the largest significant growth ({g['slope']:+.3f} share per period)"
+        why = f"emerging: the largest significant growth ({g['slope']:+.3f} share per period)"
+        return rising, "emerging", why
     best = max(clusters, key=lambda c: c["growth"]["slope"])
     why = (
         f"no cluster grows significantly over the {n_periods} periods (the largest growth, cluster "
@@ -203,7 +206,7 @@ def choose_target(trend_target: str, clusters: list[dict[str, Any]], n_periods: 
         "the dominant cluster is the target"
     )
     log.warning("trend.target=emerging: %s", why)
-    return 0, why
+    return 0, "dominant", why
 
 
 def run(trend: Any, embeddings: np.ndarray, index: dict[str, Any], stage_dir: Path) -> list[str]:
@@ -239,7 +242,7 @@ def run(trend: Any, embeddings: np.ndarray, index: dict[str, Any], stage_dir: Pa
         labels, period, positions, k, int(trend.bootstrap), 1 - float(trend.confidence), int(trend.seed)
     )
     clusters = describe_clusters(embeddings, labels, centroids, index, int(trend.exemplars), timeline)
-    target, why = choose_target(trend.target, clusters, len(periods))
+    target, target_by, why = choose_target(trend.target, clusters, len(periods))
     record = {
         "k": k,
         "k_chosen_by": "silhouette" if scores else "trend.clusters",
@@ -255,6 +258,7 @@ def run(trend: Any, embeddings: np.ndarray, index: dict[str, Any], stage_dir: Pa
         "dominant_cluster": 0,  # renumbered: the largest in the last period
         "target_cluster": target,
         "target": trend.target,
+        "target_by": target_by,
         "target_reason": why,
     }
     if dropped is not None:

@@ -19,10 +19,18 @@ facet, scored as the trend's look with that one value changed (the `scored_as` t
 for colour=blue), counted per period with intervals, growth labels and forecasts (`trendgen.trends.timeline`);
 duplicates the cluster stage dropped are left out.
 
-Artifacts (in `<output_dir>/describe/`): `captions.json` (`look`, `overall` and `facets`, each [{text, facet,
-score}] best first, `attributes` {facet: {captions, shares, intervals, growth, forecast}}, and the
-`precision` that ran the text tower) and `top_text_embeddings.npy` (the
-overall top captions, in order; the generate stage reranks designs against them).
+The trend is named from both (`trendgen.design.naming`): the ranking above is the *cluster view*; the photos'
+best captions are the *photo view*. For the dominant target each facet's named value is the caption most
+photos of the last period carry (facet by facet, among the photos carrying the values named before it); for
+an emerging one, the caption whose share grows most significantly (else the cluster view). The named look
+leads `overall`, each named value leads its facet's ranking in `facets` (which the prompt reads).
+
+Artifacts (in `<output_dir>/describe/`): `captions.json` (`look` (named), `overall` (the named look, then
+every caption by score) and `facets` (each facet's named value, then the others by score), each [{text,
+facet, score, photos}], `attributes` {facet: {captions, shares, intervals, growth, forecast}}, `naming` {rule,
+target_by, named {facet: {text, by}}}, `cluster_view` {look, facets}, `photo_view` {facet: {text, photos, of,
+share, among} or {text, growth, share}}, the `precision` that ran the text tower) and
+`top_text_embeddings.npy` (the overall top captions, in order; the generate stage reranks designs by them).
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from trendgen.design.caption_bank import load_bank, resolve_bank_path
+from trendgen.design.naming import name_facets, photo_captions, photo_shares
 from trendgen.design.results import ClusterResult, DescribeResult, EmbedResult
 from trendgen.design.store import Stage
 from trendgen.errors import TrendgenError
@@ -77,23 +86,23 @@ def composable(facet: str, bank: dict[str, list[str]]) -> bool:
     return facet in bank and not any(is_phrase(c) for c in bank[facet])
 
 
-def bank_template(template: str | None, bank: dict[str, list[str]]) -> str | None:
+def bank_template(template: str | None, bank: dict[str, list[str]], say: bool = True) -> str | None:
     """The look template with only the facets it can compose (`a {colour} {garment}` for a bank without
     patterns); None when none is left.
 
     A facet the bank lacks is dropped, and so is a facet whose captions are already phrases: wrapping
     "a photo of a dress" in "a {garment}" would read "a a photo of a dress". Such a facet is ranked alone,
-    in its own words."""
+    in its own words. `say`: log what was left out."""
     fields = template_fields(template)
     left_out = [f for f in fields if not composable(f, bank)]
     if not template or len(left_out) == len(fields):
-        if template and any(f in bank for f in fields):
+        if say and template and any(f in bank for f in fields):
             log.info(
                 "captions.look_template: the bank's %s captions are phrases; each is ranked as it is",
                 [f for f in fields if f in bank],
             )
         return None
-    if left_out:
+    if left_out and say:
         composed = look_facets(template, bank)
         log.info("captions.look_template: the look combines %s (not %s)", composed, left_out)
     for facet in left_out:
@@ -223,24 +232,17 @@ def drop_unknown_words(bank: dict[str, list[str]], tokenizer: Any) -> tuple[dict
 
 
 def attribute_series(
-    entries: list[dict[str, Any]],
     bank: dict[str, list[str]],
-    embed: Callable[[list[str]], np.ndarray],
-    photos: tuple[np.ndarray, np.ndarray, list[int], np.ndarray],
+    votes: dict[str, np.ndarray],
+    period: np.ndarray,
+    positions: list[int],
     trend: Any,
 ) -> dict[str, dict[str, Any]]:
-    """Per facet: the share of photos whose best caption in that facet is each caption, over the periods.
-
-    `photos`: (embeddings, period number per row, the periods' positions, cluster labels: -1 left out)."""
-    embeddings, period, positions, labels = photos
+    """Per facet: the share of photos whose best caption in that facet is each caption, over the periods."""
     series = {}
     for facet, captions in bank.items():
-        scored_as = {e["text"]: e["scored_as"] for e in entries if e["facet"] == facet}
-        texts = [scored_as[c] for c in captions]
-        best = np.argmax(embeddings @ embed(texts).T, axis=1)
-        best[labels < 0] = -1
         timeline = share_timeline(
-            best,
+            votes[facet],
             period,
             positions,
             len(captions),
@@ -255,6 +257,66 @@ def attribute_series(
 _SERIES_KEYS = ("shares", "intervals", "growth", "forecast")
 
 
+def describe_target(
+    bank: dict[str, list[str]],
+    embed: Callable[[list[str]], np.ndarray],
+    centroid: np.ndarray,
+    captions_cfg: Any,
+    trend: Any,
+    photos: tuple[np.ndarray, np.ndarray, list[int], np.ndarray] | None = None,
+    target_by: str = "dominant",
+) -> dict[str, Any]:
+    """The bank ranked against `centroid` (the cluster view), the attribute timelines, and the trend named by
+    the rule of `target_by` (`trendgen.design.naming`): the record's `look`, `look_facets`, `overall`,
+    `facets`, `attributes`, `naming`, `cluster_view` and `photo_view`.
+
+    `embed`: L2-normalised text embeddings; `photos`: (embeddings, period number per row, period positions,
+    cluster labels). The named look leads `overall` (then every caption by score), and each facet's named
+    value leads its ranking in `facets` (then the others, by score); every caption carries `photos`, the
+    share of the last period's photos that carry it.
+    """
+    target = centroid / max(float(np.linalg.norm(centroid)), 1e-12)
+    cluster_look, entries = rank_bank(bank, lambda texts: embed(texts) @ target, captions_cfg.look_template)
+    entries.sort(key=lambda e: -e["score"])  # stable: bank order breaks ties
+    nearest = {f: next(e for e in entries if e["facet"] == f) for f in bank}
+    attributes: dict[str, Any] = {}
+    votes = in_last = None
+    if photos is not None:
+        embeddings, period, positions, labels = photos
+        votes = photo_captions(entries, bank, embed, embeddings, labels)
+        attributes = attribute_series(bank, votes, period, positions, trend)
+        in_last = period == len(positions) - 1
+        shares = photo_shares(bank, votes, in_last)
+        for e in entries:
+            e["photos"] = round(float(shares[e["facet"]][bank[e["facet"]].index(e["text"])]), 6)
+    cluster_view = {f: e["text"] for f, e in nearest.items()}
+    naming = name_facets(bank, cluster_view, target_by, votes, in_last, attributes)
+    photo_view = naming.pop("photo_view")
+    named = {f: n["text"] for f, n in naming["named"].items()}
+    core = look_facets(captions_cfg.look_template, bank)
+    look = cluster_look
+    if cluster_look is not None:
+        template = str(bank_template(captions_cfg.look_template, bank, say=False))
+        text = template.format(**{f: named[f] for f in core})
+        if text != cluster_look["text"]:
+            look = {"text": text, "score": round(float(embed([text])[0] @ target), 6)}
+    overall = ([{**look, "facet": "look", "scored_as": look["text"]}] if look else []) + entries
+    entries = sorted(entries, key=lambda e: e["text"] != named[e["facet"]])  # the named value, then by score
+    return {
+        "look": look,
+        "look_facets": core,
+        "overall": overall[: int(captions_cfg.top_k)],
+        "facets": {f: [e for e in entries if e["facet"] == f][: int(captions_cfg.per_facet)] for f in bank},
+        "attributes": attributes,
+        "naming": naming,
+        "cluster_view": {
+            "look": cluster_look,
+            "facets": {f: {"text": e["text"], "score": e["score"]} for f, e in nearest.items()},
+        },
+        "photo_view": photo_view,
+    }
+
+
 def run(
     captions_cfg: Any,
     trend: Any,
@@ -265,11 +327,14 @@ def run(
     stage_dir: Path,
     tower: Tower | None = None,
     photos: tuple[np.ndarray, np.ndarray, list[int], np.ndarray] | None = None,
+    target_by: str = "dominant",
 ) -> tuple[list[str], dict[str, Any]]:
-    """Rank the bank against `centroid` into `stage_dir`; returns the files written and manifest info.
+    """Rank the bank against `centroid` and name the trend into `stage_dir` (`describe_target`); returns the
+    files written and manifest info.
 
     `tower`: the text tower at the run's precision (`ClipTowers.tower("text")`); without one, fp32 torch.
-    `photos`: (embeddings, period number per row, period positions, cluster labels) for the attribute series.
+    `photos`: (embeddings, period number per row, period positions, cluster labels) for the attribute series
+    and the photo view; `target_by`: the rule that picked the target cluster (dominant | emerging).
     """
     _model, tokenizer, _ = clip
     tower = tower or torch_tower(clip[0])
@@ -290,20 +355,10 @@ def run(
     embed = ensembled(cache, templates)
     hit = cache.has_all([t.replace("{caption}", c) for c in bank_texts for t in templates] or bank_texts)
     embed(bank_texts)  # the whole bank in a few batched forwards (or none, from the cache)
-    target = centroid / max(float(np.linalg.norm(centroid)), 1e-12)
-    look, entries = rank_bank(bank, lambda texts: embed(texts) @ target, captions_cfg.look_template)
-    attributes = attribute_series(entries, bank, embed, photos, trend) if photos is not None else {}
+    record = describe_target(bank, embed, centroid, captions_cfg, trend, photos, target_by)
     cache.save()
-    entries.sort(key=lambda e: -e["score"])  # stable: bank order breaks ties
-    overall = ([{**look, "facet": "look", "scored_as": look["text"]}] if look else []) + entries
-    overall = overall[: int(captions_cfg.top_k)]
-    by_facet = {f: [e for e in entries if e["facet"] == f][: int(captions_cfg.per_facet)] for f in bank}
-    record = {
-        "look": look,
-        "look_facets": look_facets(captions_cfg.look_template, bank),
-        "overall": overall,
-        "facets": by_facet,
-        "attributes": attributes,
+    overall = record["overall"]
+    record |= {
         "bank": str(resolve_bank_path(captions_cfg.bank)),
         "bank_size": len(bank_texts),
         "left_out_unknown_words": unknown,
@@ -340,6 +395,7 @@ def _run_stage(design: Any, folder: Path) -> tuple[list[str], dict[str, Any]]:
         folder,
         tower,
         photos,
+        clusters.record.get("target_by", "dominant"),
     )
 
 

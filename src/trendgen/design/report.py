@@ -2,8 +2,10 @@
 
 It shows the cluster shares (a bar chart for one period; over several, a stacked area with each cluster's
 exemplar strip, and each facet's attribute shares as lines with intervals: `trendgen.design.report_charts`), a
-2-D PCA projection of the embeddings coloured by cluster, an exemplar montage per cluster, the ranked
-captions with their scores, the prompt and where it came from, and the designs with their scores.
+2-D PCA projection of the embeddings coloured by cluster, an exemplar montage per cluster, how the trend was
+named (each facet's named value beside the photo view and the cluster view), the ranked captions with their
+scores and the share of photos carrying each, the prompt and where it came from, and the designs with their
+scores.
 """
 
 from __future__ import annotations
@@ -124,12 +126,48 @@ def _img(png: bytes, alt: str) -> str:
 
 
 def _captions_table(rows: list[dict[str, Any]]) -> str:
+    photos = any("photos" in r for r in rows)  # the share of the last period's photos carrying each caption
     body = "".join(
         f"<tr><td>{i + 1}</td><td>{html.escape(r['text'])}</td><td>{html.escape(r['facet'])}</td>"
-        f"<td>{r['score']:.3f}</td></tr>"
+        f"<td>{r['score']:.3f}</td>"
+        + (f"<td>{r['photos']:.1%}</td>" if "photos" in r else "<td></td>" * photos)
+        + "</tr>"
         for i, r in enumerate(rows)
     )
-    return f"<table><tr><th>#</th><th>caption</th><th>facet</th><th>score</th></tr>{body}</table>"
+    head = "<th>#</th><th>caption</th><th>facet</th><th>score</th>" + "<th>photos</th>" * photos
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def naming_table(trend: dict[str, Any]) -> str:
+    """How each facet's value was named: the named value, the photo view and the cluster view side by side."""
+    naming, esc = trend.get("naming") or {}, html.escape
+    if not naming.get("named"):
+        return ""
+    photo_view = trend.get("photo_view") or {}
+    cluster_view = (trend.get("cluster_view") or {}).get("facets", {})
+    rows = []
+    for facet, named in naming["named"].items():
+        seen = photo_view.get(facet)
+        if seen and "photos" in seen:
+            seen_text = f"{esc(seen['text'])} ({seen['photos']} of {seen['of']} photos)"
+        elif seen:
+            seen_text = f"{esc(seen['text'])} (grows {seen['growth']['slope']:+.1%} a period)"
+        else:
+            seen_text = "<span class='muted'>none</span>"
+        near = cluster_view.get(facet)
+        near_text = f"{esc(near['text'])} ({near['score']:.3f})" if near else ""
+        rows.append(
+            f"<tr><td>{esc(facet)}</td><td><b>{esc(named['text'])}</b> <span class='muted'>by "
+            f"{esc(named['by'])}</span></td><td>{seen_text}</td><td>{near_text}</td></tr>"
+        )
+    look = (trend.get("cluster_view") or {}).get("look")
+    said = (
+        f"<p>the cluster's centroid alone says: {esc(look['text'])} ({look['score']:.3f})</p>" if look else ""
+    )
+    return (
+        f"<p class='muted'>named by the rule {esc(naming['rule'])}</p>{said}<table><tr><th>facet</th>"
+        f"<th>named</th><th>photo view</th><th>cluster view (score)</th></tr>{''.join(rows)}</table>"
+    )
 
 
 def render(
@@ -187,6 +225,7 @@ def _render(
         if trend.get("look"):
             look = trend["look"]
             parts.append(f"<p class='prompt'>look: {esc(look['text'])} ({look['score']:.3f})</p>")
+        parts.append(naming_table(trend))
         parts.append(_captions_table(trend["captions"]))
         for facet, rows in (trend.get("facets") or {}).items():
             parts.append(f"<h3>{esc(facet)}</h3>" + _captions_table(rows))

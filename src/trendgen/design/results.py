@@ -71,6 +71,7 @@ class ClusterResult:
             clusters=record["clusters"],
             dominant_cluster=record["dominant_cluster"],
             target_cluster=record["target_cluster"],
+            target_by=record.get("target_by", "dominant"),
             target_reason=record["target_reason"],
             k=record["k"],
             k_chosen_by=record["k_chosen_by"],
@@ -81,8 +82,9 @@ class ClusterResult:
 
 @dataclass(frozen=True)
 class DescribeResult:
-    """The ranked captions (`look`, `look_facets`, `overall`, `facets`, `attributes`, `precision`) and the
-    embeddings of the overall top captions, in order (the rerank scores designs against them)."""
+    """The ranked captions (`look`, `look_facets`, `overall`, `facets`, `attributes`, `naming`,
+    `cluster_view`, `photo_view`, `precision`) and the embeddings of the overall top captions, in order (the
+    rerank scores designs against them)."""
 
     captions: dict[str, Any]
     top_text: np.ndarray
@@ -104,10 +106,13 @@ class DescribeResult:
             captions=_public(captions["overall"]),
             facets={f: _public(rows) for f, rows in captions["facets"].items()},
         )
+        for view in ("naming", "cluster_view", "photo_view"):  # how the trend was named, both views
+            if view in captions:
+                trend[view] = captions[view]
 
 
 def _public(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: e[k] for k in ("text", "facet", "score")} for e in rows]
+    return [{k: e[k] for k in ("text", "facet", "score", "photos") if k in e} for e in rows]
 
 
 @dataclass(frozen=True)
