@@ -4,7 +4,7 @@ Each YAML file of a group lists its schema first in its defaults (`defaults: [sc
 or mistyped key in a YAML file or on the command line fails with a clear error before any work starts.
 Groups that only instantiate third-party objects (trainer, logger, callbacks) stay free-form `_target_` nodes.
 One module per family of groups: data (data, replay), model, design (trend, captions, llm, generator, design),
-diffusion (diffusion, sampling), export.
+diffusion (diffusion, sampling), export, forecast (series, forecast, backtest).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from trendgen.config.design import (
 )
 from trendgen.config.diffusion import DiffusionConfig, EmaConfig, SamplingConfig, UNetConfig, UnetLoraConfig
 from trendgen.config.export import ExportConfig, ExportWeights
+from trendgen.config.forecast import BacktestConfig, ForecastConfig, SeriesConfig
 from trendgen.config.location import CONF_DIR, conf_path
 from trendgen.config.model import (
     ClipGeometry,
@@ -54,6 +55,7 @@ __all__ = [
     "DATA_SCHEMAS",
     "SCHEMAS",
     "AugmentConfig",
+    "BacktestConfig",
     "CaptionsConfig",
     "ClipGeometry",
     "ClipLoraConfig",
@@ -66,6 +68,7 @@ __all__ = [
     "ExportWeights",
     "FashionMnistDataConfig",
     "FolderDataConfig",
+    "ForecastConfig",
     "FreezeConfig",
     "GeneratorConfig",
     "HfDataConfig",
@@ -76,6 +79,7 @@ __all__ = [
     "ModelConfig",
     "ReplayConfig",
     "SamplingConfig",
+    "SeriesConfig",
     "SyntheticDataConfig",
     "SyntheticTrendConfig",
     "TrendConfig",
@@ -100,6 +104,9 @@ SCHEMAS: dict[str, type] = {
     "diffusion": DiffusionConfig,
     "sampling": SamplingConfig,
     "export": ExportConfig,
+    "series": SeriesConfig,
+    "forecast": ForecastConfig,
+    "backtest": BacktestConfig,
 }
 
 

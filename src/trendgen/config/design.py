@@ -32,8 +32,14 @@ class TrendConfig:
     periods: Any = None  # [{label, images}, ...] or a CSV/JSONL index of (path, date): see trendgen.periods
     period_unit: str = "month"  # an index's dates binned by month | quarter | season | year
     bootstrap: int = ranged(2000, low=1)  # resamples per period for the share intervals and the growth test
-    # of every interval; growth intervals hold it jointly over the clusters
+    # of the share and growth intervals and of the timelines' forecasts
     confidence: float = ranged(0.95, low=0, high=1, open_low=True, open_high=True)
+    # growth labels: the false-discovery rate over every growth test of a run (Benjamini-Hochberg)
+    fdr: float = ranged(0.05, low=0, high=1, open_low=True, open_high=True)
+    growth_window: int = ranged(8, low=2)  # growth is tested over the last this many periods
+    season_length: int | None = ranged(
+        None, low=1
+    )  # null: from period_unit (12 months, 4 quarters, 2 seasons)
     # a cosine: photos this close to an earlier one (reposts) are dropped
     dedup: float | None = ranged(None, low=0, high=1, open_low=True)
     clusters: Any = "auto"  # "auto" (best silhouette over auto_range) or a fixed k

@@ -200,16 +200,22 @@ def _log_design(run: Any, trend: dict[str, Any], out: Path) -> None:
             summary[f"prompt/{key}"] = prompt[key]
     summary.update({f"seconds/{stage}": s for stage, s in (trend.get("stage_seconds") or {}).items()})
     run.summary.update(summary)
-    _log_report_artifact(run, out)
+    log_report_artifact(run, out)
 
 
-def _log_report_artifact(run: Any, out: Path) -> None:
+def log_report_artifact(
+    run: Any,
+    out: Path,
+    app: str = "design",
+    names: tuple[str, ...] = ("report.html", "trend.json", "prompt.txt"),
+) -> None:
+    """The run's report files (those of `names` in `out`) as a W&B artifact `<app>-<run id>`, type report."""
     import wandb
 
-    files = [out / name for name in ("report.html", "trend.json", "prompt.txt") if (out / name).is_file()]
+    files = [out / name for name in names if (out / name).is_file()]
     if not files:
         return
-    artifact = wandb.Artifact(f"design-{run.id}", type="report", description="trendgen-design report")
+    artifact = wandb.Artifact(f"{app}-{run.id}", type="report", description=f"trendgen-{app} report")
     for path in files:
         artifact.add_file(str(path), name=path.name)
     run.log_artifact(artifact)

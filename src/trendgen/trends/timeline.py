@@ -5,15 +5,14 @@ Given which category (a cluster, or a facet's best caption) each image falls in 
 - `shares[p][c]`: the fraction of period p's images in category c, with a percentile interval from a seeded
   stratified bootstrap (`trend.bootstrap` resamples of each period's images; drawn as one multinomial per
   period, which is the same as resampling the images and counting);
-- `growth` per category: the least-squares slope of its share over the periods' positions (share points per
-  period; with two periods, the change), with a bootstrap interval at the family-wise level `1 - alpha` over
-  the categories compared (Bonferroni: each interval at `1 - alpha / C`), so a flat timeline of ten clusters
-  names none `emerging` by chance more than `alpha` of the time. `emerging`: the interval lies above 0,
-  `fading`: below 0, else `steady`;
-- `forecast` per category (3 periods or more): the next period's share from a straight-line fit of the shares
-  (statsmodels OLS), with its prediction interval (the period-to-period scatter included), clipped to [0, 1].
-  A line is what a handful of periods can support; exponential smoothing or ARIMA need longer series than
-  trend sets have.
+- `growth` per category (`trendgen.forecast.growth`): the slope of its share over the last
+  `trend.growth_window` periods against the periods before (share points per period; over all periods for a
+  short timeline), with its bootstrap interval, the binomial z statistic, p-value and Benjamini-Hochberg
+  q-value. `emerging` / `fading`: q <= `trend.fdr`, else `steady`. The design run then adjusts every growth
+  test it made (clusters x facets x captions) as one family (`growth_family`);
+- `forecast` per category (3 periods or more): the next period's share by `trendgen.forecast` (a straight line
+  with its least-squares prediction interval on a short timeline; on a long one the backtested default, with
+  conformal intervals), clipped to [0, 1]; `backtest`: the models' backtest scores when there is one.
 """
 
 from __future__ import annotations
@@ -22,7 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from trendgen.forecast.growth import growth_of_counts, labels, q_values
+from trendgen.forecast.panel import BacktestSetup, forecast_values
+
 GROWTH_LABELS = ("emerging", "fading", "steady")
+TIMELINE_MODELS = ("naive", "drift", "mean", "linear", "ets", "theta", "ensemble")
 
 
 def _slopes(shares: np.ndarray, positions: np.ndarray) -> np.ndarray:
@@ -31,29 +34,25 @@ def _slopes(shares: np.ndarray, positions: np.ndarray) -> np.ndarray:
     return np.tensordot(t, shares - shares.mean(axis=-2, keepdims=True), axes=([0], [-2])) / (t @ t)
 
 
-def _forecast(shares: np.ndarray, positions: np.ndarray, alpha: float) -> list[dict[str, Any]] | None:
-    """Each category's share one period after the last, with its prediction interval (OLS on position)."""
-    if len(positions) < 3:
-        return None
-    import statsmodels.api as sm
-
-    x = sm.add_constant(positions.astype(float))
-    ahead = np.array([[1.0, float(positions[-1] + 1)]])
-    out = []
-    for c in range(shares.shape[1]):
-        fit = sm.OLS(shares[:, c], x).fit()
-        frame = fit.get_prediction(ahead).summary_frame(alpha=alpha)
-        low, high = float(frame["obs_ci_lower"].iloc[0]), float(frame["obs_ci_upper"].iloc[0])
-        mean = float(frame["mean"].iloc[0])
-        if not np.isfinite(low):  # a perfect fit (no residual degrees of freedom left): the line itself
-            low = high = mean
-        out.append(
-            {
-                "share": round(float(np.clip(mean, 0, 1)), 6),
-                "interval": [round(float(np.clip(low, 0, 1)), 6), round(float(np.clip(high, 0, 1)), 6)],
-            }
-        )
-    return out
+def _forecast(shares: np.ndarray, season_length: int, level: float) -> tuple[list[dict[str, Any]], Any]:
+    """Each category's share one period after the last with its interval, and the backtest (or None)."""
+    result = forecast_values(
+        shares.T, 1, season_length, level, BacktestSetup(horizon=1, origins=3, step=1), TIMELINE_MODELS
+    )
+    out = [
+        {
+            "share": round(float(np.clip(result.mean[c, 0], 0, 1)), 6),
+            "interval": [
+                round(float(np.clip(result.low[c, 0], 0, 1)), 6),
+                round(float(np.clip(result.high[c, 0], 0, 1)), 6),
+            ],
+        }
+        for c in range(shares.shape[1])
+    ]
+    backtest = None
+    if result.backtest:
+        backtest = {**result.backtest, "model": result.model, "interval_method": result.interval_method}
+    return out, backtest
 
 
 def share_timeline(
@@ -64,13 +63,16 @@ def share_timeline(
     bootstrap: int = 2000,
     alpha: float = 0.05,
     seed: int = 0,
+    fdr: float = 0.05,
+    growth_window: int = 8,
+    season_length: int = 1,
 ) -> dict[str, Any]:
     """Shares, intervals, growth and forecasts of `n_categories` over the periods.
 
     `categories[i]`: image i's category (negative: left out, e.g. a dropped duplicate); `period_of_row[i]`:
     the index of its period in `positions` (the periods' places on the time axis, increasing). Returns
     {`counts` [P][C], `totals` [P], `shares` [P][C], `intervals` [P][C][2], `growth` [C] ({label, slope,
-    interval}), `forecast` [C] or None, `alpha`}.
+    interval, statistic, p, q}), `forecast` [C] or None, `backtest` or None, `alpha`, `fdr`}.
     """
     keep = categories >= 0
     n_periods = len(positions)
@@ -82,21 +84,28 @@ def share_timeline(
     draws = np.stack([rng.multinomial(n, p, size=bootstrap) for n, p in zip(totals, shares, strict=True)], 1)
     boot = draws / np.maximum(totals, 1)[None, :, None]  # [B, P, C]
     intervals = np.quantile(boot, [alpha / 2, 1 - alpha / 2], axis=0)  # [2, P, C]
-    growth = []
+    growth: list[dict[str, Any]] = []
+    forecast, backtest = None, None
     if n_periods >= 2:
         pos = np.asarray(positions, dtype=float)
-        slope, boot_slopes = _slopes(shares, pos), _slopes(boot, pos)
-        level = alpha / max(1, n_categories)
-        low, high = np.quantile(boot_slopes, [level / 2, 1 - level / 2], axis=0)
+        tests = growth_of_counts(counts, totals, pos, season_length, growth_window)
+        q = q_values(tests.p)
+        named = labels(tests.slope, q, fdr)
+        w = tests.window
+        low, high = np.quantile(_slopes(boot[:, -w:], pos[-w:]), [alpha / 2, 1 - alpha / 2], axis=0)
         for c in range(n_categories):
-            label = "emerging" if low[c] > 0 else "fading" if high[c] < 0 else "steady"
             growth.append(
                 {
-                    "label": label,
-                    "slope": round(float(slope[c]), 6),
+                    "label": named[c],
+                    "slope": round(float(tests.slope[c]), 6),
                     "interval": [round(float(low[c]), 6), round(float(high[c]), 6)],
+                    "statistic": round(float(tests.statistic[c]), 4),
+                    "p": float(f"{tests.p[c]:.4g}"),
+                    "q": float(f"{q[c]:.4g}"),
                 }
             )
+        if n_periods >= 3:
+            forecast, backtest = _forecast(shares, season_length, 1 - alpha)
     else:
         growth = [{"label": "steady", "slope": None, "interval": None, "note": "one period"}] * n_categories
     return {
@@ -105,8 +114,26 @@ def share_timeline(
         "shares": np.round(shares, 6).tolist(),
         "intervals": np.round(np.moveaxis(intervals, 0, -1), 6).tolist(),
         "growth": growth,
-        "forecast": _forecast(shares, np.asarray(positions), alpha) if n_periods >= 2 else None,
+        "forecast": forecast,
+        "backtest": backtest,
         "alpha": alpha,
+        "fdr": fdr,
+    }
+
+
+def timeline_settings(trend: Any) -> dict[str, Any]:
+    """`share_timeline`'s settings from the `trend` config node: bootstrap, alpha (1 - confidence), seed,
+    fdr, growth window and the season's length (`trend.season_length`, else by `trend.period_unit`)."""
+    from trendgen.forecast.series import SEASON_LENGTHS
+
+    season = trend.get("season_length") or SEASON_LENGTHS.get(str(trend.get("period_unit") or "month"), 1)
+    return {
+        "bootstrap": int(trend.bootstrap),
+        "alpha": 1 - float(trend.confidence),
+        "seed": int(trend.seed),
+        "fdr": float(trend.fdr),
+        "growth_window": int(trend.growth_window),
+        "season_length": int(season),
     }
 
 
@@ -114,3 +141,33 @@ def most_significant_growth(growth: list[dict[str, Any]]) -> int | None:
     """The category labelled emerging with the largest slope; None when nothing grows significantly."""
     emerging = [c for c, g in enumerate(growth) if g["label"] == "emerging"]
     return max(emerging, key=lambda c: growth[c]["slope"]) if emerging else None
+
+
+def _growth_entries(trend: dict[str, Any]) -> list[dict[str, Any]]:
+    entries = [c["growth"] for c in trend.get("clusters") or [] if isinstance(c.get("growth"), dict)]
+    attributes = (trend.get("timeline") or {}).get("attributes") or {}
+    for series in attributes.values():
+        entries += [g for g in series.get("growth") or [] if isinstance(g, dict)]
+    return [g for g in entries if g.get("p") is not None]
+
+
+def growth_family(trend: dict[str, Any], fdr: float) -> dict[str, Any] | None:
+    """Adjust every growth test of a design run (its clusters and every facet's captions) as one family:
+    each entry's `q` and `label` become the family's (Benjamini-Hochberg at `fdr`); returns the summary
+    (`count`, `method`, `fdr`, `emerging`, `fading`), also set as `trend["growth_tests"]`. None: no tests."""
+    entries = _growth_entries(trend)
+    if not entries:
+        return None
+    q = q_values(np.array([g["p"] for g in entries]))
+    named = labels(np.array([g["slope"] for g in entries]), q, fdr)
+    for g, qi, label in zip(entries, q, named, strict=True):
+        g["q"], g["label"] = float(f"{qi:.4g}"), label
+    summary = {
+        "count": len(entries),
+        "method": "Benjamini-Hochberg",
+        "fdr": fdr,
+        "emerging": named.count("emerging"),
+        "fading": named.count("fading"),
+    }
+    trend["growth_tests"] = summary
+    return summary

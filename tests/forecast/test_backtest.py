@@ -1,0 +1,52 @@
+"""Rolling-origin backtests: cut-offs, MASE by hand, and conformal intervals that cover what they say."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trendgen.forecast.backtest import backtest, naive_scale, origin_cutoffs, scores
+from trendgen.forecast.models import plan_models
+from trendgen.forecast.panel import BacktestSetup, forecast_values
+
+
+def test_cutoffs_step_back_from_the_end():
+    assert origin_cutoffs(20, horizon=3, origins=3, step=2) == [13, 15, 17]
+    assert origin_cutoffs(6, horizon=3, origins=3, step=2) == [3]  # those with under 2 periods dropped
+
+
+def test_mase_and_the_other_scores_against_a_hand_computation():
+    values = np.array([[2.0, 4.0, 3.0, 5.0, 4.0, 6.0, 5.0, 7.0, 6.0, 9.0]])
+    plan = plan_models(8, 1, ("naive",))
+    bt = backtest(values, horizon=2, cutoffs=[8], plan=plan)
+    # naive from the 8-period history: 7, 7; actual 6, 9
+    errors = np.array([1.0, 2.0])
+    scale = np.abs(np.diff(values[0, :8])).mean()  # in-sample naive MAE: 11/7
+    assert naive_scale(values[:, :8], 1)[0] == pytest.approx(scale)
+    s = scores(bt, level=0.8)["naive"]
+    assert s["mae"] == pytest.approx(1.5)
+    assert s["mase"] == pytest.approx(errors.mean() / scale, abs=1e-6)
+    assert s["wape"] == pytest.approx(3 / 15, abs=1e-6)
+    assert s["smape"] == pytest.approx(np.mean([2 * 1 / 13, 2 * 2 / 16]), abs=1e-6)
+    assert s["by_horizon"]["mae"] == pytest.approx([1.0, 2.0])
+
+
+def test_seasonal_mase_is_scaled_by_the_seasonal_naive_error():
+    values = np.tile([1.0, 5.0], 6)[None, :] + np.arange(12) * 0.5
+    assert naive_scale(values, 2)[0] == pytest.approx(1.0)  # a season back: always 2 x 0.5 lower
+
+
+def test_intervals_cover_their_level_on_a_simulated_panel():
+    rng = np.random.default_rng(0)
+    n_series, n_points, n = 120, 60, 300
+    latent = rng.uniform(0.05, 0.3, (n_series, 1)) + 0.002 * np.arange(n_points)[None, :]
+    values = rng.binomial(n, latent) / n
+    hold = 4
+    result = forecast_values(
+        values[:, :-hold], hold, 1, 0.8, BacktestSetup(origins=4), models=("naive", "linear"), model="linear"
+    )
+    inside = (values[:, -hold:] >= result.low) & (values[:, -hold:] <= result.high)
+    # 480 held-out points: the binomial band of 80% coverage is about +-0.055 (3 sd: +-0.055)
+    assert 0.74 <= inside.mean() <= 0.86
+    assert result.interval_method.startswith("conformal")
+    assert 0.74 <= result.backtest["scores"]["linear"]["coverage"] <= 0.86
