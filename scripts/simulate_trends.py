@@ -25,7 +25,9 @@ def main() -> None:
     parser.add_argument("--weeks", type=int, default=260)
     parser.add_argument("--photos", type=int, default=400, help="photos a week behind a share (mean)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--long", action="store_true", help="date, series, value rows instead of wide columns")
+    parser.add_argument(
+        "--long", action="store_true", help="date, series, value rows instead of wide columns"
+    )
     parser.add_argument("--latent", default=None, help="also write the latent shares (same layout) here")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()

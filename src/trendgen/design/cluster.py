@@ -36,7 +36,7 @@ from trendgen.errors import TrendgenError
 from trendgen.identity import config_subset
 from trendgen.trends.kmeans import make_kmeans
 from trendgen.trends.periods import period_rows
-from trendgen.trends.timeline import most_significant_growth, share_timeline
+from trendgen.trends.timeline import most_significant_growth, share_timeline, timeline_settings
 
 log = logging.getLogger(__name__)
 
@@ -238,9 +238,7 @@ def run(trend: Any, embeddings: np.ndarray, index: dict[str, Any], stage_dir: Pa
         labels[kept], centroids, k = remap[labels[kept]], centroids[sizes > 0], k - empty
     labels, centroids = _renumber_by_size(labels, centroids, period == len(periods) - 1)
     positions = [int(p["position"]) for p in periods]
-    timeline = share_timeline(
-        labels, period, positions, k, int(trend.bootstrap), 1 - float(trend.confidence), int(trend.seed)
-    )
+    timeline = share_timeline(labels, period, positions, k, **timeline_settings(trend))
     clusters = describe_clusters(embeddings, labels, centroids, index, int(trend.exemplars), timeline)
     target, target_by, why = choose_target(trend.target, clusters, len(periods))
     record = {
@@ -260,6 +258,7 @@ def run(trend: Any, embeddings: np.ndarray, index: dict[str, Any], stage_dir: Pa
         "target": trend.target,
         "target_by": target_by,
         "target_reason": why,
+        "backtest": timeline["backtest"],  # the clusters' shares backtested (a long timeline), else None
     }
     if dropped is not None:
         per_period = np.bincount(period[dropped], minlength=len(periods)).tolist()

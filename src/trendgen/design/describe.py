@@ -55,7 +55,7 @@ from trendgen.identity import config_subset
 from trendgen.inference.precision import Tower, torch_tower
 from trendgen.inference.text_cache import TextEmbeddingCache, embed_texts, ensembled
 from trendgen.trends.periods import period_rows
-from trendgen.trends.timeline import share_timeline
+from trendgen.trends.timeline import share_timeline, timeline_settings
 
 log = logging.getLogger(__name__)
 
@@ -241,20 +241,12 @@ def attribute_series(
     """Per facet: the share of photos whose best caption in that facet is each caption, over the periods."""
     series = {}
     for facet, captions in bank.items():
-        timeline = share_timeline(
-            votes[facet],
-            period,
-            positions,
-            len(captions),
-            int(trend.bootstrap),
-            1 - float(trend.confidence),
-            int(trend.seed),
-        )
+        timeline = share_timeline(votes[facet], period, positions, len(captions), **timeline_settings(trend))
         series[facet] = {"captions": captions, **{k: timeline[k] for k in _SERIES_KEYS}}
     return series
 
 
-_SERIES_KEYS = ("shares", "intervals", "growth", "forecast")
+_SERIES_KEYS = ("shares", "intervals", "growth", "forecast", "backtest")
 
 
 def describe_target(

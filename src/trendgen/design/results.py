@@ -76,6 +76,8 @@ class ClusterResult:
             k=record["k"],
             k_chosen_by=record["k_chosen_by"],
         )
+        if record.get("backtest"):
+            trend["backtest"] = record["backtest"]
         if "dedup" in record:
             trend.setdefault("images", {})["dropped_duplicates"] = record["dedup"]
 
