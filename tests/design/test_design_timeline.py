@@ -59,6 +59,12 @@ def test_trend_json_holds_the_timeline(timeline_run):
     assert len(colour["shares"]) == 3 and len(colour["shares"][0]) == len(colour["captions"])
     assert all(sum(row) == pytest.approx(1.0, abs=1e-5) for row in colour["shares"])
     assert len(colour["growth"]) == len(colour["captions"])
+    # every growth test of the run (clusters x facets x captions) is one Benjamini-Hochberg family
+    tests = trend["growth_tests"]
+    assert tests["count"] == len(trend["clusters"]) + sum(len(a["captions"]) for a in attributes.values())
+    entries = [c["growth"] for c in trend["clusters"]] + [g for a in attributes.values() for g in a["growth"]]
+    assert all(g["q"] >= g["p"] - 1e-12 for g in entries)
+    assert tests["emerging"] == sum(g["label"] == "emerging" for g in entries)
 
 
 def test_the_report_draws_the_timeline(timeline_run):

@@ -8,7 +8,8 @@ from omegaconf import OmegaConf
 
 from trendgen.config import TrendConfig
 from trendgen.design import cluster
-from trendgen.trends.timeline import most_significant_growth, share_timeline
+from trendgen.forecast.growth import q_values
+from trendgen.trends.timeline import growth_family, most_significant_growth, share_timeline
 
 
 def timeline_rows(counts: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -136,3 +137,30 @@ def test_dedup_drops_reposts_before_the_shares_are_counted(tmp_path):
     assert record["dedup"] == {"threshold": 0.999, "dropped": 60, "dropped_per_period": {"P0": 0, "P1": 60}}
     assert (labels[-60:] == -1).all() and (labels[:-60] >= 0).all()
     assert [c["shares"] for c in record["clusters"]] == [[0.5, 0.5], [0.5, 0.5]]
+
+
+def test_a_long_timeline_is_backtested_and_forecast_by_the_chosen_model():
+    rng = np.random.default_rng(2)
+    rising = np.linspace(0.05, 0.30, 14)
+    counts = [rng.multinomial(400, [r, 1 - r]).tolist() for r in rising]
+    cats, periods = timeline_rows(counts)
+    t = share_timeline(cats, periods, list(range(14)), 2, bootstrap=200, seed=0)
+    backtest = t["backtest"]
+    assert backtest["cutoffs"] == [11, 12, 13] and backtest["model"] == backtest["chosen"]
+    assert set(backtest["scores"]) >= {"naive", "linear", "ets", "theta", "ensemble"}
+    assert t["forecast"][0]["share"] == pytest.approx(0.32, abs=0.04)
+    assert t["growth"][0]["label"] == "emerging"
+
+
+def test_one_family_of_growth_tests_per_run():
+    growth = [{"label": "emerging", "slope": 0.1, "p": p} for p in (0.01, 0.02, 0.03)]
+    facet = [{"label": "emerging", "slope": -0.1, "p": 0.04}, {"label": "steady", "slope": 0.0, "p": 0.9}]
+    trend = {
+        "clusters": [{"growth": g} for g in growth],
+        "timeline": {"attributes": {"colour": {"growth": facet}}},
+    }
+    summary = growth_family(trend, fdr=0.05)
+    q = q_values(np.array([0.01, 0.02, 0.03, 0.04, 0.9]))
+    assert [c["growth"]["q"] for c in trend["clusters"]] == pytest.approx(q[:3].tolist())
+    assert summary == {"count": 5, "method": "Benjamini-Hochberg", "fdr": 0.05, "emerging": 3, "fading": 1}
+    assert facet[0]["label"] == "fading" and facet[1]["label"] == "steady"

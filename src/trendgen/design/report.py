@@ -10,7 +10,6 @@ scores.
 
 from __future__ import annotations
 
-import base64
 import html
 import io
 from collections.abc import Mapping
@@ -27,30 +26,11 @@ from PIL import Image, ImageOps
 from trendgen.design.results import ClusterResult, EmbedResult
 from trendgen.design.store import RecordStage
 from trendgen.files import write_text
+from trendgen.html_report import figure_png, page, png_data_uri
 
 REPORT = "report.html"  # written at the top of the output dir
 _MAX_POINTS = 5000
 _THUMB = 96
-
-_STYLE = """
-body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#222;line-height:1.4}
-h1{margin-bottom:.2rem} h2{margin-top:2rem;border-bottom:1px solid #ddd}
-table{border-collapse:collapse} td,th{padding:.2rem .6rem;border-bottom:1px solid #eee;text-align:left}
-.target{background:#fff4d6} .prompt{font-size:1.1rem;background:#f6f6f6;padding:.8rem;border-radius:6px}
-.designs{display:flex;flex-wrap:wrap;gap:1rem} figure{margin:0} figcaption{font-size:.85rem;color:#555}
-.muted{color:#777}
-"""
-
-
-def png_data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
-def figure_png(fig: Any) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return buffer.getvalue()
 
 
 def image_png(image: Image.Image) -> bytes:
@@ -170,6 +150,17 @@ def naming_table(trend: dict[str, Any]) -> str:
     )
 
 
+def _growth_tests(trend: dict[str, Any]) -> str:
+    tests = trend.get("growth_tests")
+    if not tests:
+        return ""
+    return (
+        f"<p class='muted'>{tests['count']} growth tests (clusters and every facet's captions), labels at a "
+        f"false-discovery rate of {tests['fdr']:g} ({html.escape(str(tests['method']))}): "
+        f"{tests['emerging']} emerging, {tests['fading']} fading.</p>"
+    )
+
+
 def render(
     trend: dict[str, Any], embeddings: np.ndarray | None, labels: np.ndarray | None, sets: list[str]
 ) -> str:
@@ -207,6 +198,7 @@ def _render(
             chart = figure_png(shares_area_chart(periods, clusters, target))
             parts.append(_img(chart, "cluster shares over time"))
             parts.append(f"<p>{esc(str(trend.get('target_reason', '')))}</p>")
+            parts.append(_growth_tests(trend))
         else:
             parts.append(_img(shares_chart(clusters, target), "cluster shares"))
         if embeddings is not None and labels is not None and len(embeddings):
@@ -229,6 +221,11 @@ def _render(
         parts.append(_captions_table(trend["captions"]))
         for facet, rows in (trend.get("facets") or {}).items():
             parts.append(f"<h3>{esc(facet)}</h3>" + _captions_table(rows))
+    if trend.get("backtest"):  # a timeline long enough to backtest the shares' forecasts
+        from trendgen.forecast.report import backtest_table
+
+        level = 100 * float((trend.get("timeline") or {}).get("confidence") or 0.95)
+        parts += ["<h2>Forecast backtest (cluster shares)</h2>", backtest_table(trend["backtest"], level)]
     attributes = (trend.get("timeline") or {}).get("attributes")
     if attributes and len(trend.get("periods") or []) > 1:
         from trendgen.design.report_charts import attribute_chart
@@ -263,11 +260,7 @@ def _render(
     if seconds:
         timing = ", ".join(f"{esc(k)} {v:.1f} s" for k, v in seconds.items())
         parts.append(f"<p class='muted'>stage times: {timing}</p>")
-    body = "\n".join(parts)
-    return (
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>trendgen design report</title>"
-        f"<style>{_STYLE}</style></head><body>\n{body}\n</body></html>\n"
-    )
+    return page("trendgen design report", "\n".join(parts))
 
 
 def run(
