@@ -387,7 +387,7 @@ def _run_stage(design: Any, folder: Path) -> tuple[list[str], dict[str, Any]]:
         folder,
         tower,
         photos,
-        clusters.record.get("target_by", "dominant"),
+        clusters.target_by,
     )
 
 

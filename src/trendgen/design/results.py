@@ -64,6 +64,13 @@ class ClusterResult:
     def target_centroid(self) -> np.ndarray:
         return self.centroids[self.record["target_cluster"]]
 
+    @property
+    def target_by(self) -> str:
+        """The rule that picked the target: dominant | emerging (a record from before `target_by` was kept:
+        by its reason)."""
+        reason = str(self.record.get("target_reason", ""))
+        return self.record.get("target_by") or ("emerging" if reason.startswith("emerging:") else "dominant")
+
     def record_into(self, trend: dict[str, Any], run: RecordContext) -> None:
         record = self.record
         trend.update(
@@ -71,7 +78,7 @@ class ClusterResult:
             clusters=record["clusters"],
             dominant_cluster=record["dominant_cluster"],
             target_cluster=record["target_cluster"],
-            target_by=record.get("target_by", "dominant"),
+            target_by=self.target_by,
             target_reason=record["target_reason"],
             k=record["k"],
             k_chosen_by=record["k_chosen_by"],
