@@ -3,7 +3,7 @@ whole `trendgen-forecast` app on an F1-sized panel.
 
 1. `--compare N`: ETS and Theta on N simulated weekly series of 5 years (52-week season), fit and 13 weeks
    forecast per series, one process: statsforecast's AutoETS (on the STL-adjusted series, as trendgen runs it
-   for seasons past 24) and AutoTheta, against statsmodels' Holt-Winters `ExponentialSmoothing` (additive
+   for seasons past 24) and Theta, against statsmodels' Holt-Winters `ExponentialSmoothing` (additive
    trend and season) and `ThetaModel`; seconds per series and the held-out seasonal MASE of each.
    statsmodels is no dependency of trendgen: `pip install statsmodels` to run this part.
 2. `--scale N`: the app end to end (`trendgen-forecast`, every baseline and the default backtested at 3

@@ -5,9 +5,12 @@ Registry (`MODELS`), each fitted per series on its history and forecasting `hori
 - `seasonal_naive`: the value one season earlier; `naive`: the last value; `drift`: the last value plus the
   mean change; `mean`: the history's mean; `linear`: a least-squares line (all a few periods support);
 - `ets`: exponential smoothing, the statsforecast `AutoETS` (model chosen by AICc); for seasons longer than
-  24 periods (52 weeks), where seasonal ETS is both slow and unstable (R's `forecast::ets` refuses them), ETS
-  on the STL-adjusted series (`MSTL` with an `AutoETS` trend);
-- `theta`: statsforecast's `AutoTheta` (classical seasonal decomposition when the season tests significant);
+  24 periods (52 weeks), where seasonal ETS is both slow (166 ms a weekly series) and unstable (R's
+  `forecast::ets` refuses them), additive-error ETS on the STL-adjusted series (`MSTL` with an `AutoETS`
+  trend): as accurate as any-error ETS there, at 11.8 against 15.9 ms a series;
+- `theta`: statsforecast's `Theta`, the standard Theta method with classical seasonal decomposition when the
+  season tests significant. `AutoTheta`, which also tries the optimised and dynamic variants, forecast the
+  simulated panel no better (MASE equal to 3 decimals at 13 and 26 weeks) at 5 times the cost;
 - `ensemble`: the mean of `ets` and `theta`.
 
 trendgen's default forecast (`forecast.model=auto`) is the one of `ets`, `theta` and `ensemble` with the
@@ -72,11 +75,11 @@ def _statsforecast_model(name: str, season: int):
     from statsforecast.models import (
         MSTL,
         AutoETS,
-        AutoTheta,
         HistoricAverage,
         Naive,
         RandomWalkWithDrift,
         SeasonalNaive,
+        Theta,
     )
 
     if name == "seasonal_naive":
@@ -88,9 +91,9 @@ def _statsforecast_model(name: str, season: int):
     if name == "mean":
         return HistoricAverage(alias=name)
     if name == "theta":
-        return AutoTheta(season_length=season, alias=name)
+        return Theta(season_length=season, alias=name)
     if season > 24:
-        return MSTL(season_length=season, trend_forecaster=AutoETS(model="ZZN"), alias=name)
+        return MSTL(season_length=season, trend_forecaster=AutoETS(model="AZN"), alias=name)
     return AutoETS(season_length=season, model="ZZZ" if season > 1 else "ZZN", alias=name)
 
 
