@@ -2,7 +2,7 @@
 
 On one model (ViT-B/32 geometry with random weights; its text tower is CLIP's 12-layer, 512-wide one),
 the bank in conf/captions/bank.yaml and the configured `captions.look_template`, the describe stage's ranking
-(`trendgen.design.describe.rank_bank`: the look search over the core facets, then every other caption in the
+(`trendgen.design.look.rank_bank`: the look search over the core facets, then every other caption in the
 look's context) scores texts through a `TextEmbeddingCache`:
 - batched, cold cache: each set of unseen texts in `captions.batch_size` per forward (a first run);
 - cached, warm: the cache file a first run saved (a second run with the same model, e.g. another llm);
@@ -36,7 +36,7 @@ def main() -> None:
     import numpy as np
 
     from trendgen.design.caption_bank import load_bank
-    from trendgen.design.describe import rank_bank
+    from trendgen.design.look import rank_bank
     from trendgen.inference.text_cache import TextEmbeddingCache, embed_texts
     from trendgen.model.build import load_clip
 

@@ -298,7 +298,8 @@ def trend_of(args: Any, clip: Any, result: dict[str, Any]) -> tuple[Any, list[tu
 
     from trendgen.design.caption_bank import load_bank
     from trendgen.design.cluster import fit_clusters
-    from trendgen.design.describe import drop_unknown_words, rank_bank
+    from trendgen.design.describe import drop_unknown_words
+    from trendgen.design.look import rank_bank
     from trendgen.inference.text_cache import embed_texts
 
     cfg = compose("design", [f"model.name_or_path={args.model}"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from helpers.design import compose_design
 
-from trendgen.design.describe import bank_template, look_facets, rank_bank, search_look
+from trendgen.design.look import bank_template, look_facets, rank_bank, search_look
 from trendgen.inference.text_cache import TextEmbeddingCache
 
 BANK = {
