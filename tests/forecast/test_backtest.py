@@ -50,3 +50,12 @@ def test_intervals_cover_their_level_on_a_simulated_panel():
     assert 0.74 <= inside.mean() <= 0.86
     assert result.interval_method.startswith("conformal")
     assert 0.74 <= result.backtest["scores"]["linear"]["coverage"] <= 0.86
+
+
+def test_a_constant_series_beside_others_is_forecast_flat_and_left_out_of_mase():
+    rng = np.random.default_rng(1)
+    values = np.vstack([np.zeros(40), rng.binomial(200, 0.2, (3, 40)) / 200])
+    result = forecast_values(values, 4, 1, 0.8, BacktestSetup(origins=2))
+    assert result.mean[0] == pytest.approx([0.0] * 4) and result.labels[0] == "steady"
+    assert result.low[0].min() >= 0 and (result.high[1:] > result.low[1:]).all()
+    assert result.backtest["scores"]["naive"]["mase_series_left_out"] == 1

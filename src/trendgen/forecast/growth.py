@@ -153,7 +153,7 @@ def growth_of_counts(
 
 def q_values(p: np.ndarray) -> np.ndarray:
     """Benjamini-Hochberg adjusted p-values of one family of tests."""
-    p = np.asarray(p, dtype=float)
+    p = np.nan_to_num(np.asarray(p, dtype=float), nan=1.0)  # an untestable series counts as no evidence
     return stats.false_discovery_control(p, method="bh") if p.size else p
 
 

@@ -120,7 +120,7 @@ def forecast_values(
         bt = backtest(values, bt_horizon, cutoffs, plan, n_jobs)
         scored = scores(bt, level)
         if model == "auto" and plan.default == "ensemble":
-            chosen = min(CANDIDATES, key=lambda m: scored[m]["mase"])
+            chosen = min(CANDIDATES, key=lambda m: np.nan_to_num(scored[m]["mase"], nan=np.inf))
         result = {"horizon": bt_horizon, "cutoffs": cutoffs, "step": step, "scores": scored, "chosen": chosen}
     else:
         notes.append(
