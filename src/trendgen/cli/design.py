@@ -6,15 +6,18 @@ import hydra
 from omegaconf import DictConfig
 
 from trendgen.config import CONF_DIR, check_settings, register_configs
+from trendgen.design.inputs import check_inputs
 from trendgen.errors import config_errors_exit_2, exit_on_user_error
-from trendgen.recipes.design import run_design
-from trendgen.tracking.wandb_runs import log_design_run
 
 register_configs()
 
 
 def run(cfg: DictConfig) -> None:
     check_settings(cfg)  # every numeric setting in its range, before any work
+    check_inputs(cfg)  # the paths a user gave, said in a second rather than after torch and diffusers load
+    from trendgen.recipes.design import run_design
+    from trendgen.tracking.wandb_runs import log_design_run
+
     trend = run_design(cfg)
     log_design_run(cfg, trend)  # logger=wandb: the trend, prompt, designs and report in W&B
 

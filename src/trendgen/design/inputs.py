@@ -96,6 +96,15 @@ def check_cluster_count(trend: Any) -> None:
         raise TrendgenError(f"trend.clusters={setting} is more than the {total} images given: lower k")
 
 
+def check_inputs(cfg: Any) -> None:
+    """The user's paths, before any heavy import: the synthetic set drawn where asked, the CLIP folder, the
+    photos (listed once here, again by the embed stage) and k against them. A problem is one TrendgenError."""
+    prepare_synthetic_trend(cfg)
+    model_identity(cfg.model)
+    trend_periods(cfg.trend)
+    check_cluster_count(cfg.trend)
+
+
 def load_design_clip(model_cfg: Any) -> Any:
     """(CLIPModel, tokenizer, image processor): a saved folder, or a pretrained hub id."""
     from trendgen.model.build import load_clip, load_saved
