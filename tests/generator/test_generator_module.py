@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from helpers.generator import TINY_UNET, clip_folder
+from helpers.ranks import end_rank
 from hydra import compose, initialize_config_dir
 
 from trendgen.config import CONF_DIR, register_configs
@@ -173,7 +174,8 @@ def _rank_main(rank: int, world: int, port: int, clip: str, out: str) -> None:
     dist.all_reduce(grads)
     dist.all_reduce(loss.detach())
     torch.save({"loss": loss.detach() / world, "grads": grads / world}, Path(out) / f"rank{rank}.pt")
-    dist.barrier()  # no destroy_process_group(): see tests/test_model_loss.py::_rank_main
+    dist.barrier()
+    end_rank()  # see tests/helpers/ranks.py
 
 
 def test_two_ranks_give_the_loss_and_gradients_of_one_process(clip, tmp_path):

@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from helpers.ranks import end_rank
 
 from trendgen.model.metrics import RetrievalRecall, ZeroShotScores, recall_at_k, zero_shot_predictions
 
@@ -135,7 +136,8 @@ def _rank_scores(rank: int, port: int, out: str) -> None:
         index = torch.arange(12) % 11  # 11 rows padded to 12 (row 0 again), then split like the sampler
         torch.save(_scores(_scored_rows(), index[rank::2]), f"{out}/rank{rank}.pt")
     finally:
-        dist.barrier()  # no destroy_process_group(): see tests/test_model_loss.py::_rank_main
+        dist.barrier()
+    end_rank()  # see tests/helpers/ranks.py
 
 
 def test_two_ranks_score_the_whole_split_once(tmp_path):
