@@ -55,7 +55,7 @@ def test_parquet_and_monthly_dates(tmp_path):
             "series 'a' has missing values on 2024-01-08",
         ),
         ("date,a,b\n2024-01-01,1,2\n2024-01-08,1,-3\n", "series 'b' has negative values on 2024-01-08"),
-        ("date,a\n2024-01-01,1\n2024-01-08,1\n2024-01-29,1\n", "not evenly spaced"),
+        ("date,a\n2024-01-01,1\n2024-01-08,1\n2024-01-29,1\n", "not a day, week, calendar month"),
         ("date,a\n2024-01-01,1\n2024-01-08,high\n", "series 'a' has values that are not numbers"),
         ("series,date,value\nx,2024-01-01,1\nx,2024-01-01,2\n", "series 'x' has date 2024-01-01 twice"),
     ],
@@ -65,3 +65,16 @@ def test_a_bad_table_is_one_line_naming_the_file_and_the_rows(tmp_path, text, sa
     with pytest.raises(TrendgenError, match=said) as err:
         read_series(path)
     assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_month_end_tables_forecast_month_ends_and_four_weekly_ones_are_refused(tmp_path):
+    ends = write(tmp_path / "ends.csv", "date,a\n2023-11-30,1\n2023-12-31,2\n2024-01-31,3\n")
+    assert [str(d) for d in read_series(ends).future_dates(2)] == ["2024-02-29", "2024-03-31"]
+    four_weekly = write(
+        tmp_path / "fw.csv", "date,a\n2023-01-02,1\n2023-01-30,2\n2023-02-27,3\n2023-03-27,4\n"
+    )
+    with pytest.raises(TrendgenError, match="calendar month"):
+        read_series(four_weekly)
+    numbers = write(tmp_path / "n.csv", "a,b\n1,2\n2,3\n")
+    with pytest.raises(TrendgenError, match="column 'a' is not dates"):
+        read_series(numbers)

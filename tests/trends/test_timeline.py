@@ -164,3 +164,13 @@ def test_one_family_of_growth_tests_per_run():
     assert [c["growth"]["q"] for c in trend["clusters"]] == pytest.approx(q[:3].tolist())
     assert summary == {"count": 5, "method": "Benjamini-Hochberg", "fdr": 0.05, "emerging": 3, "fading": 1}
     assert facet[0]["label"] == "fading" and facet[1]["label"] == "steady"
+
+
+def test_a_missing_calendar_period_keeps_its_gap_in_the_forecast_and_the_interval_holds_the_slope():
+    positions = [0, 1, 2, 8, 9]  # five months of shares on 0.1 + 0.02 * position, months 3 to 7 missing
+    counts = [[round(1000 * (0.1 + 0.02 * p)), 1000 - round(1000 * (0.1 + 0.02 * p))] for p in positions]
+    cats, periods = timeline_rows(counts)
+    t = share_timeline(cats, periods, positions, 2, bootstrap=300, seed=0)
+    assert t["forecast"][0]["share"] == pytest.approx(0.30, abs=1e-6)  # position 10, not the 6th in a row
+    for g in t["growth"]:
+        assert g["interval"][0] <= g["slope"] <= g["interval"][1]

@@ -32,7 +32,7 @@ class ForecastConfig:
         None, low=1
     )  # null: from the dates' spacing (52 weeks, 12 months, ...)
     show: list[str] = field(default_factory=list)  # series drawn in the report; empty: the largest risers
-    n_jobs: int = ranged(-1, low=-1)  # processes fitting the models (-1: every core; statsforecast's n_jobs)
+    n_jobs: int = ranged(-1, low=-1)  # statsforecast's processes (-1: every core; 0 or 1: one)
 
 
 @dataclass

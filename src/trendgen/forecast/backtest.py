@@ -10,7 +10,8 @@ over all series and origins, and per horizon step:
   seasonal naive forecast on the history before the cut-off (the naive one without a season); a history whose
   scale is 0 (constant) is left out of the mean and counted;
 - `coverage`: how many actuals fall inside the conformal interval at `level`, each origin's interval
-  calibrated on the other origins only (leave one origin out), so the figure is out of sample.
+  calibrated on the other origins only (leave one origin out), so the figure is out of sample (None with a
+  single origin).
 
 Conformal intervals (split conformal, pooled over series): the absolute backtest errors, each divided by its
 series' scale, give per horizon step the quantile q_h at `level` (the finite-sample rank ceil((n+1) level));
@@ -19,6 +20,7 @@ a forecast's interval is its mean +- q_h times its series' scale.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,9 +91,9 @@ def _coverage(bt: Backtest, model: str, level: float) -> np.ndarray:
     inside = np.zeros(bt.actual.shape, dtype=bool)
     n_origins = len(bt.cutoffs)
     for o in range(n_origins):
-        others = [i for i in range(n_origins) if i != o] or [o]  # one origin: calibrated in sample
+        others = [i for i in range(n_origins) if i != o]
         q = conformal_quantiles(scaled[:, others].reshape(-1, bt.horizon), level)
-        half = q[None, :] * np.nan_to_num(bt.scale[:, o], nan=0.0)[:, None]
+        half = np.nan_to_num(q)[None, :] * np.nan_to_num(bt.scale[:, o], nan=0.0)[:, None]
         low = np.clip(bt.forecasts[model][:, o] - half, 0, None)
         inside[:, o] = (bt.actual[:, o] >= low - 1e-12) & (
             bt.actual[:, o] <= bt.forecasts[model][:, o] + half + 1e-12
@@ -100,7 +102,11 @@ def _coverage(bt: Backtest, model: str, level: float) -> np.ndarray:
 
 
 def _round(x: np.ndarray | float) -> object:
-    return np.round(np.asarray(x, dtype=float), 6).tolist()
+    """Rounded numbers for JSON, None where there is none (NaN: no series had a scale, no coverage)."""
+    rounded = np.round(np.asarray(x, dtype=float), 6)
+    if rounded.ndim == 0:
+        return float(rounded) if np.isfinite(rounded) else None
+    return [float(v) if np.isfinite(v) else None for v in rounded]
 
 
 def scores(bt: Backtest, level: float) -> dict[str, dict[str, object]]:
@@ -112,9 +118,11 @@ def scores(bt: Backtest, level: float) -> dict[str, dict[str, object]]:
         denom = np.abs(bt.actual) + np.abs(forecast)
         smape = np.where(denom > 0, 2 * err / np.where(denom > 0, denom, 1), 0.0)
         scaled = err / bt.scale[:, :, None]
-        inside = _coverage(bt, model, level)
+        # one origin: no other to calibrate on, so no out-of-sample coverage to report
+        inside = _coverage(bt, model, level) if len(bt.cutoffs) > 1 else np.full(bt.actual.shape, np.nan)
         flat = (-1, bt.horizon)
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a mean over no series: None
             out[model] = {
                 "mase": _round(np.nanmean(scaled)),
                 "mae": _round(err.mean()),

@@ -42,7 +42,7 @@ class PanelForecast:
     """What `forecast_values` found for S series, H periods ahead."""
 
     model: str  # the model whose forecasts these are
-    season_length: int  # the one the models used (1: none)
+    season_length: int  # the one the forecast used (1: none)
     mean: np.ndarray  # [S, H]
     low: np.ndarray  # [S, H]
     high: np.ndarray  # [S, H]
@@ -120,7 +120,7 @@ def forecast_values(
         bt = backtest(values, bt_horizon, cutoffs, plan, n_jobs)
         scored = scores(bt, level)
         if model == "auto" and plan.default == "ensemble":
-            chosen = min(CANDIDATES, key=lambda m: np.nan_to_num(scored[m]["mase"], nan=np.inf))
+            chosen = min(CANDIDATES, key=lambda m: np.inf if scored[m]["mase"] is None else scored[m]["mase"])
         result = {"horizon": bt_horizon, "cutoffs": cutoffs, "step": step, "scores": scored, "chosen": chosen}
     else:
         notes.append(
@@ -129,7 +129,13 @@ def forecast_values(
         )
     if model != "auto" and model != chosen:
         notes.append(f"forecast.model={model} cannot run on this history: {chosen} forecasts instead")
-    mean = forecast_panel(values, horizon, plan, n_jobs, only=(chosen,))[chosen]
+    final = plan_models(n_points, season_length, wanted) if backtested else plan
+    if final.season_length != plan.season_length:
+        notes.append(
+            f"the forecast uses the season ({final.season_length}); the backtest's shorter histories could "
+            "not, so its scores and the intervals come from non-seasonal fits"
+        )
+    mean = forecast_panel(values, horizon, final, n_jobs, only=(chosen,))[chosen]
     if backtested:
         low, high = _conformal_interval(bt, chosen, values, mean, level)
         method = "conformal, on the backtest's errors"
@@ -140,7 +146,7 @@ def forecast_values(
     clip = (0.0, upper)
     return PanelForecast(
         model=chosen,
-        season_length=plan.season_length,
+        season_length=final.season_length,
         mean=np.clip(mean, *clip),
         low=np.clip(low, *clip),
         high=np.clip(high, *clip),

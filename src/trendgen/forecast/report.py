@@ -13,16 +13,22 @@ from trendgen.html_report import figure_png, img_tag, page
 _METRICS = ("mase", "mae", "smape", "wape", "coverage")
 
 
+def _or_inf(value: float | None) -> float:
+    return float("inf") if value is None else value
+
+
+def _cell(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
 def backtest_table(backtest: dict[str, Any], level: float) -> str:
     """The per-model backtest scores as an HTML table, the chosen model highlighted."""
     chosen = backtest.get("chosen")
     head = "".join(f"<th>{m if m != 'coverage' else f'coverage ({level:g}%)'}</th>" for m in _METRICS)
     rows = []
-    scored = sorted(
-        backtest["scores"].items(), key=lambda kv: kv[1]["mase"] if kv[1]["mase"] == kv[1]["mase"] else 1e9
-    )
+    scored = sorted(backtest["scores"].items(), key=lambda kv: _or_inf(kv[1]["mase"]))
     for model, score in scored:
-        cells = "".join(f"<td>{score[m]:.3f}</td>" for m in _METRICS)
+        cells = "".join(f"<td>{_cell(score[m])}</td>" for m in _METRICS)
         mark = " class='target'" if model == chosen else ""
         name = f"{html.escape(model)}{' (forecasts)' if model == chosen else ''}"
         rows.append(f"<tr{mark}><td>{name}</td>{cells}</tr>")
@@ -31,7 +37,7 @@ def backtest_table(backtest: dict[str, Any], level: float) -> str:
         f"<p class='muted'>{len(backtest['cutoffs'])} origins (history lengths {backtest['cutoffs']}), "
         f"{backtest['horizon']} periods ahead, {backtest['step']} apart; seasonal MASE scaled by the "
         "in-sample seasonal naive error; coverage out of sample (each origin's interval calibrated on the "
-        "others).</p>"
+        "others; none with one origin).</p>"
     )
 
 

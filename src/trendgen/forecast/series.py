@@ -43,39 +43,56 @@ class SeriesTable:
         return SEASON_LENGTHS[self.unit]
 
     def future_dates(self, horizon: int) -> np.ndarray:
-        """The `horizon` dates after the last one, at the table's spacing."""
-        last = self.dates[-1]
+        """The `horizon` dates after the last one, at the table's spacing (a table dated at month ends stays
+        at month ends)."""
+        import pandas as pd
+
+        last = pd.Timestamp(self.dates[-1])
         if self.unit in ("month", "quarter", "year"):
             months = {"month": 1, "quarter": 3, "year": 12}[self.unit]
-            start = last.astype("datetime64[M]")
-            steps = start + months * np.arange(1, horizon + 1)
-            offset = last - start  # keep the day within the month (a table dated on the 1st stays so)
-            return (steps.astype("datetime64[D]") + offset).astype("datetime64[D]")
+            at_month_end = all(pd.Timestamp(d).is_month_end for d in self.dates)
+            steps = [
+                last + (pd.offsets.MonthEnd(k * months) if at_month_end else pd.DateOffset(months=k * months))
+                for k in range(1, horizon + 1)
+            ]
+            return np.array([np.datetime64(step.date(), "D") for step in steps])
         step = {"day": 1, "week": 7}[self.unit]
-        return last + step * np.arange(1, horizon + 1)
+        return self.dates[-1] + step * np.arange(1, horizon + 1)
 
 
 def _spacing_unit(dates: np.ndarray, path: Path) -> str:
     if len(dates) < 2:
         return "week"
     gaps = np.diff(dates).astype(int)
+    months = dates.astype("datetime64[M]").astype(int)
     for (low, high), unit, _ in _SPACINGS:
         if gaps.min() >= low and gaps.max() <= high:
-            return unit
-    i = int(np.argmax(gaps != gaps[0])) + 1
+            step = {"month": 1, "quarter": 3, "year": 12}.get(unit)
+            if step is None or np.all(np.diff(months) == step):  # calendar steps, not 28-day ones
+                return unit
+    i = int(np.argmax(gaps != gaps[0])) + 1 if np.any(gaps != gaps[0]) else 1
     raise TrendgenError(
-        f"{path}: the dates are not evenly spaced (a day, week, month, quarter or year apart): "
-        f"{dates[i - 1]} to {dates[i]} after a gap of {gaps[0]} days"
+        f"{path}: the dates are not a day, week, calendar month, quarter or year apart: {dates[i - 1]} to "
+        f"{dates[i]} ({gaps[i - 1]} days)"
     )
 
 
 def _parse_dates(column: object, path: Path, name: str) -> np.ndarray:
     import pandas as pd
 
+    values = pd.Series(column)
+    if pd.api.types.is_numeric_dtype(values):
+        raise TrendgenError(f"{path}: column {name!r} is not dates (numbers: {values.iloc[0]!r}, ...)")
     try:
-        parsed = pd.to_datetime(pd.Series(column), errors="raise", format="mixed")
+        parsed = pd.to_datetime(values, errors="raise", format="mixed")
     except (ValueError, TypeError) as err:
         raise TrendgenError(f"{path}: column {name!r} is not dates ({str(err).splitlines()[0]})") from None
+    if parsed.isna().any():
+        raise TrendgenError(
+            f"{path}: column {name!r} has an empty date on line {int(parsed.isna().argmax()) + 2}"
+        )
+    if (parsed != parsed.dt.normalize()).any():
+        raise TrendgenError(f"{path}: column {name!r} has times of day: a day is the finest period")
     return parsed.to_numpy().astype("datetime64[D]")
 
 

@@ -53,7 +53,7 @@ def _check(cfg: DictConfig, table: SeriesTable) -> None:
 
 def _n_jobs(setting: int, n_series: int) -> int:
     """statsforecast's processes: one for a small table (a pool costs more than it saves), else as set."""
-    if n_series < 200:
+    if n_series < 200 or setting == 0:
         return 1
     return (os.cpu_count() or 1) if setting == -1 else setting
 

@@ -21,6 +21,8 @@ def forecast_metrics(record: dict[str, Any]) -> dict[str, float]:
     backtest = record.get("backtest") or {}
     for model, scores in (backtest.get("scores") or {}).items():
         for metric in _METRICS:
+            if scores[metric] is None:  # no series with a scale, or one origin: no coverage
+                continue
             out[f"{PREFIX}backtest/{model}/{metric}"] = float(scores[metric])
             if model == backtest.get("chosen"):
                 out[f"{PREFIX}{metric}"] = float(scores[metric])

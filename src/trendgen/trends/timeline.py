@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 from trendgen.forecast.growth import growth_of_counts, labels, q_values
 from trendgen.forecast.panel import BacktestSetup, forecast_values
@@ -28,30 +29,43 @@ GROWTH_LABELS = ("emerging", "fading", "steady")
 TIMELINE_MODELS = ("naive", "drift", "mean", "linear", "ets", "theta", "ensemble")
 
 
-def _slopes(shares: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """Least-squares slopes of shares [..., P, C] over positions [P]: [..., C]."""
-    t = positions - positions.mean()
-    return np.tensordot(t, shares - shares.mean(axis=-2, keepdims=True), axes=([0], [-2])) / (t @ t)
+def _line_on_positions(shares: np.ndarray, positions: np.ndarray, level: float) -> tuple:
+    """Least-squares lines of shares [P, C] on the periods' positions (a calendar gap keeps its width), the
+    next position's value and its prediction interval: (mean [C], low [C], high [C])."""
+    t = positions.astype(float)
+    tc = t - t.mean()
+    sxx = float(tc @ tc)
+    slope = tc @ (shares - shares.mean(axis=0)) / sxx
+    ahead = t[-1] + 1 - t.mean()
+    mean = shares.mean(axis=0) + slope * ahead
+    resid = shares - shares.mean(axis=0) - np.outer(tc, slope)
+    spread = np.sqrt((resid**2).sum(axis=0) / (len(t) - 2) * (1 + 1 / len(t) + ahead**2 / sxx))
+    half = stats.t.ppf(0.5 + level / 2, len(t) - 2) * spread
+    return mean, mean - half, mean + half
 
 
-def _forecast(shares: np.ndarray, season_length: int, level: float) -> tuple[list[dict[str, Any]], Any]:
-    """Each category's share one period after the last with its interval, and the backtest (or None)."""
-    result = forecast_values(
-        shares.T, 1, season_length, level, BacktestSetup(horizon=1, origins=3, step=1), TIMELINE_MODELS
-    )
+def _forecast(
+    shares: np.ndarray, positions: np.ndarray, season_length: int, level: float
+) -> tuple[list[dict[str, Any]], Any]:
+    """Each category's share one period after the last with its interval, and the backtest (or None). A
+    timeline with a missing calendar period is forecast by a line on the positions."""
+    backtest = None
+    if np.all(np.diff(positions) == 1):
+        result = forecast_values(
+            shares.T, 1, season_length, level, BacktestSetup(horizon=1, origins=3, step=1), TIMELINE_MODELS
+        )
+        mean, low, high = result.mean[:, 0], result.low[:, 0], result.high[:, 0]
+        if result.backtest:
+            backtest = {**result.backtest, "model": result.model, "interval_method": result.interval_method}
+    else:
+        mean, low, high = _line_on_positions(shares, positions, level)
     out = [
         {
-            "share": round(float(np.clip(result.mean[c, 0], 0, 1)), 6),
-            "interval": [
-                round(float(np.clip(result.low[c, 0], 0, 1)), 6),
-                round(float(np.clip(result.high[c, 0], 0, 1)), 6),
-            ],
+            "share": round(float(np.clip(mean[c], 0, 1)), 6),
+            "interval": [round(float(np.clip(low[c], 0, 1)), 6), round(float(np.clip(high[c], 0, 1)), 6)],
         }
         for c in range(shares.shape[1])
     ]
-    backtest = None
-    if result.backtest:
-        backtest = {**result.backtest, "model": result.model, "interval_method": result.interval_method}
     return out, backtest
 
 
@@ -91,8 +105,11 @@ def share_timeline(
         tests = growth_of_counts(counts, totals, pos, season_length, growth_window)
         q = q_values(tests.p)
         named = labels(tests.slope, q, fdr)
-        w = tests.window
-        low, high = np.quantile(_slopes(boot[:, -w:], pos[-w:]), [alpha / 2, 1 - alpha / 2], axis=0)
+        # the slope's interval: the same test's slope over the bootstrap draws
+        boot_slopes = np.stack(
+            [growth_of_counts(d, totals, pos, season_length, growth_window).slope for d in draws]
+        )
+        low, high = np.quantile(boot_slopes, [alpha / 2, 1 - alpha / 2], axis=0)
         for c in range(n_categories):
             growth.append(
                 {
@@ -105,7 +122,7 @@ def share_timeline(
                 }
             )
         if n_periods >= 3:
-            forecast, backtest = _forecast(shares, season_length, 1 - alpha)
+            forecast, backtest = _forecast(shares, pos, season_length, 1 - alpha)
     else:
         growth = [{"label": "steady", "slope": None, "interval": None, "note": "one period"}] * n_categories
     return {
