@@ -19,7 +19,7 @@ duplicates the cluster stage dropped are left out.
 The trend is named from both (`trendgen.design.naming`): the ranking above is the *cluster view*; the photos'
 best captions are the *photo view*. For the dominant target each facet's named value is the caption most
 photos of the last period carry (facet by facet, among the photos carrying the values named before it); for
-an emerging one, the caption whose share grows most significantly (else the cluster view). The named look
+an emerging one, the fastest-growing caption labelled emerging (else the cluster view). The named look
 leads `overall`, each named value leads its facet's ranking in `facets` (which the prompt reads).
 
 Artifacts (in `<output_dir>/describe/`): `captions.json` (`look` (named), `overall` (the named look, then

@@ -38,8 +38,8 @@ RULES = {
         "counted among the photos that carry the values named before it"
     ),
     "emerging": (
-        "emerging: each facet's caption whose photo share grows fastest among those labelled emerging; the cluster view where "
-        "none does"
+        "emerging: each facet's caption whose photo share grows fastest among those labelled emerging; "
+        "the cluster view where none does"
     ),
     "cluster": "cluster view: the captions nearest the target cluster's centroid",
 }
