@@ -100,10 +100,9 @@ def forecast_values(
     fdr: float = 0.05,
     growth_window: int = 8,
     n_jobs: int = 1,
-    upper: float | None = None,
 ) -> PanelForecast:
     """Backtest `models`, forecast with `model` (auto: the best candidate by backtest MASE) and label the
-    series `values` [S, T] (non-negative; forecasts clipped to `upper` too)."""
+    series `values` [S, T] (non-negative, as the forecasts and intervals are)."""
     setup = setup or BacktestSetup()
     n_points = values.shape[1]
     bt_horizon = setup.horizon or horizon
@@ -143,13 +142,12 @@ def forecast_values(
         low, high, method = _fallback_interval(values, mean, chosen, level)
     growth = growth_of_values(values, season_length, growth_window)
     q = q_values(growth.p)
-    clip = (0.0, upper)
     return PanelForecast(
         model=chosen,
         season_length=final.season_length,
-        mean=np.clip(mean, *clip),
-        low=np.clip(low, *clip),
-        high=np.clip(high, *clip),
+        mean=np.clip(mean, 0, None),
+        low=np.clip(low, 0, None),
+        high=np.clip(high, 0, None),
         level=level,
         interval_method=method,
         backtest=result,
