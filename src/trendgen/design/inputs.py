@@ -86,12 +86,13 @@ def generator_identity(gen: Any) -> list[Any] | None:
     return ["hub", name, revision, resolved_revision(name, revision)]
 
 
-def check_cluster_count(trend: Any) -> None:
-    """k larger than the number of image files can never work: say so before any image is decoded."""
+def check_cluster_count(trend: Any, periods: list[Any] | None = None) -> None:
+    """k larger than the number of image files can never work: say so before any image is decoded.
+    `periods`: `trend_periods(trend)` when the caller listed them already."""
     setting = str(trend.clusters).strip().lower()
     if setting == "auto" or not setting.lstrip("-").isdigit():
         return
-    total = sum(len(p.files) for p in trend_periods(trend))
+    total = sum(len(p.files) for p in (periods if periods is not None else trend_periods(trend)))
     if int(setting) > total:
         raise TrendgenError(f"trend.clusters={setting} is more than the {total} images given: lower k")
 
@@ -101,8 +102,7 @@ def check_inputs(cfg: Any) -> None:
     photos (listed once here, again by the embed stage) and k against them. A problem is one TrendgenError."""
     prepare_synthetic_trend(cfg)
     model_identity(cfg.model)
-    trend_periods(cfg.trend)
-    check_cluster_count(cfg.trend)
+    check_cluster_count(cfg.trend, trend_periods(cfg.trend))
 
 
 def load_design_clip(model_cfg: Any) -> Any:

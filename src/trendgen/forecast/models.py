@@ -28,6 +28,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import stats
 
 MODELS = ("seasonal_naive", "naive", "drift", "mean", "linear", "ets", "theta", "ensemble")
 CANDIDATES = ("ets", "theta", "ensemble")  # what forecast.model=auto chooses among, by backtest
@@ -97,13 +98,27 @@ def _statsforecast_model(name: str, season: int):
     return AutoETS(season_length=season, model="ZZZ" if season > 1 else "ZZN", alias=name)
 
 
-def _linear(values: np.ndarray, horizon: int) -> np.ndarray:
-    """Least-squares lines through each row of `values` [S, T], extended `horizon` periods: [S, H]."""
-    t = np.arange(values.shape[1], dtype=float)
+def line_forecast(
+    values: np.ndarray, horizon: int, positions: np.ndarray | None = None, level: float | None = None
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Least-squares lines through each row of `values` [S, T] over `positions` [T] (default 0..T-1; a
+    calendar gap keeps its width), extended `horizon` periods past the last position: (mean [S, H], and
+    with `level` and 3 points or more the prediction interval's low and high [S, H], else None, None)."""
+    n_points = values.shape[1]
+    t = np.arange(n_points, dtype=float) if positions is None else np.asarray(positions, dtype=float)
     tc = t - t.mean()
-    slope = (values - values.mean(axis=1, keepdims=True)) @ tc / max(float(tc @ tc), 1e-12)
+    sxx = max(float(tc @ tc), 1e-12)
+    centre = values.mean(axis=1, keepdims=True)
+    slope = (values - centre) @ tc / sxx
     ahead = t[-1] + np.arange(1, horizon + 1) - t.mean()
-    return values.mean(axis=1, keepdims=True) + slope[:, None] * ahead[None, :]
+    mean = centre + slope[:, None] * ahead[None, :]
+    if level is None or n_points < 3:
+        return mean, None, None
+    resid = values - centre - slope[:, None] * tc[None, :]
+    scatter = np.sqrt((resid**2).sum(axis=1) / (n_points - 2))
+    spread = np.sqrt(1 + 1 / n_points + ahead**2 / sxx)
+    half = stats.t.ppf(0.5 + level / 2, n_points - 2) * scatter[:, None] * spread[None, :]
+    return mean, mean - half, mean + half
 
 
 def forecast_panel(
@@ -136,7 +151,7 @@ def forecast_panel(
         for m in fitted:
             out[m] = result[m].to_numpy(dtype=np.float64).reshape(n_series, horizon)
     if "linear" in wanted:
-        out["linear"] = _linear(values, horizon)
+        out["linear"] = line_forecast(values, horizon)[0]
     if "ensemble" in wanted:
         out["ensemble"] = (out["ets"] + out["theta"]) / 2
     last = values[:, -1:]  # a fit that failed on a series (NaN) forecasts its last value instead

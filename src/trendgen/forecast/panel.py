@@ -24,7 +24,14 @@ from trendgen.forecast.backtest import (
     scores,
 )
 from trendgen.forecast.growth import GrowthTests, growth_of_values, labels, q_values
-from trendgen.forecast.models import CANDIDATES, MIN_FIT_POINTS, MODELS, forecast_panel, plan_models
+from trendgen.forecast.models import (
+    CANDIDATES,
+    MIN_FIT_POINTS,
+    MODELS,
+    forecast_panel,
+    line_forecast,
+    plan_models,
+)
 
 
 @dataclass(frozen=True)
@@ -60,15 +67,8 @@ def _fallback_interval(values: np.ndarray, mean: np.ndarray, model: str, level: 
     n_points = values.shape[1]
     steps = np.arange(1, mean.shape[1] + 1, dtype=float)
     if model == "linear" and n_points >= 3:
-        t = np.arange(n_points, dtype=float)
-        tc = t - t.mean()
-        slope = (values - values.mean(axis=1, keepdims=True)) @ tc / float(tc @ tc)
-        resid = values - values.mean(axis=1, keepdims=True) - slope[:, None] * tc[None, :]
-        s = np.sqrt((resid**2).sum(axis=1) / (n_points - 2))
-        ahead = t[-1] + steps - t.mean()
-        spread = np.sqrt(1 + 1 / n_points + ahead**2 / float(tc @ tc))
-        half = stats.t.ppf(0.5 + level / 2, n_points - 2) * s[:, None] * spread[None, :]
-        return mean - half, mean + half, "least-squares prediction interval of the line"
+        _, low, high = line_forecast(values, mean.shape[1], level=level)
+        return low, high, "least-squares prediction interval of the line"
     s = np.diff(values, axis=1).std(axis=1) if n_points >= 3 else np.abs(np.diff(values, axis=1)).mean(axis=1)
     half = stats.norm.ppf(0.5 + level / 2) * np.nan_to_num(s)[:, None] * np.sqrt(steps)[None, :]
     return mean - half, mean + half, "the naive forecast's spread (period-to-period changes)"

@@ -20,28 +20,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from trendgen.forecast.growth import growth_of_counts, labels, q_values
+from trendgen.forecast.models import line_forecast
 from trendgen.forecast.panel import BacktestSetup, forecast_values
 
 GROWTH_LABELS = ("emerging", "fading", "steady")
 TIMELINE_MODELS = ("naive", "drift", "mean", "linear", "ets", "theta", "ensemble")
-
-
-def _line_on_positions(shares: np.ndarray, positions: np.ndarray, level: float) -> tuple:
-    """Least-squares lines of shares [P, C] on the periods' positions (a calendar gap keeps its width), the
-    next position's value and its prediction interval: (mean [C], low [C], high [C])."""
-    t = positions.astype(float)
-    tc = t - t.mean()
-    sxx = float(tc @ tc)
-    slope = tc @ (shares - shares.mean(axis=0)) / sxx
-    ahead = t[-1] + 1 - t.mean()
-    mean = shares.mean(axis=0) + slope * ahead
-    resid = shares - shares.mean(axis=0) - np.outer(tc, slope)
-    spread = np.sqrt((resid**2).sum(axis=0) / (len(t) - 2) * (1 + 1 / len(t) + ahead**2 / sxx))
-    half = stats.t.ppf(0.5 + level / 2, len(t) - 2) * spread
-    return mean, mean - half, mean + half
 
 
 def _forecast(
@@ -58,7 +43,7 @@ def _forecast(
         if result.backtest:
             backtest = {**result.backtest, "model": result.model, "interval_method": result.interval_method}
     else:
-        mean, low, high = _line_on_positions(shares, positions, level)
+        mean, low, high = (a[:, 0] for a in line_forecast(shares.T, 1, positions, level))
     out = [
         {
             "share": round(float(np.clip(mean[c], 0, 1)), 6),
