@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -59,3 +61,21 @@ def test_a_constant_series_beside_others_is_forecast_flat_and_left_out_of_mase()
     assert result.mean[0] == pytest.approx([0.0] * 4) and result.labels[0] == "steady"
     assert result.low[0].min() >= 0 and (result.high[1:] > result.low[1:]).all()
     assert result.backtest["scores"]["naive"]["mase_series_left_out"] == 1
+
+
+def test_scores_without_a_scale_or_a_second_origin_are_null_not_nan():
+    constant = forecast_values(np.ones((3, 40)), 4, 1, 0.8, BacktestSetup(origins=2))
+    naive = constant.backtest["scores"]["naive"]
+    assert naive["mase"] is None and naive["by_horizon"]["mase"] == [None] * 4
+    json.dumps(constant.backtest, allow_nan=False)  # forecast.json stays valid JSON
+    noisy = np.random.default_rng(2).random((3, 40))
+    single = forecast_values(noisy, 4, 1, 0.8, BacktestSetup(origins=1))
+    assert single.backtest["scores"]["naive"]["coverage"] is None  # nothing out of sample to report
+
+
+def test_the_forecast_keeps_the_season_the_backtest_histories_were_too_short_for():
+    t = np.arange(130)  # 2.5 years of a weekly season: the backtest's first history (91) holds under two
+    values = (1 + 0.5 * np.sin(2 * np.pi * t / 52))[None, :]
+    result = forecast_values(values, 4, 52, 0.8, BacktestSetup(horizon=13, origins=3), model="ets")
+    assert result.season_length == 52 and "the forecast uses the season" in result.notes[-1]
+    assert result.mean[0] == pytest.approx(values[0, 78:82], abs=0.02)  # a season on, not a flat line

@@ -101,3 +101,9 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, table, args, said):
     assert result.returncode == 2, result.stderr[-2000:]
     assert said in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "run" / "forecast.json").exists()
+
+
+def test_n_jobs_is_one_process_for_a_small_table_and_for_zero():
+    from trendgen.recipes.forecast import _n_jobs
+
+    assert _n_jobs(-1, 50) == 1 and _n_jobs(0, 5000) == 1 and _n_jobs(3, 5000) == 3
