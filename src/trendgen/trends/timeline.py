@@ -91,9 +91,11 @@ def share_timeline(
         q = q_values(tests.p)
         named = labels(tests.slope, q, fdr)
         # the slope's interval: the same test's slope over the bootstrap draws
-        boot_slopes = np.stack(
-            [growth_of_counts(d, totals, pos, season_length, growth_window).slope for d in draws]
-        )
+        # (categories are tested column by column, so all draws go through as one [P, B * C] table)
+        n_draws = draws.shape[0]
+        stacked = draws.transpose(1, 0, 2).reshape(n_periods, n_draws * n_categories)
+        tested = growth_of_counts(stacked, totals, pos, season_length, growth_window)
+        boot_slopes = tested.slope.reshape(n_draws, n_categories)
         low, high = np.quantile(boot_slopes, [alpha / 2, 1 - alpha / 2], axis=0)
         for c in range(n_categories):
             growth.append(
