@@ -11,9 +11,11 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 from transformers import AutoProcessor, CLIPModel
+from transformers.activations import QuickGELUActivation
 
 from trendgen.config import ClipGeometry, ModelConfig
 from trendgen.errors import TrendgenError
+from trendgen.model.activations import QuickGELU
 from trendgen.model.build import load_clip, load_saved, save_clip
 from trendgen.model.metrics import image_features, text_features
 
@@ -136,3 +138,38 @@ def test_the_caption_tokenizer_is_the_same_every_time_it_is_trained():
         "q</w>",
         "<|endoftext|>",
     ]
+
+
+def quick_gelus(model: torch.nn.Module) -> tuple[int, int]:
+    mods = list(model.modules())
+    return sum(isinstance(m, QuickGELU) for m in mods), sum(isinstance(m, QuickGELUActivation) for m in mods)
+
+
+def test_quick_gelu_is_exact_with_and_without_gradients():
+    x = torch.randn(64, 300)
+    stock = QuickGELUActivation()(x)
+    with torch.inference_mode():
+        assert torch.equal(QuickGELU()(x), stock)
+    with torch.no_grad():
+        assert torch.equal(QuickGELU()(x), stock)
+    leaf = x.clone().requires_grad_(True)
+    QuickGELU()(leaf).sum().backward()
+    ref = x.clone().requires_grad_(True)
+    QuickGELUActivation()(ref).sum().backward()
+    assert torch.equal(leaf.grad, ref.grad)
+
+
+def test_loaded_models_swap_every_quick_gelu_and_embed_as_transformers_does(tmp_path):
+    model, tokenizer, processor = load_clip(tiny_cfg(), captions_for_tokenizer=CAPTIONS)
+    assert quick_gelus(model) == (4, 0)  # 2 vision + 2 text layers
+    folder = save_clip(tmp_path / "model", model, tokenizer, processor)
+    ours = load_saved(folder)[0].eval()
+    assert quick_gelus(ours) == (4, 0)
+    stock = CLIPModel.from_pretrained(folder).eval()  # transformers' own modules
+    assert quick_gelus(stock) == (0, 4)
+    pixels = processor(images=pictures(4), return_tensors="pt")["pixel_values"]
+    tokens = tokenizer(CAPTIONS, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        a = ours(pixel_values=pixels, **tokens)
+        b = stock(pixel_values=pixels, **tokens)
+    assert torch.equal(a.image_embeds, b.image_embeds) and torch.equal(a.text_embeds, b.text_embeds)

@@ -16,6 +16,7 @@ from torch import nn
 
 from trendgen.errors import TrendgenError, first_line
 from trendgen.hub import is_local
+from trendgen.model.activations import use_fast_quick_gelu
 
 KINDS = ("pixel", "lora")
 
@@ -88,6 +89,7 @@ def load_text_tower(folder: str) -> tuple[Any, Any]:
         raise TrendgenError(
             f"diffusion.text_encoder: cannot load a CLIP text tower from {path}: {first_line(err)}"
         ) from None
+    use_fast_quick_gelu(encoder)
     return encoder.eval().requires_grad_(False), tokenizer
 
 
@@ -171,6 +173,7 @@ def build_lora_parts(diffusion: Any) -> GeneratorParts:
     unet = _sd_part(UNet2DConditionModel, base, "unet", rev)
     vae = _sd_part(AutoencoderKL, base, "vae", rev)
     text_encoder = _sd_part(CLIPTextModel, base, "text_encoder", rev)
+    use_fast_quick_gelu(text_encoder)  # SD 1.x's text tower is OpenAI's (QuickGELU)
     tokenizer = _sd_part(CLIPTokenizer, base, "tokenizer", rev)
     check_text_width(int(unet.config.cross_attention_dim), text_encoder, "diffusion.name_or_path")
     scheduler = _sd_part(DDPMScheduler, base, "scheduler", rev)

@@ -14,6 +14,7 @@ from transformers.models.clip import CLIPImageProcessorPil
 from trendgen.errors import TrendgenError, first_line
 from trendgen.files import replace_dir, temp_sibling
 from trendgen.hub import is_local
+from trendgen.model.activations import use_fast_quick_gelu
 from trendgen.model.tokenizer import train_caption_tokenizer
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,9 @@ def random_clip(geometry: Any, vocab_size: int) -> CLIPModel:
             f"model.geometry.patch_size={geometry.patch_size}"
         )
     config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=geometry.projection_dim)
-    return CLIPModel(config)
+    model = CLIPModel(config)
+    use_fast_quick_gelu(model)
+    return model
 
 
 def load_clip(model_cfg: Any, captions_for_tokenizer: Iterable[str] | None = None) -> ClipParts:
@@ -91,6 +94,7 @@ def _from_pretrained(name_or_path: str, revision: str | None = None) -> ClipPart
         processor = AutoProcessor.from_pretrained(name_or_path, revision=revision)
     except (OSError, ValueError) as err:
         raise TrendgenError(f"could not load CLIP {name_or_path!r}: {first_line(err)}") from err
+    use_fast_quick_gelu(model)
     return model, processor.tokenizer, processor.image_processor
 
 
@@ -106,6 +110,7 @@ def load_saved(folder: str | Path) -> ClipParts:
         processor = AutoProcessor.from_pretrained(path)
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise TrendgenError(f"could not load a CLIP model from {path}: {first_line(err)}") from err
+    use_fast_quick_gelu(model)
     tokenizer = getattr(processor, "tokenizer", None)
     image_processor = getattr(processor, "image_processor", None)
     if tokenizer is None or image_processor is None:
