@@ -5,6 +5,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from trendgen.allocator import keep_freed_memory
 from trendgen.config import CONF_DIR, check_settings, register_configs
 from trendgen.design.inputs import check_inputs
 from trendgen.errors import config_errors_exit_2, exit_on_user_error
@@ -13,6 +14,7 @@ register_configs()
 
 
 def run(cfg: DictConfig) -> None:
+    keep_freed_memory()  # large tensors reuse freed heap rather than fresh pages (trendgen.allocator)
     check_settings(cfg)  # every numeric setting in its range, before any work
     check_inputs(cfg)  # the paths a user gave, said in a second rather than after torch and diffusers load
     from trendgen.recipes.design import run_design

@@ -14,6 +14,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from trendgen.allocator import keep_freed_memory
 from trendgen.config import CONF_DIR, check_settings, register_configs
 from trendgen.errors import TrendgenError, config_errors_exit_2, exit_on_user_error
 
@@ -21,6 +22,7 @@ register_configs()
 
 
 def run(cfg: DictConfig) -> None:
+    keep_freed_memory()  # large tensors reuse freed heap rather than fresh pages (trendgen.allocator)
     check_settings(cfg)  # every numeric setting in its range, before any work
     from trendgen.tracking.wandb_runs import log_eval_run
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from trendgen.allocator import keep_freed_memory
 from trendgen.config import CONF_DIR, check_settings, register_configs
 from trendgen.errors import config_errors_exit_2, exit_on_user_error
 
@@ -17,6 +18,7 @@ register_configs()
 
 
 def run(cfg: DictConfig) -> None:
+    keep_freed_memory()  # large tensors reuse freed heap rather than fresh pages (trendgen.allocator)
     check_settings(cfg)  # every numeric setting in its range, before any work
     from trendgen.recipes.forecast import run_forecast
     from trendgen.tracking.wandb_forecast import log_forecast_run

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from trendgen.allocator import keep_freed_memory
 from trendgen.config import CONF_DIR, check_settings, register_configs
 from trendgen.errors import config_errors_exit_2, exit_on_user_error
 from trendgen.training.launch import check_slurm_layout
@@ -19,6 +20,7 @@ register_configs()
 
 
 def run(cfg: DictConfig) -> float | None:
+    keep_freed_memory()  # large tensors reuse freed heap rather than fresh pages (trendgen.allocator)
     check_settings(cfg)  # every numeric setting in its range, before any work
     check_slurm_layout(cfg.trainer)  # a bad srun layout fails in seconds, before the heavy imports
     from trendgen.recipes.train import train  # heavy imports after Hydra has checked the config
