@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import silhouette_score
 
 from trendgen.design.results import ClusterResult, EmbedResult
 from trendgen.design.store import Stage
@@ -75,6 +74,8 @@ def choose_k(x: np.ndarray, cfg: Any) -> tuple[int, dict[int, float]]:
     `SILHOUETTE_SAMPLE` of those), fit by the engine of the whole set (faiss past
     `trend.minibatch_threshold`): the choice costs the same at 100k embeddings as at 1M.
     """
+    from sklearn.metrics import silhouette_score  # scikit-learn loads when a k is chosen
+
     n = len(x)
     k = parse_k(cfg.clusters, n)
     if k is not None:

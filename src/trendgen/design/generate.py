@@ -32,7 +32,6 @@ from trendgen.design.results import ClusterResult, DescribeResult, GenerateResul
 from trendgen.design.store import Stage
 from trendgen.errors import TrendgenError, first_line
 from trendgen.files import inside
-from trendgen.generator.pipeline import dtype_keyword
 from trendgen.identity import config_subset
 from trendgen.inference.clip_forward import CLIP_TOKEN_LIMIT, embed_pixels, pick_device
 from trendgen.inference.precision import Tower, torch_tower
@@ -121,6 +120,8 @@ def load_trained(gen: Any, source: str, device: torch.device) -> Any:
 def load_stable_diffusion(gen: Any, source: str, device: torch.device) -> Any:
     """StableDiffusionPipeline.from_pretrained with DPM-Solver, fp16 on CUDA only, slicing and offload."""
     from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
+
+    from trendgen.generator.pipeline import dtype_keyword  # diffusers: imported by the stage that draws
 
     dtype = pipeline_dtype(gen, device)
     try:

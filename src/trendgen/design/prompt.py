@@ -22,8 +22,6 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import openai
-
 from trendgen.design.results import DescribeResult, PromptResult
 from trendgen.design.store import Stage
 from trendgen.errors import TrendgenError
@@ -128,6 +126,8 @@ def ask_llm(llm: Any, captions_text: str, api_key: str, sent: list[str]) -> str:
     The SDK retries transient failures (`llm.max_retries`, its backoff or the server's Retry-After). Each HTTP
     request it sends is appended to `sent` (its URL path only: never a header, so never the key).
     """
+    import openai  # the SDK loads only for llm=openai
+
     hooks = {"request": [lambda request: sent.append(request.url.path)]}
     with openai.OpenAI(
         base_url=llm.base_url or None,
@@ -174,6 +174,8 @@ def write_prompt(llm: Any, captions: dict[str, Any]) -> dict[str, Any]:
     if not api_key:
         reason = f"{API_KEY_ENV} is not set"
         return {"text": template, "source": "template", "fallback_reason": reason, "attempts": 0}
+    import openai
+
     sent: list[str] = []
     try:
         answer = ask_llm(llm, format_captions(captions["overall"]), api_key, sent)

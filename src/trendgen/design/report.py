@@ -16,10 +16,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -33,6 +29,16 @@ _MAX_POINTS = 5000
 _THUMB = 96
 
 
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend, loaded when a chart is drawn (not by an embed-only run)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def image_png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
@@ -41,6 +47,7 @@ def image_png(image: Image.Image) -> bytes:
 
 def shares_chart(clusters: list[dict[str, Any]], target: int) -> bytes:
     """Bars of each cluster's share (one period); the target cluster highlighted."""
+    plt = _pyplot()
     ids = [c["id"] for c in clusters]
     fig, ax = plt.subplots(figsize=(max(4.0, 0.7 * len(ids) + 2), 3.2))
     x = np.arange(len(ids))
@@ -56,6 +63,7 @@ def shares_chart(clusters: list[dict[str, Any]], target: int) -> bytes:
 
 def projection_chart(embeddings: np.ndarray, labels: np.ndarray, sets: list[str], target: int) -> bytes:
     """A 2-D PCA projection of the embeddings, coloured by cluster; earlier periods' photos drawn hollow."""
+    plt = _pyplot()
     from sklearn.decomposition import PCA
 
     rng = np.random.default_rng(0)
@@ -166,7 +174,7 @@ def render(
 ) -> str:
     """The report's HTML from the trend record (and the embeddings for the projection). Every string in a
     chart is the user's (period labels, captions): drawn as text, never parsed as mathtext."""
-    with matplotlib.rc_context({"text.parse_math": False}):
+    with _pyplot().rc_context({"text.parse_math": False}):
         return _render(trend, embeddings, labels, sets)
 
 

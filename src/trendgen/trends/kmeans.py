@@ -13,7 +13,6 @@ import importlib.util
 from typing import Any
 
 import numpy as np
-from sklearn.cluster import KMeans, MiniBatchKMeans
 
 FAISS_ITERATIONS = 25  # faiss.Kmeans's own default
 
@@ -55,6 +54,8 @@ def faiss_available() -> bool:
 def make_kmeans(k: int, n: int, seed: int, n_init: int, large_threshold: int) -> Any:
     """The engine for `n` embeddings: KMeans up to `large_threshold`, faiss above (MiniBatchKMeans without
     faiss)."""
+    from sklearn.cluster import KMeans, MiniBatchKMeans  # loaded when a clustering runs
+
     if n <= large_threshold:
         return KMeans(n_clusters=k, random_state=seed, n_init=n_init)
     if faiss_available():
