@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import shlex
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -115,3 +116,45 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 100 else f"{value:.0f}"
     return str(value)
+
+
+# Whole programs (scripts/bench_peers.py): wall times of separate processes.
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def wall(command: list[str], env: dict[str, str], cwd: Path | None = None) -> float:
+    """Seconds the program took, start to exit; its output is kept only when it fails."""
+    start = time.perf_counter()
+    done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode:
+        tail = (done.stdout[-3000:] + done.stderr[-3000:]).strip()
+        sys.exit(f"bench_peers: {command[0]} failed ({done.returncode}):\n{tail}")
+    return seconds
+
+
+def interleaved(
+    programs: dict[str, Callable[[int], float]], sizes: tuple[int, int], repeats: int
+) -> dict[str, dict[int, float]]:
+    """Best seconds of each program at each size, the programs taking turns within every repeat; one
+    untimed run of each first (file caches, per-machine measurements a program keeps)."""
+    for run in programs.values():
+        run(sizes[0])
+    best = {name: {n: float("inf") for n in sizes} for name in programs}
+    for _ in range(repeats):
+        for n in sizes:
+            for name, run in programs.items():
+                best[name][n] = min(best[name][n], run(n))
+                print(f"  {name} n={n}: {best[name][n]:.2f} s", file=sys.stderr, flush=True)
+    return best
+
+
+def rates(seconds: dict[int, float], units: tuple[int, int]) -> tuple[float, float]:
+    """(steady units/s from the difference of the two sizes, whole-run units/s of the larger)."""
+    (n1, n2), (t1, t2) = units, (seconds[units[0]], seconds[units[1]])
+    return (n2 - n1) / (t2 - t1), n2 / t2

@@ -152,6 +152,8 @@ def test_quick_gelu_is_exact_with_and_without_gradients():
         assert torch.equal(QuickGELU()(x), stock)
     with torch.no_grad():
         assert torch.equal(QuickGELU()(x), stock)
+    kept = x.clone()
+    assert torch.equal(QuickGELU()(x), stock) and torch.equal(x, kept)  # a frozen block's input, unchanged
     leaf = x.clone().requires_grad_(True)
     QuickGELU()(leaf).sum().backward()
     ref = x.clone().requires_grad_(True)
