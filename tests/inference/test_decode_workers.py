@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from trendgen.errors import TrendgenError
-from trendgen.inference.clip_forward import decode_workers
+from trendgen.inference.clip_forward import DECODE_BOUND_RATE, decode_workers
 
 CPU = torch.device("cpu")
 
@@ -28,6 +28,22 @@ def test_auto_decodes_between_forwards_when_the_threads_take_every_core(threads)
         threads(cores - 1)  # a core is free: workers decode beside the forwards
         assert decode_workers("auto", CPU) == 2
     assert decode_workers("auto", torch.device("cuda")) == 2  # the forwards run on the GPU
+
+
+def test_auto_decodes_in_workers_when_the_tower_outruns_decoding(threads):
+    """A tower faster than decoding (the tiny geometry) waits on the photos: workers decode them even with
+    every core taken; a slow tower (ViT-B/32) keeps decoding between forwards. The rate is asked for only
+    where it decides."""
+    threads(len(os.sched_getaffinity(0)))
+    assert decode_workers("auto", CPU, lambda: 6700.0) == 2
+    assert decode_workers("auto", CPU, lambda: 35.0) == 0
+    assert decode_workers("auto", CPU, lambda: DECODE_BOUND_RATE) == 0
+
+    def not_asked() -> float:
+        raise AssertionError("measured where it does not decide")
+
+    assert decode_workers("auto", torch.device("cuda"), not_asked) == 2
+    assert decode_workers(1, CPU, not_asked) == 1
 
 
 @pytest.mark.parametrize(("setting", "count"), [(0, 0), (3, 3), ("1", 1), (" 4 ", 4)])

@@ -206,3 +206,20 @@ def test_auto_on_a_cpu_takes_what_it_measured_faster_and_measures_once(tmp_path)
 
     again = ClipTowers(not_again, "auto", ["model", 1], tmp_path / "cache", torch.device("cpu"))
     assert again.precision == towers.precision
+
+
+def test_the_image_rate_is_measured_once_per_machine_and_model(tmp_path):
+    """`ClipTowers.image_rate`: the image tower's measured images/s, kept beside the precision record."""
+    import torch
+
+    clip = load_saved(make_tiny_clip(tmp_path / "model"))
+    towers = ClipTowers(lambda: clip, "32", ["model", 2], tmp_path / "cache", torch.device("cpu"))
+    rate = towers.image_rate()
+    (kept,) = (tmp_path / "cache" / "precision").glob("*.json")
+    assert rate == json.loads(kept.read_text())["rates"]["32"] > 0
+
+    def not_again():
+        raise AssertionError("measured twice")
+
+    again = ClipTowers(not_again, "32", ["model", 2], tmp_path / "cache", torch.device("cpu"))
+    assert again.image_rate() == rate

@@ -19,7 +19,7 @@ import json
 import logging
 import shutil
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,14 +64,21 @@ def embed_resumable(
 
 
 def run(
-    trend: Any, clip: Any, stage_dir: Path, key: str, group: Any = None, tower: Tower | None = None
+    trend: Any,
+    clip: Any,
+    stage_dir: Path,
+    key: str,
+    group: Any = None,
+    tower: Tower | None = None,
+    image_rate: Callable[[], float] | None = None,
 ) -> tuple[list[str], dict]:
     """Embed the photos of every period (`trendgen.trends.periods`) into `stage_dir`; returns the files
     written.
 
     `group`: the `EmbedGroup` of ranks srun or torchrun started, which share the work; without one,
     `trend.devices > 1` starts that many ranks here (`ddp_spawn`). `tower`: the image tower at the run's
-    precision (`ClipTowers.tower("image")`); without one, the torch model in fp32.
+    precision (`ClipTowers.tower("image")`); without one, the torch model in fp32. `image_rate`: the
+    tower's images/s, asked only by `trend.num_workers=auto` on a CPU (`decode_workers`).
     """
     _model, _tokenizer, image_processor = clip
     tower = tower or torch_tower(clip[0])
@@ -79,7 +86,7 @@ def run(
     periods = trend_periods(trend)
     paths = [f for p in periods for f in p.files]
     sets = [p.label for p in periods for _ in p.files]
-    workers = decode_workers(trend.num_workers)
+    workers = decode_workers(trend.num_workers, image_rate=image_rate)
     log.info("embed: %d DataLoader workers decode (trend.num_workers=%s)", workers, trend.num_workers)
     loader_args = {"batch_size": int(trend.batch_size), "num_workers": workers}
     part_size = loader_args["batch_size"] * int(trend.part_batches)
@@ -157,6 +164,7 @@ STAGE = Stage(
         design.keys["embed"],
         design.group,
         design.towers.tower("image"),
+        design.towers.image_rate,
     ),
     load=load,
 )

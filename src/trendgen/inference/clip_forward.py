@@ -11,7 +11,7 @@ describe and the design rerank all use these pieces.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -118,14 +118,24 @@ def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def decode_workers(setting: Any, device: torch.device | None = None) -> int:
+DECODE_BOUND_RATE = 400.0  # images/s: a tower faster than this waits on decoding (a 256 px PNG: ~2.2 core-ms)
+
+
+def decode_workers(
+    setting: Any, device: torch.device | None = None, image_rate: Callable[[], float] | None = None
+) -> int:
     """DataLoader workers for `trend.num_workers`: a count, or `auto`: 2, but none on a CPU whose every core
-    the forwards' threads already take. There a worker takes a core from them in the middle of a forward;
-    decoding between forwards was faster for bf16 and int8 and level for fp32 (docs/BENCHMARKS.md)."""
+    the forwards' threads already take, unless the image tower outruns decoding (`image_rate()`, its
+    measured images/s, above `DECODE_BOUND_RATE`). Where the forward is the work, a worker takes a core from
+    it in the middle of a forward: decoding between forwards was faster for bf16 and int8 and level for fp32
+    at ViT-B/32; where decoding is the work (the tiny geometry), 2 workers were 1.5x faster
+    (docs/BENCHMARKS.md)."""
     if str(setting).strip().lower() == "auto":
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         on_cpu = (device or pick_device()).type == "cpu"
-        return 0 if on_cpu and torch.get_num_threads() >= cores else 2
+        if not (on_cpu and torch.get_num_threads() >= cores):
+            return 2
+        return 2 if image_rate is not None and image_rate() > DECODE_BOUND_RATE else 0
     try:
         count = int(setting)
     except (TypeError, ValueError):

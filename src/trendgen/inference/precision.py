@@ -103,9 +103,12 @@ def machine_identity() -> list[Any]:
     return [platform.machine(), model_name, stable_hash(flags), torch.get_num_threads(), torch.__version__]
 
 
-def measure_cpu_precision(model: Any, batch: int = 16, repeats: int = 3) -> dict[str, Any]:
+def measure_cpu_precision(
+    model: Any, batch: int = 16, repeats: int = 3, precisions: tuple[str, ...] = ("32", "bf16")
+) -> dict[str, Any]:
     """Images/s of the image tower in fp32 and under bf16 autocast on this CPU (interleaved, best of
-    `repeats` after a warm-up each) and the faster: bf16 only at `AUTO_BF16_MARGIN` x fp32 or more."""
+    `repeats` after a warm-up each) and the faster: bf16 only at `AUTO_BF16_MARGIN` x fp32 or more.
+    `precisions=("32",)`: the fp32 rate alone (a CPU without native bf16)."""
     import time
 
     import torch
@@ -115,7 +118,7 @@ def measure_cpu_precision(model: Any, batch: int = 16, repeats: int = 3) -> dict
     size = int(model.config.vision_config.image_size)
     pixels = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
     device = torch.device("cpu")
-    seconds: dict[str, list[float]] = {"32": [], "bf16": []}
+    seconds: dict[str, list[float]] = {p: [] for p in precisions}
     for precision in seconds:
         embed_pixels(model, pixels, device, precision)  # warm-up
     for _ in range(repeats):
@@ -124,23 +127,33 @@ def measure_cpu_precision(model: Any, batch: int = 16, repeats: int = 3) -> dict
             embed_pixels(model, pixels, device, precision)
             times.append(time.perf_counter() - start)
     rates = {p: round(batch / min(t), 2) for p, t in seconds.items()}
-    choice = "bf16" if rates["bf16"] >= AUTO_BF16_MARGIN * rates["32"] else "32"
+    choice = "bf16" if rates.get("bf16", 0) >= AUTO_BF16_MARGIN * rates["32"] else "32"
     return {"rates": rates, "choice": choice, "batch": batch, "machine": machine_identity()}
 
 
-def measured_cpu_precision(clip: Any, identity: Any, cache_dir: str | Path) -> tuple[str, str]:
-    """`auto` on a CPU with native bf16: bf16 or fp32, whichever this CPU runs this model's image tower
-    faster, measured once per machine and model and kept in `<cache_dir>/precision/`."""
+def cpu_tower_rates(
+    clip: Any, identity: Any, cache_dir: str | Path, precisions: tuple[str, ...] = ("32", "bf16")
+) -> dict[str, Any]:
+    """The image tower's images/s on this CPU at `precisions` (`measure_cpu_precision`), measured once per
+    machine and model and kept in `<cache_dir>/precision/`; a record with more precisions serves fewer."""
     path = (
         Path(str(cache_dir)).expanduser() / "precision" / f"{stable_hash(machine_identity(), identity)}.json"
     )
     try:
         record = json.loads(path.read_text())
-        rates, choice = record["rates"], record["choice"]
+        if not all(p in record["rates"] for p in precisions):
+            raise KeyError("rates")
     except (OSError, ValueError, KeyError, TypeError):
-        record = measure_cpu_precision(clip()[0])
-        rates, choice = record["rates"], record["choice"]
+        record = measure_cpu_precision(clip()[0], precisions=precisions)
         write_json(path, record)
+    return record
+
+
+def measured_cpu_precision(clip: Any, identity: Any, cache_dir: str | Path) -> tuple[str, str]:
+    """`auto` on a CPU with native bf16: bf16 or fp32, whichever this CPU runs this model's image tower
+    faster, measured once per machine and model and kept in `<cache_dir>/precision/`."""
+    record = cpu_tower_rates(clip, identity, cache_dir)
+    rates, choice = record["rates"], record["choice"]
     why = f"measured on this CPU: bf16 {rates['bf16']} against fp32 {rates['32']} images/s"
     return choice, why
 
@@ -183,6 +196,13 @@ class ClipTowers:
             self.device.type,
             self.why,
         )
+
+    def image_rate(self) -> float:
+        """Images/s of the image tower on this CPU in fp32 (measured once per machine and model), or at the
+        run's precision when `auto` measured it: what `decode_workers` weighs decoding against."""
+        measured = ("32", "bf16") if self.precision == "bf16" else ("32",)
+        rates = cpu_tower_rates(self._clip, self.identity, self.cache_dir, measured)["rates"]
+        return float(rates[self.precision if self.precision in rates else "32"])
 
     def _record(self, precision: str, runtime: str, reason: str | None = None) -> dict[str, Any]:
         return {
