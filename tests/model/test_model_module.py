@@ -8,9 +8,12 @@ import math
 import pytest
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 from helpers.clip import build, model_cfg, trainer
 
 from trendgen.data.datamodule import FashionDataModule
+from trendgen.errors import TrendgenError
+from trendgen.model.loss import SigmoidLoss
 from trendgen.model.module import ClipFineTuner
 
 torch.set_num_threads(1)
@@ -158,3 +161,27 @@ def test_a_step_without_images_leaves_the_weights_and_the_optimizer_state_exactl
         for key, value in state.items():
             assert torch.equal(after[index][key], value), (index, key)
     assert fit.callback_metrics["train/skipped_steps"] == 1
+
+
+def test_the_sigmoid_loss_adds_a_bias_at_the_papers_start_and_trains_it():
+    """`model.loss=siglip` on a CLIP (no bias of its own): a bias at -10 and the temperature at 10, both
+    trained; the loss in training and validation is the sigmoid one."""
+    module, datamodule = build(loss="siglip")
+    assert module.logit_bias.item() == -10.0
+    assert module.model.logit_scale.exp().item() == pytest.approx(10.0)
+    fit = trainer(max_steps=3, limit_val_batches=0)
+    fit.fit(module, datamodule=datamodule)
+    assert module.logit_bias.item() != -10.0
+    assert any(p is module.logit_bias for g in fit.optimizers[0].param_groups for p in g["params"])
+    (scores,) = trainer(limit_val_batches=1).validate(module, datamodule=datamodule, verbose=False)
+    batch = next(iter(datamodule.val_dataloader()))
+    with torch.no_grad():
+        images, texts = (F.normalize(f, dim=-1) for f in module.encode_batch(batch))
+        scale = module.model.logit_scale.exp()
+        expected = SigmoidLoss()(images, texts, scale, module.logit_bias, batch["caption_ids"], gather=False)
+    assert scores["val/loss"] == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_an_unknown_loss_is_refused_in_one_line():
+    with pytest.raises(TrendgenError, match=r"model.loss must be one of clip, siglip, not 'sigmoid'"):
+        build(loss="sigmoid")

@@ -87,6 +87,7 @@ class ModelConfig:
     warmup_fraction: float = ranged(0.05, low=0, high=1, open_high=True)
     min_lr_ratio: float = ranged(0.0, low=0, high=1)
     multi_positive: bool = True
+    loss: str = "clip"  # clip (softmax InfoNCE) | siglip (pairwise sigmoid with a learnable bias)
     gradient_checkpointing: bool = False
     compile: bool = False
     max_logit_scale: float = 100.0

@@ -1,4 +1,4 @@
-"""The symmetric contrastive (InfoNCE) loss of CLIP over the global batch, with multi-positive targets.
+"""The contrastive losses over the global batch: CLIP's symmetric InfoNCE and SigLIP's pairwise sigmoid.
 
 Under DDP every rank all-gathers the image and text features of all ranks *with gradients*, scores only its
 own rows against every column and offsets its targets by the rows of the ranks before it. Each rank's loss is
@@ -95,3 +95,58 @@ class ContrastiveLoss(nn.Module):
         image_loss = F.cross_entropy(logits_per_image.float(), targets)
         text_loss = F.cross_entropy(logits_per_text.float(), targets)
         return (image_loss + text_loss) / 2 * (world_size * n / sum(sizes))
+
+
+class SigmoidLoss(nn.Module):
+    """SigLIP's pairwise sigmoid loss over the global batch (Zhai et al., 2023), with multi-positive targets.
+
+    Every (image, text) pair is its own binary problem, +1 where the caption ids match (the pair itself;
+    with `multi_positive`, every repeat of its caption too), -1 elsewhere: this rank's loss is
+    -sum log sigmoid(y (t s + b)) of its images against every rank's texts, over its rows, as open_clip's
+    `SigLipLoss` computes it. `logit_scale` is the exponentiated temperature t, `logit_bias` the bias b.
+
+    Under DDP the texts are all-gathered with gradients (torch.distributed.nn) instead of passed round the
+    ring of the paper: multi-positive labels need each text's caption id beside it, the gather is one
+    collective where the ring takes world size - 1 steps, and at trendgen's batch sizes the gathered texts
+    ([global batch, width]) are small. The loss is weighted like `ContrastiveLoss`, so DDP's mean gradient
+    is the gradient of one process on the whole batch; with equal rank batches it is open_clip's value.
+    """
+
+    def __init__(self, multi_positive: bool = True) -> None:
+        super().__init__()
+        self.multi_positive = multi_positive
+
+    def labels(self, local_ids: Tensor, all_ids: Tensor, offset: int) -> Tensor:
+        """+1 / -1 targets [local, global] of the local images against every text."""
+        if self.multi_positive:
+            positive = local_ids[:, None] == all_ids[None, :]
+        else:
+            rows = torch.arange(local_ids.numel(), device=local_ids.device) + offset
+            positive = rows[:, None] == torch.arange(all_ids.numel(), device=local_ids.device)[None, :]
+        return positive.float() * 2 - 1
+
+    def forward(
+        self,
+        image_features: Tensor,
+        text_features: Tensor,
+        logit_scale: Tensor,
+        logit_bias: Tensor,
+        caption_ids: Tensor,
+        sizes: list[int] | None = None,
+        gather: bool = True,
+    ) -> Tensor:
+        """This rank's weighted loss; `sizes` (every row count, from `rank_sizes`) saves a collective."""
+        rank, world_size = _world() if gather else (0, 1)
+        n = caption_ids.numel()
+        sizes = [n] if not gather else sizes if sizes is not None else rank_sizes(n, caption_ids.device)
+        all_texts = gather_rows(text_features, sizes, with_grad=True)
+        all_ids = gather_rows(caption_ids, sizes, with_grad=False)
+        if n == 0:  # every image of this rank was skipped: the gather's backward must run here too
+            return (all_texts.sum() + logit_scale + logit_bias) * 0.0
+        logits = (logit_scale * image_features @ all_texts.T + logit_bias).float()
+        labels = self.labels(caption_ids, all_ids, offset=sum(sizes[:rank]))
+        loss = -F.logsigmoid(labels * logits).sum() / n
+        return loss * (world_size * n / sum(sizes))
+
+
+LOSSES: dict[str, type[nn.Module]] = {"clip": ContrastiveLoss, "siglip": SigmoidLoss}  # `model.loss`

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -21,7 +22,7 @@ from trendgen.errors import TrendgenError
 from trendgen.model.freeze import apply_freeze
 from trendgen.model.image_retrieval import QueryGalleryRecall
 from trendgen.model.lora import add_lora
-from trendgen.model.loss import ContrastiveLoss, rank_sizes
+from trendgen.model.loss import LOSSES, SigmoidLoss, rank_sizes
 from trendgen.model.metrics import (
     RetrievalRecall,
     ZeroShotScores,
@@ -31,6 +32,29 @@ from trendgen.model.metrics import (
     zero_shot_predictions,
 )
 from trendgen.model.optim import no_weight_decay_ids, parameter_groups
+
+log = logging.getLogger(__name__)
+
+
+def build_loss(model_cfg: Any) -> nn.Module:
+    """The training objective `model.loss` names (`trendgen.model.loss.LOSSES`)."""
+    name = str(model_cfg.get("loss", "clip"))
+    if name not in LOSSES:
+        raise TrendgenError(f"model.loss must be one of {', '.join(LOSSES)}, not {name!r}")
+    return LOSSES[name](multi_positive=model_cfg.multi_positive)
+
+
+def sigmoid_bias(model: CLIPModel, model_cfg: Any) -> nn.Parameter:
+    """The sigmoid loss's learnable bias. A CLIP has none: one is added at -10 and the temperature set to 10,
+    as SigLIP initialises both (logged); it trains with the temperature (`freeze.train_logit_scale`), lives
+    in the checkpoints, and is not part of the exported CLIP folder (retrieval ranks by cosine alone)."""
+    name = type(model).__name__
+    log.info("model.loss=siglip: %s has no logit bias; added at -10, temperature set to 10", name)
+    with torch.no_grad():
+        model.logit_scale.fill_(math.log(10.0))
+    bias = nn.Parameter(torch.tensor(-10.0))
+    bias.requires_grad_(bool(model_cfg.freeze.train_logit_scale))
+    return bias
 
 
 def split_weight_decay(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
@@ -88,7 +112,8 @@ class ClipFineTuner(pl.LightningModule):
         self.lora = add_lora(model, lora_cfg)  # adapters in place; None when model.lora is off
         if model_cfg.gradient_checkpointing:
             enable_activation_checkpointing(model)
-        self.loss_fn = ContrastiveLoss(multi_positive=model_cfg.multi_positive)
+        self.loss_fn = build_loss(model_cfg)
+        self.logit_bias = sigmoid_bias(model, model_cfg) if isinstance(self.loss_fn, SigmoidLoss) else None
         self.retrieval = RetrievalRecall()
         self.query_gallery = QueryGalleryRecall()  # datasets with query/gallery roles (In-shop)
         self.zero_shot = ZeroShotScores(num_classes=max(len(self.category_prompts), 2))
@@ -164,10 +189,19 @@ class ClipFineTuner(pl.LightningModule):
             return sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
         images, texts = self.encode_batch(batch)
         images, texts = F.normalize(images, dim=-1), F.normalize(texts, dim=-1)
-        loss = self.loss_fn(images, texts, self.model.logit_scale.exp(), batch["caption_ids"], sizes)
+        loss = self.contrastive_loss(images, texts, batch["caption_ids"], sizes)
         self.log("train/loss", loss, prog_bar=True, batch_size=max(size, 1))
         self.log("train/logit_scale", self.model.logit_scale.exp().detach(), batch_size=max(size, 1))
         return loss
+
+    def contrastive_loss(
+        self, images: Tensor, texts: Tensor, caption_ids: Tensor, sizes: list[int] | None = None, gather=True
+    ) -> Tensor:
+        """`model.loss` of unit features: InfoNCE at the temperature, or the sigmoid loss with the bias."""
+        scale = self.model.logit_scale.exp()
+        if self.logit_bias is not None:
+            return self.loss_fn(images, texts, scale, self.logit_bias, caption_ids, sizes, gather=gather)
+        return self.loss_fn(images, texts, scale, caption_ids, sizes, gather=gather)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self._kept is not None:  # a step without any image: put the weights and the optimizer back
@@ -198,6 +232,8 @@ class ClipFineTuner(pl.LightningModule):
         groups = parameter_groups(
             self.model, float(optimizer_cfg.lr), self.cfg.lr_groups, float(self.cfg.layer_decay)
         )
+        if self.logit_bias is not None and self.logit_bias.requires_grad:
+            groups.append({"params": [self.logit_bias], "weight_decay": 0.0, "lr": float(optimizer_cfg.lr)})
         optimizer = instantiate(optimizer_cfg)(groups)
         total = self.trainer.estimated_stepping_batches
         if not math.isfinite(total):
@@ -224,8 +260,7 @@ class ClipFineTuner(pl.LightningModule):
             return
         images, texts = self.encode_batch(batch)
         normalized = F.normalize(images, dim=-1), F.normalize(texts, dim=-1)
-        scale = self.model.logit_scale.exp()
-        loss = self.loss_fn(*normalized, scale, batch["caption_ids"], gather=False)
+        loss = self.contrastive_loss(*normalized, batch["caption_ids"], gather=False)
         self.eval_loss.update(loss, weight=batch["caption_ids"].numel())
         samples = batch.get("index")  # dataset rows: DDP's padded repeats are counted once
         self.retrieval.update(images, texts, batch["item_ids"], batch["caption_ids"], samples)
