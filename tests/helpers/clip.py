@@ -21,7 +21,10 @@ def tiny_geometry(vision_layers: int = 1, text_layers: int = 1) -> ClipGeometry:
 
 
 def tiny_fine_tuner(
-    data_cfg: DictConfig, model_cfg: DictConfig, prompts: str = "zero_shot_prompts"
+    data_cfg: DictConfig,
+    model_cfg: DictConfig,
+    prompts: str = "zero_shot_prompts",
+    micro_batch: int | None = None,
 ) -> tuple[ClipFineTuner, FashionDataModule]:
     """The datamodule of `data_cfg` and a seeded CLIP of `model_cfg` (tokenizer learnt from its captions),
     wired as trendgen-train wires them; `prompts`: the datamodule property it scores zero-shot with."""
@@ -30,7 +33,8 @@ def tiny_fine_tuner(
     clip, tokenizer, processor = load_clip(model_cfg, captions_for_tokenizer=datamodule.all_captions())
     datamodule.tokenizer, datamodule.image_processor = tokenizer, processor
     datamodule.max_length = model_cfg.geometry.max_text_length
-    return ClipFineTuner(clip, tokenizer, model_cfg, getattr(datamodule, prompts)), datamodule
+    module = ClipFineTuner(clip, tokenizer, model_cfg, getattr(datamodule, prompts), micro_batch=micro_batch)
+    return module, datamodule
 
 
 MODULE_GEOMETRY = tiny_geometry(vision_layers=2, text_layers=2)  # the module tests' CLIP
@@ -57,7 +61,9 @@ def model_cfg(**overrides):
     return cfg
 
 
-def build(**overrides) -> tuple[ClipFineTuner, FashionDataModule]:
+def build(
+    batch_size: int = 8, micro_batch: int | None = None, **overrides
+) -> tuple[ClipFineTuner, FashionDataModule]:
     data = OmegaConf.structured(SyntheticDataConfig)
     data.merge_with(
         {
@@ -66,12 +72,12 @@ def build(**overrides) -> tuple[ClipFineTuner, FashionDataModule]:
             "val_size": 16,
             "test_size": 16,
             "image_px": 32,
-            "batch_size": 8,
+            "batch_size": batch_size,
             "num_workers": 0,
             "templates": ["a {color} {pattern} {garment}"],
         }
     )
-    return tiny_fine_tuner(data, model_cfg(**overrides), prompts="category_prompts")
+    return tiny_fine_tuner(data, model_cfg(**overrides), prompts="category_prompts", micro_batch=micro_batch)
 
 
 def trainer(**kwargs) -> pl.Trainer:

@@ -88,6 +88,8 @@ class ModelConfig:
     min_lr_ratio: float = ranged(0.0, low=0, high=1)
     multi_positive: bool = True
     loss: str = "clip"  # clip (softmax InfoNCE) | siglip (pairwise sigmoid with a learnable bias)
+    # gradient caching: the loss over this many rows per step, encoded in micro-batches of data.batch_size
+    contrastive_batch: int | None = ranged(None, low=1)
     gradient_checkpointing: bool = False
     compile: bool = False
     max_logit_scale: float = 100.0

@@ -20,6 +20,7 @@ from transformers import CLIPModel, get_cosine_with_min_lr_schedule_with_warmup
 
 from trendgen.errors import TrendgenError
 from trendgen.model.freeze import apply_freeze
+from trendgen.model.grad_cache import cached_backward
 from trendgen.model.image_retrieval import QueryGalleryRecall
 from trendgen.model.lora import add_lora
 from trendgen.model.loss import LOSSES, SigmoidLoss, rank_sizes
@@ -97,6 +98,7 @@ class ClipFineTuner(pl.LightningModule):
         tokenizer: Any,
         model_cfg: DictConfig,
         category_prompts: Sequence[str] | Sequence[Sequence[str]],
+        micro_batch: int | None = None,
     ) -> None:
         super().__init__()
         self._kept: tuple[dict[str, Tensor], dict[str, Any]] | None = None  # see on_train_batch_start
@@ -114,6 +116,10 @@ class ClipFineTuner(pl.LightningModule):
             enable_activation_checkpointing(model)
         self.loss_fn = build_loss(model_cfg)
         self.logit_bias = sigmoid_bias(model, model_cfg) if isinstance(self.loss_fn, SigmoidLoss) else None
+        # model.contrastive_batch: gradient caching under manual optimization, micro-batches of this many rows
+        self.micro_batch = micro_batch if model_cfg.get("contrastive_batch") else None
+        self.automatic_optimization = self.micro_batch is None
+        self.gradient_clip_val: float | None = None  # manual optimization clips here, not in the Trainer
         self.retrieval = RetrievalRecall()
         self.query_gallery = QueryGalleryRecall()  # datasets with query/gallery roles (In-shop)
         self.zero_shot = ZeroShotScores(num_classes=max(len(self.category_prompts), 2))
@@ -187,11 +193,29 @@ class ClipFineTuner(pl.LightningModule):
         if sum(sizes) == 0:
             self.log("train/skipped_steps", 1.0, on_step=False, on_epoch=True, reduce_fx="sum", batch_size=1)
             return sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
-        images, texts = self.encode_batch(batch)
-        images, texts = F.normalize(images, dim=-1), F.normalize(texts, dim=-1)
-        loss = self.contrastive_loss(images, texts, batch["caption_ids"], sizes)
+        if self.micro_batch is not None:
+            loss = self.cached_step(batch, sizes)
+        else:
+            images, texts = self.encode_batch(batch)
+            images, texts = F.normalize(images, dim=-1), F.normalize(texts, dim=-1)
+            loss = self.contrastive_loss(images, texts, batch["caption_ids"], sizes)
         self.log("train/loss", loss, prog_bar=True, batch_size=max(size, 1))
         self.log("train/logit_scale", self.model.logit_scale.exp().detach(), batch_size=max(size, 1))
+        return loss
+
+    def cached_step(self, batch: dict[str, Any], sizes: list[int]) -> Tensor:
+        """One optimizer step of gradient caching (`trendgen.model.grad_cache`); the loss."""
+        if self.trainer.world_size > 1:
+            raise TrendgenError("model.contrastive_batch runs in one process for now (no DDP)")
+        optimizer = self.optimizers()
+        loss = cached_backward(self, batch, int(self.micro_batch), sizes)
+        if self.gradient_clip_val:
+            self.clip_gradients(
+                optimizer, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm="norm"
+            )
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        self.lr_schedulers().step()
         return loss
 
     def contrastive_loss(

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from trendgen.data.datamodule import FashionDataModule
+from trendgen.errors import TrendgenError
 from trendgen.model.build import load_clip, save_clip
 from trendgen.model.module import ClipFineTuner
 from trendgen.model.wise_ft import check_wise_ft, run_wise_ft, start_weights
@@ -38,14 +39,37 @@ log = logging.getLogger(__name__)
 
 
 def build_training(cfg: DictConfig) -> tuple[FashionDataModule, ClipFineTuner, Any, Any]:
-    """Datamodule, LightningModule, tokenizer and image processor for `cfg`."""
-    datamodule = FashionDataModule(cfg.data, replay_cfg=cfg.get("replay"))
+    """Datamodule, LightningModule, tokenizer and image processor for `cfg`.
+
+    With `model.contrastive_batch`, the loaders yield batches of that many rows and the module encodes them
+    in micro-batches of `data.batch_size` (gradient caching)."""
+    data_cfg, micro = contrastive_batching(cfg)
+    datamodule = FashionDataModule(data_cfg, replay_cfg=cfg.get("replay"))
     captions = None if cfg.model.pretrained else datamodule.all_captions()  # a new tokenizer learns these
     model, tokenizer, image_processor = load_clip(cfg.model, captions_for_tokenizer=captions)
     datamodule.tokenizer, datamodule.image_processor = tokenizer, image_processor
     datamodule.max_length = model.config.text_config.max_position_embeddings
-    module = ClipFineTuner(model, tokenizer, cfg.model, category_prompts=datamodule.zero_shot_prompts)
+    module = ClipFineTuner(
+        model, tokenizer, cfg.model, category_prompts=datamodule.zero_shot_prompts, micro_batch=micro
+    )
+    if micro is not None:  # manual optimization clips in the module; Lightning refuses it in the Trainer
+        module.gradient_clip_val = cfg.trainer.get("gradient_clip_val")
     return datamodule, module, tokenizer, image_processor
+
+
+def contrastive_batching(cfg: DictConfig) -> tuple[DictConfig, int | None]:
+    """(the data config the loaders use, the micro-batch) for `model.contrastive_batch` (None: off)."""
+    n = cfg.model.get("contrastive_batch")
+    if not n:
+        return cfg.data, None
+    micro = int(cfg.data.batch_size)
+    if int(n) % micro:
+        raise TrendgenError(
+            f"model.contrastive_batch={n} is not a multiple of data.batch_size={micro} (its micro-batch)"
+        )
+    data_cfg = cfg.data.copy()
+    data_cfg.batch_size = int(n)
+    return data_cfg, micro
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -62,7 +86,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     pl.seed_everything(cfg.seed, workers=True)
     datamodule, module, tokenizer, image_processor = build_training(cfg)
-    trainer = build_trainer(cfg, plugins, resuming)
+    trainer = build_trainer(without_trainer_clipping(cfg), plugins, resuming)
     alphas = check_wise_ft(cfg.model, trainer)
     start = start_weights(module.export_model()) if alphas else None  # before training: WiSE-FT's start
 
@@ -82,3 +106,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if trainer.is_global_zero:
             write_metrics(output_dir, metrics, model_dir)
     return metrics
+
+
+def without_trainer_clipping(cfg: DictConfig) -> DictConfig:
+    """`cfg` with `trainer.gradient_clip_val` off under gradient caching (the module clips, see above)."""
+    if not cfg.model.get("contrastive_batch"):
+        return cfg
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        cfg.trainer.gradient_clip_val = None
+    return cfg
