@@ -205,8 +205,6 @@ class ClipFineTuner(pl.LightningModule):
 
     def cached_step(self, batch: dict[str, Any], sizes: list[int]) -> Tensor:
         """One optimizer step of gradient caching (`trendgen.model.grad_cache`); the loss."""
-        if self.trainer.world_size > 1:
-            raise TrendgenError("model.contrastive_batch runs in one process for now (no DDP)")
         optimizer = self.optimizers()
         loss = cached_backward(self, batch, int(self.micro_batch), sizes)
         if self.gradient_clip_val:
@@ -219,7 +217,12 @@ class ClipFineTuner(pl.LightningModule):
         return loss
 
     def contrastive_loss(
-        self, images: Tensor, texts: Tensor, caption_ids: Tensor, sizes: list[int] | None = None, gather=True
+        self,
+        images: Tensor,
+        texts: Tensor,
+        caption_ids: Tensor,
+        sizes: list[int] | None = None,
+        gather: bool = True,
     ) -> Tensor:
         """`model.loss` of unit features: InfoNCE at the temperature, or the sigmoid loss with the bias."""
         scale = self.model.logit_scale.exp()
@@ -239,6 +242,10 @@ class ClipFineTuner(pl.LightningModule):
             self._kept = None
         with torch.no_grad():
             self.model.logit_scale.clamp_(0, math.log(self.cfg.max_logit_scale))
+
+    def on_fit_start(self) -> None:
+        if self.micro_batch is not None and self.trainer.world_size > 1:
+            raise TrendgenError("model.contrastive_batch runs in one process for now, not under DDP")
 
     def configure_callbacks(self) -> list[Callback]:
         """`model.ema`: Lightning's EMA callback (validation swaps the EMA weights in; checkpoints hold them
