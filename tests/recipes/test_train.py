@@ -167,6 +167,18 @@ def test_eval_scores_each_listed_dataset_under_its_name(trained, tmp_path):
     labels, predicted = zero_shot_by_hand(trained / "model")
     assert test["zero_shot_accuracy"] == pytest.approx(accuracy_score(labels, predicted), abs=1e-6)
     assert test["zero_shot_templates"] == 1
+    # Marqo's ranking tasks, and the leaderboard with the mean over the two
+    for scores in (test, val):
+        assert set(scores["tasks"]) == {"text_to_image", "category_to_product"}
+        for task in scores["tasks"].values():
+            assert set(task) == {"recall@1", "recall@10", "precision@1", "precision@10", "mrr", "ndcg@10"}
+            assert 0 < task["precision@1"] <= task["mrr"] <= 1
+    board = (tmp_path / "leaderboard.md").read_text().splitlines()
+    assert [line.split("|")[1].strip() for line in board[2:]] == ["synthetic", "synthetic_val", "mean"]
+    mean_accuracy = float(board[4].split("|")[2])
+    assert mean_accuracy == pytest.approx(
+        (test["zero_shot_accuracy"] + val["zero_shot_accuracy"]) / 2, abs=1e-4
+    )
 
 
 @pytest.mark.parametrize(

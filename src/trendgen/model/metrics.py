@@ -23,6 +23,8 @@ from torchmetrics.functional.classification import multiclass_accuracy, multicla
 from torchmetrics.utilities import dim_zero_cat
 from transformers import CLIPModel
 
+from trendgen.model.ranking import ranking_scores
+
 RECALL_KS = (1, 5, 10)
 
 # validation metric name -> trendgen-eval's eval.json key
@@ -124,7 +126,7 @@ class RetrievalRecall(Metric):
     def __init__(self, ks: Sequence[int] = RECALL_KS, **kwargs: object) -> None:
         super().__init__(**kwargs)
         self.ks = tuple(ks)
-        for name in ("image_embeds", "text_embeds", "item_ids", "caption_ids", "sample_ids"):
+        for name in ("image_embeds", "text_embeds", "item_ids", "caption_ids", "sample_ids", "category_ids"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
     def update(
@@ -134,6 +136,7 @@ class RetrievalRecall(Metric):
         item_ids: Tensor,
         caption_ids: Tensor,
         sample_ids: Tensor | None = None,
+        category_ids: Tensor | None = None,
     ) -> None:
         """One batch: row i is an image and its caption; `sample_ids` drop rows seen twice (DDP padding)."""
         self.image_embeds.append(image_embeds.detach().float())
@@ -141,12 +144,45 @@ class RetrievalRecall(Metric):
         self.item_ids.append(item_ids.long())
         self.caption_ids.append(caption_ids.long())
         self.sample_ids.append(_ids_or_unknown(sample_ids, item_ids))
+        self.category_ids.append(_ids_or_unknown(category_ids, item_ids))
 
     def _rows(self) -> tuple[Tensor, Tensor, Tensor]:
         keep = _distinct_rows(dim_zero_cat(self.sample_ids))
         images, texts = dim_zero_cat(self.image_embeds)[keep], dim_zero_cat(self.text_embeds)[keep]
         keys = torch.stack([dim_zero_cat(self.item_ids), dim_zero_cat(self.caption_ids)], dim=1)[keep]
         return images, texts, keys
+
+    def ranking_tasks(self, prompt_embeds: Tensor | None) -> dict[str, Tensor]:
+        """Marqo's tasks (`trendgen.model.ranking`): `text_to_image/*` (each distinct caption ranks every
+        image; relevant: the images of items carrying it) and, with category prompts, `category_to_product/*`
+        (each category's prompt embedding ranks every image; relevant: the images of that category)."""
+        if len(self.image_embeds) == 0:
+            return {}
+        keep = _distinct_rows(dim_zero_cat(self.sample_ids))
+        images, texts, keys = self._rows()
+        items, captions = keys[:, 0], keys[:, 1]
+        distinct, inverse = torch.unique(captions, return_inverse=True)
+        queries = texts[first_occurrence(inverse, distinct.numel())]
+        stride = int(captions.max()) + 1
+        pairs = torch.unique(items * stride + captions)
+        tasks = {
+            "text_to_image": (
+                queries,
+                lambda rows: torch.isin(items[None, :] * stride + distinct[rows, None], pairs),
+            )
+        }
+        categories = dim_zero_cat(self.category_ids)[keep]
+        if prompt_embeds is not None and bool((categories >= 0).all()):
+            classes = torch.arange(prompt_embeds.shape[0])
+            tasks["category_to_product"] = (
+                prompt_embeds,
+                lambda rows: categories[None, :] == classes[rows, None],
+            )
+        out: dict[str, Tensor] = {}
+        for task, (task_queries, relevant) in tasks.items():
+            for name, value in ranking_scores(task_queries, images, relevant).items():
+                out[f"{task}/{name}"] = torch.tensor(value)
+        return out
 
     def count(self) -> int:
         """Distinct images scored so far."""

@@ -294,7 +294,9 @@ class ClipFineTuner(pl.LightningModule):
         loss = self.contrastive_loss(*normalized, batch["caption_ids"], gather=False)
         self.eval_loss.update(loss, weight=batch["caption_ids"].numel())
         samples = batch.get("index")  # dataset rows: DDP's padded repeats are counted once
-        self.retrieval.update(images, texts, batch["item_ids"], batch["caption_ids"], samples)
+        self.retrieval.update(
+            images, texts, batch["item_ids"], batch["caption_ids"], samples, batch.get("category_ids")
+        )
         # query/gallery roles (In-shop); other datasets add no rows, so every rank computes alike
         rows = slice(None) if "is_query" in batch else slice(0, 0)
         is_query = batch.get("is_query", batch["item_ids"].bool())
@@ -306,6 +308,8 @@ class ClipFineTuner(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         stage = "test" if self.trainer.testing else "val"
         metrics = self.retrieval.compute()  # gathered from every rank by torchmetrics, duplicates removed
+        if self.trainer.testing:  # trendgen-eval: Marqo's ranking tasks too (every gallery entry ranked)
+            metrics.update(self.retrieval.ranking_tasks(self._prompt_embeds))
         metrics.update(self.query_gallery.compute())  # q2g_R@k, when the split has query/gallery roles
         if self._prompt_embeds is not None:
             metrics.update(self.zero_shot.compute())

@@ -34,6 +34,19 @@ from trendgen.model.wise_ft import eval_wise_ft, load_interpolated
 
 log = logging.getLogger(__name__)
 
+TASKS = ("text_to_image", "category_to_product")  # trendgen.model.metrics.RetrievalRecall.ranking_tasks
+# the leaderboard's columns: (header, where in a dataset's scores)
+BOARD = (
+    ("zero-shot acc", ("zero_shot_accuracy",)),
+    ("weighted F1", ("zero_shot_weighted_f1",)),
+    ("t2i R@1", ("tasks", "text_to_image", "recall@1")),
+    ("t2i R@10", ("tasks", "text_to_image", "recall@10")),
+    ("t2i MRR", ("tasks", "text_to_image", "mrr")),
+    ("t2i NDCG@10", ("tasks", "text_to_image", "ndcg@10")),
+    ("c2p P@1", ("tasks", "category_to_product", "precision@1")),
+    ("c2p MRR", ("tasks", "category_to_product", "mrr")),
+)
+
 
 def load_model_for_eval(cfg: DictConfig) -> tuple[Any, Any, Any]:
     """CLIP, tokenizer and image processor to score: `model.name_or_path` (a saved folder, or with
@@ -67,6 +80,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         scores = {key: score_dataset(cfg, parts, data_cfg) for key, data_cfg in datasets.items()}
         result = {"model": model_id, "datasets": scores}
         summary = "\n".join(f"{key}: {_summary(s)}" for key, s in scores.items())
+        board = Path(cfg.paths.output_dir) / "leaderboard.md"
+        write_text(board, leaderboard(scores))
+        summary += f"\nleaderboard: {board}"
     if eval_wise_ft(cfg) is not None:
         result["wise_ft"] = dict(zip(("start", "alpha"), eval_wise_ft(cfg), strict=True))
     out = Path(cfg.paths.output_dir) / "eval.json"
@@ -100,6 +116,12 @@ def score_dataset(cfg: DictConfig, parts: tuple[Any, Any, Any], data_cfg: DictCo
             "skipped_images": [{"image": image, "reason": reason} for image, reason in skipped],
         }
     )
+    tasks: dict[str, dict[str, float]] = {}  # Marqo's ranking tasks: {task: {metric: value}}
+    for key, value in logged.items():
+        task, sep, metric = key.partition("/")
+        if sep and task in TASKS:
+            tasks.setdefault(task, {})[metric] = value
+    result["tasks"] = tasks
     if any(k.startswith("q2g_R@") for k in logged):  # query/gallery datasets (In-shop)
         result.update({f"query_to_gallery_recall@{k}": logged.get(f"q2g_R@{k}") for k in RECALL_KS})
     return result
@@ -164,3 +186,27 @@ def data_config(overrides: dict[str, Any]) -> DictConfig:
 
 def _summary(result: dict[str, Any]) -> str:
     return ", ".join(f"{k}={result[k]:.4f}" for k in EVAL_KEYS.values() if result[k] is not None)
+
+
+def leaderboard(scores: dict[str, dict[str, Any]]) -> str:
+    """A markdown table of each dataset's scores, as Marqo's fashion leaderboard lays them out, with the mean
+    over the datasets that have each score ("-" where a dataset has none)."""
+
+    def cell(result: dict[str, Any], path: tuple[str, ...]) -> float | None:
+        value: Any = result
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        return None if value is None else float(value)
+
+    rows = {name: [cell(result, path) for _, path in BOARD] for name, result in scores.items()}
+    columns = list(zip(*rows.values(), strict=True))
+    rows["mean"] = [
+        sum(v for v in col if v is not None) / len([v for v in col if v is not None])
+        if any(v is not None for v in col)
+        else None
+        for col in columns
+    ]
+    lines = ["| dataset | " + " | ".join(h for h, _ in BOARD) + " |", "|---" * (len(BOARD) + 1) + "|"]
+    for name, values in rows.items():
+        lines.append(f"| {name} | " + " | ".join("-" if v is None else f"{v:.4f}" for v in values) + " |")
+    return "\n".join(lines) + "\n"

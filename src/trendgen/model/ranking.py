@@ -1,0 +1,58 @@
+"""Ranking scores of the retrieval tasks fashion papers report (Marqo's fashion evaluation): text→image and
+category→product, with Recall@k, Precision@k, MRR and NDCG@10 over the whole evaluation set.
+
+Definitions (binary relevance, cosine similarity, every gallery entry ranked):
+- Recall@k: the share of a query's relevant entries among its top k (averaged over queries);
+- Precision@k: the share of its top k that are relevant;
+- MRR: the mean of 1 / rank of its first relevant entry;
+- NDCG@10: DCG of its top 10 (1 / log2(rank + 1) per hit) over the best possible for its relevant count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["RANKING_KS", "ranking_scores"]
+
+RANKING_KS = (1, 10)
+NDCG_AT = 10
+
+
+def ranking_scores(
+    queries: Tensor,
+    gallery: Tensor,
+    relevant: Callable[[Tensor], Tensor],
+    ks: tuple[int, ...] = RANKING_KS,
+    chunk_size: int = 256,
+) -> dict[str, float]:
+    """Mean scores over `queries` ([Q, D]) ranking `gallery` ([G, D]); `relevant(rows)` is the [c, G] boolean
+    relevance of the query rows `rows`. Queries without any relevant entry are left out."""
+    queries, gallery = F.normalize(queries.float(), dim=-1), F.normalize(gallery.float(), dim=-1)
+    depth = min(NDCG_AT, gallery.shape[0])
+    discounts = 1.0 / torch.log2(torch.arange(2, depth + 2, dtype=torch.float32))
+    best = torch.cat([torch.zeros(1), discounts.cumsum(0)])  # the ideal DCG of n relevant entries: best[n]
+    sums: dict[str, float] = {}
+    counted = 0
+    for start in range(0, queries.shape[0], chunk_size):
+        rows = torch.arange(start, min(start + chunk_size, queries.shape[0]))
+        hits = relevant(rows)
+        order = (queries[rows] @ gallery.T).argsort(dim=1, descending=True)
+        ranked = torch.gather(hits, 1, order).float()  # [c, G]: 1 where the entry at that rank is relevant
+        n_relevant = ranked.sum(dim=1)
+        keep = n_relevant > 0
+        ranked, n_relevant = ranked[keep], n_relevant[keep]
+        counted += int(keep.sum())
+        scores = {"mrr": 1.0 / (ranked.argmax(dim=1).float() + 1)}
+        for k in ks:
+            found = ranked[:, :k].sum(dim=1)
+            scores[f"recall@{k}"] = found / n_relevant
+            scores[f"precision@{k}"] = found / min(k, gallery.shape[0])
+        ideal = best[n_relevant.clamp(max=depth).long()]
+        scores[f"ndcg@{NDCG_AT}"] = (ranked[:, :depth] * discounts).sum(dim=1) / ideal
+        for name, values in scores.items():
+            sums[name] = sums.get(name, 0.0) + float(values.sum())
+    return {name: total / counted for name, total in sums.items()} if counted else {}
