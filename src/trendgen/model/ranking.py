@@ -30,29 +30,32 @@ def ranking_scores(
     chunk_size: int = 256,
 ) -> dict[str, float]:
     """Mean scores over `queries` ([Q, D]) ranking `gallery` ([G, D]); `relevant(rows)` is the [c, G] boolean
-    relevance of the query rows `rows`. Queries without any relevant entry are left out."""
+    relevance of the query rows `rows`. Queries without any relevant entry are left out. The first hit's rank
+    counts the entries scored strictly higher (a tie goes the query's way); the rest reads the top entries
+    only, so a query costs one pass over the gallery, not a sort."""
     queries, gallery = F.normalize(queries.float(), dim=-1), F.normalize(gallery.float(), dim=-1)
-    depth = min(NDCG_AT, gallery.shape[0])
-    discounts = 1.0 / torch.log2(torch.arange(2, depth + 2, dtype=torch.float32))
+    depth = min(max(*ks, NDCG_AT), gallery.shape[0])
+    discounts = 1.0 / torch.log2(torch.arange(2, NDCG_AT + 2, dtype=torch.float32))[: min(NDCG_AT, depth)]
     best = torch.cat([torch.zeros(1), discounts.cumsum(0)])  # the ideal DCG of n relevant entries: best[n]
     sums: dict[str, float] = {}
     counted = 0
     for start in range(0, queries.shape[0], chunk_size):
         rows = torch.arange(start, min(start + chunk_size, queries.shape[0]))
         hits = relevant(rows)
-        order = (queries[rows] @ gallery.T).argsort(dim=1, descending=True)
-        ranked = torch.gather(hits, 1, order).float()  # [c, G]: 1 where the entry at that rank is relevant
-        n_relevant = ranked.sum(dim=1)
-        keep = n_relevant > 0
-        ranked, n_relevant = ranked[keep], n_relevant[keep]
+        keep = hits.any(dim=1)
+        hits, scores = hits[keep], (queries[rows] @ gallery.T)[keep]
         counted += int(keep.sum())
-        scores = {"mrr": 1.0 / (ranked.argmax(dim=1).float() + 1)}
+        n_relevant = hits.sum(dim=1).float()
+        first_hit = scores.masked_fill(~hits, float("-inf")).max(dim=1).values
+        rank = (scores > first_hit[:, None]).sum(dim=1) + 1
+        ranked = torch.gather(hits, 1, scores.topk(depth, dim=1).indices).float()  # [c, depth]
+        values = {"mrr": 1.0 / rank.float()}
         for k in ks:
             found = ranked[:, :k].sum(dim=1)
-            scores[f"recall@{k}"] = found / n_relevant
-            scores[f"precision@{k}"] = found / min(k, gallery.shape[0])
-        ideal = best[n_relevant.clamp(max=depth).long()]
-        scores[f"ndcg@{NDCG_AT}"] = (ranked[:, :depth] * discounts).sum(dim=1) / ideal
-        for name, values in scores.items():
-            sums[name] = sums.get(name, 0.0) + float(values.sum())
+            values[f"recall@{k}"] = found / n_relevant
+            values[f"precision@{k}"] = found / min(k, gallery.shape[0])
+        ideal = best[n_relevant.clamp(max=len(discounts)).long()]
+        values[f"ndcg@{NDCG_AT}"] = (ranked[:, : len(discounts)] * discounts).sum(dim=1) / ideal
+        for name, value in values.items():
+            sums[name] = sums.get(name, 0.0) + float(value.sum())
     return {name: total / counted for name, total in sums.items()} if counted else {}
