@@ -266,7 +266,11 @@ def test_eval_logs_its_metrics_into_the_training_run(trained: Path, tmp_path: Pa
     assert run.run.display_name == "" and run.run.job_type == ""  # its name and job type left alone
     logged = {k: v for row in run.history for k, v in row.items() if not k.startswith("_")}
     expected = {f"eval/{k}": v for k, v in scores.items() if isinstance(v, int | float)}
+    expected.update(  # the ranking tasks, one key per task and score
+        {f"eval/tasks/{t}/{k}": v for t, task in scores["tasks"].items() for k, v in task.items()}
+    )
     assert logged == expected and "eval/zero_shot_accuracy" in logged  # under eval/, beside training's test/
+    assert "eval/tasks/category_to_product/mrr" in logged
     assert run.summary["eval/split"] == "test" and run.summary["eval/n_images"] == 16
     assert run.config["eval"]["model"]["name_or_path"] == str(trained / "model")  # eval's config, apart
     assert run.config["eval"]["run_note"] == "<redacted>"
