@@ -28,9 +28,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import REPO, base_parser, interleaved, look_folder, rates, report, thread_env, wall
-
-BIN = Path(sys.executable).parent  # trendgen's environment (its console scripts)
+from benchlib import (
+    REPO,
+    TRENDGEN_BIN,
+    against,
+    base_parser,
+    interleaved,
+    look_folder,
+    rates,
+    report,
+    thread_env,
+    wall,
+)
 
 # open_clip geometry of each trendgen model config: the same widths, depths, heads, patch and QuickGELU.
 OPEN_CLIP_GEOMETRY = {
@@ -76,7 +85,12 @@ def embed(args) -> None:
         def run(n: int) -> float:
             out = work / "design_run"
             shutil.rmtree(out, ignore_errors=True)
-            cmd = [str(BIN / "trendgen-design"), *common, f"trend.images={images[n]}", f"hydra.run.dir={out}"]
+            cmd = [
+                str(TRENDGEN_BIN / "trendgen-design"),
+                *common,
+                f"trend.images={images[n]}",
+                f"hydra.run.dir={out}",
+            ]
             return wall(cmd + extra, env)
 
         return run
@@ -120,14 +134,11 @@ def embed(args) -> None:
         programs[f"clip-retrieval inference ({args.workers} workers)"] = clip_retrieval
     best = interleaved(programs, tuple(args.sizes), args.repeats)
     table = {name: rates(s, tuple(args.sizes)) for name, s in best.items()}
-    plain = table[f"plain open_clip loop ({args.workers} workers)"]
-    rows = [
-        [name, steady, steady / plain[0], whole, whole / plain[1]] for name, (steady, whole) in table.items()
-    ]
+    columns, rows = against(table, f"plain open_clip loop ({args.workers} workers)", "plain loop")
     report(
         f"embed: {args.model} geometry (random weights), {args.sizes[1]} PNGs of {args.px} px, batch "
         f"{args.batch_size}, {args.threads} torch threads, CPU",
-        ["program", "steady images/s", "x plain loop", "whole-run images/s", "x plain loop"],
+        columns,
         rows,
         [
             f"Steady: ({args.sizes[1]} - {args.sizes[0]}) images over the difference of the two runs' wall "

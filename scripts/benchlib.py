@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+TRENDGEN_BIN = Path(sys.executable).parent  # trendgen's environment: its console scripts
 
 
 def base_parser(description: str) -> argparse.ArgumentParser:
@@ -158,3 +159,10 @@ def rates(seconds: dict[int, float], units: tuple[int, int]) -> tuple[float, flo
     """(steady units/s from the difference of the two sizes, whole-run units/s of the larger)."""
     (n1, n2), (t1, t2) = units, (seconds[units[0]], seconds[units[1]])
     return (n2 - n1) / (t2 - t1), n2 / t2
+
+
+def against(table: dict[str, tuple[float, float]], peer: str, label: str) -> tuple[list[str], list[list]]:
+    """Columns and rows of (steady, whole-run) images/s per program, each also as a multiple of `peer`'s."""
+    steady, whole = table[peer]
+    columns = ["program", "steady images/s", f"x {label}", "whole-run images/s", f"x {label}"]
+    return columns, [[name, s, s / steady, w, w / whole] for name, (s, w) in table.items()]

@@ -19,9 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchlib import compose, interleaved, look_folder, rates, report, thread_env, wall
-
-BIN = Path(sys.executable).parent
+from benchlib import TRENDGEN_BIN, against, compose, interleaved, look_folder, rates, report, thread_env, wall
 
 # Run in the peers' environment: the example's model folder from trendgen's parts, and the VAE's encode time.
 MAKE_FOLDER = r"""
@@ -110,7 +108,7 @@ def generator(args) -> None:
     def trendgen(n: int) -> float:
         out = work / "trendgen_run"
         shutil.rmtree(out, ignore_errors=True)
-        cmd = [str(BIN / "trendgen-train-generator"), *overrides, f"trainer.max_steps={n}"]
+        cmd = [str(TRENDGEN_BIN / "trendgen-train-generator"), *overrides, f"trainer.max_steps={n}"]
         cmd += ["trainer.max_epochs=1000", "trainer.limit_val_batches=0", "logger=none"]
         cmd += [f"hydra.run.dir={out}", f"paths.output_dir={out}"]
         return wall(cmd, env)
@@ -131,12 +129,12 @@ def generator(args) -> None:
     best = interleaved(programs, tuple(steps), args.repeats)
     units = (steps[0] * batch, steps[1] * batch)
     table = {name: rates({units[0]: s[steps[0]], units[1]: s[steps[1]]}, units) for name, s in best.items()}
-    peer = table["diffusers train_text_to_image.py"]
+    columns, rows = against(table, "diffusers train_text_to_image.py", "example")
     report(
         f"generator: diffusion=tiny UNet ({vae['unet_params']:,} parameters, no pooled condition) at 16 px, "
         f"batch {batch}, {args.workers} workers, {args.threads} torch threads, fp32, CPU",
-        ["program", "steady images/s", "x example", "whole-run images/s", "x example"],
-        [[name, s, s / peer[0], w, w / peer[1]] for name, (s, w) in table.items()],
+        columns,
+        rows,
         [
             f"Steady: {steps[1] - steps[0]} steps over the difference of a {steps[1]}- and a {steps[0]}-step "
             f"run's wall times; whole run: {steps[1]} steps over its wall time; best of {args.repeats} "

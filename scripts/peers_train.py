@@ -14,12 +14,9 @@ from __future__ import annotations
 import csv
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-from benchlib import interleaved, look_folder, rates, report, thread_env, wall
-
-BIN = Path(sys.executable).parent
+from benchlib import TRENDGEN_BIN, against, interleaved, look_folder, rates, report, thread_env, wall
 
 
 def indexes(folder: Path, sizes: list[int], work: Path) -> dict[int, tuple[Path, Path]]:
@@ -56,7 +53,12 @@ def train(args) -> None:
     def trendgen(n: int) -> float:
         out = work / "trendgen_run"
         shutil.rmtree(out, ignore_errors=True)
-        cmd = [str(BIN / "trendgen-train"), "model=clip_b32", "model.pretrained=false", "data=folder"]
+        cmd = [
+            str(TRENDGEN_BIN / "trendgen-train"),
+            "model=clip_b32",
+            "model.pretrained=false",
+            "data=folder",
+        ]
         cmd += [f"data.root={folder}", f"data.index={index[n][0]}", f"data.batch_size={batch}"]
         cmd += [f"data.num_workers={args.workers}", "trainer.max_epochs=1", "trainer.limit_val_batches=0"]
         cmd += ["+trainer.limit_test_batches=0"]  # metrics.json's scoring of the export: open_clip has none
@@ -78,12 +80,12 @@ def train(args) -> None:
     programs = {"trendgen-train": trendgen, "open_clip_train.main": open_clip}
     best = interleaved(programs, tuple(sizes), args.repeats)
     table = {name: rates(s, tuple(sizes)) for name, s in best.items()}
-    peer = table["open_clip_train.main"]
+    columns, rows = against(table, "open_clip_train.main", "open_clip")
     report(
         f"train: ViT-B/32 geometry (random weights), one epoch of {sizes[1]} PNGs of {args.px} px, batch "
         f"{batch}, {args.workers} workers, {args.threads} torch threads, fp32, CPU",
-        ["program", "steady images/s", "x open_clip", "whole-run images/s", "x open_clip"],
-        [[name, s, s / peer[0], w, w / peer[1]] for name, (s, w) in table.items()],
+        columns,
+        rows,
         [
             f"Steady: ({sizes[1]} - {sizes[0]}) images over the difference of the two runs' wall times; "
             f"whole run: {sizes[1]} images over its wall time; best of {args.repeats} interleaved repeats. "

@@ -17,20 +17,14 @@ from torch import Tensor
 
 __all__ = ["cached_backward", "micro_batches"]
 
-ROW_KEYS = ("pixel_values", "input_ids", "attention_mask", "caption_ids", "item_ids", "category_ids", "index")
-
 
 def micro_batches(batch: dict[str, Any], size: int) -> list[dict[str, Any]]:
-    """The batch's rows in slices of `size` (per-row tensors sliced; everything else kept as it is)."""
+    """The batch's rows in slices of `size` (every tensor with a row per sample sliced; the rest as it is)."""
     rows = int(batch["caption_ids"].numel())
-    out = []
-    for start in range(0, rows, size):
-        part = dict(batch)
-        for key in ROW_KEYS:
-            if isinstance(batch.get(key), Tensor):
-                part[key] = batch[key][start : start + size]
-        out.append(part)
-    return out
+    per_row = [k for k, v in batch.items() if isinstance(v, Tensor) and v.dim() > 0 and v.shape[0] == rows]
+    return [
+        {**batch, **{k: batch[k][start : start + size] for k in per_row}} for start in range(0, rows, size)
+    ]
 
 
 def cached_backward(module: Any, batch: dict[str, Any], micro: int, sizes: list[int] | None) -> Tensor:

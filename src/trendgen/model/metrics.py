@@ -152,26 +152,29 @@ class RetrievalRecall(Metric):
         keys = torch.stack([dim_zero_cat(self.item_ids), dim_zero_cat(self.caption_ids)], dim=1)[keep]
         return images, texts, keys
 
+    def _caption_gallery(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Callable[[Tensor, Tensor], Tensor]]:
+        """(images, their items, the distinct caption ids, one text embedding per distinct caption,
+        `carries(item_ids, caption_ids)`: whether those items carry those captions, broadcast)."""
+        images, texts, keys = self._rows()
+        items, captions = keys[:, 0], keys[:, 1]
+        distinct, inverse = torch.unique(captions, return_inverse=True)
+        stride = int(captions.max()) + 1
+        pairs = torch.unique(items * stride + captions)  # every (item, caption) seen
+
+        def carries(item_ids: Tensor, caption_ids: Tensor) -> Tensor:
+            return torch.isin(item_ids * stride + caption_ids, pairs)
+
+        return images, items, distinct, texts[first_occurrence(inverse, distinct.numel())], carries
+
     def ranking_tasks(self, prompt_embeds: Tensor | None) -> dict[str, Tensor]:
         """Marqo's tasks (`trendgen.model.ranking`): `text_to_image/*` (each distinct caption ranks every
         image; relevant: the images of items carrying it) and, with category prompts, `category_to_product/*`
         (each category's prompt embedding ranks every image; relevant: the images of that category)."""
         if len(self.image_embeds) == 0:
             return {}
-        keep = _distinct_rows(dim_zero_cat(self.sample_ids))
-        images, texts, keys = self._rows()
-        items, captions = keys[:, 0], keys[:, 1]
-        distinct, inverse = torch.unique(captions, return_inverse=True)
-        queries = texts[first_occurrence(inverse, distinct.numel())]
-        stride = int(captions.max()) + 1
-        pairs = torch.unique(items * stride + captions)
-        tasks = {
-            "text_to_image": (
-                queries,
-                lambda rows: torch.isin(items[None, :] * stride + distinct[rows, None], pairs),
-            )
-        }
-        categories = dim_zero_cat(self.category_ids)[keep]
+        images, items, distinct, captions, carries = self._caption_gallery()
+        tasks = {"text_to_image": (captions, lambda rows: carries(items[None, :], distinct[rows, None]))}
+        categories = dim_zero_cat(self.category_ids)[_distinct_rows(dim_zero_cat(self.sample_ids))]
         if prompt_embeds is not None and bool((categories >= 0).all()):
             classes = torch.arange(prompt_embeds.shape[0])
             tasks["category_to_product"] = (
@@ -191,18 +194,13 @@ class RetrievalRecall(Metric):
     def compute(self) -> dict[str, Tensor]:
         if len(self.image_embeds) == 0:  # every image skipped (a list, or a tensor once synced across ranks)
             return {"n_images": torch.tensor(0.0)}
-        images, texts, keys = self._rows()
-        items, captions = keys[:, 0], keys[:, 1]
-        distinct, inverse = torch.unique(captions, return_inverse=True)
-        gallery_texts = texts[first_occurrence(inverse, distinct.numel())]
-        stride = int(captions.max()) + 1
-        pairs = torch.unique(items * stride + captions)  # every (item, caption) seen
+        images, items, distinct, gallery_texts, carries = self._caption_gallery()
 
         def image_to_text(rows: Tensor, ranked: Tensor) -> Tensor:
-            return torch.isin(items[rows, None] * stride + distinct[ranked], pairs)
+            return carries(items[rows, None], distinct[ranked])
 
         def text_to_image(rows: Tensor, ranked: Tensor) -> Tensor:
-            return torch.isin(items[ranked] * stride + distinct[rows, None], pairs)
+            return carries(items[ranked], distinct[rows, None])
 
         result: dict[str, Tensor] = {}
         for name, queries, gallery, relevant in (
