@@ -194,3 +194,20 @@ def test_an_eval_only_folder_gives_prompts_and_a_test_loader(tmp_path: Path) -> 
     (batch,) = list(module.test_dataloader())
     assert batch["category_ids"].tolist() == [0, 1, 0]
     assert batch["caption_ids"][0] == batch["caption_ids"][2] != batch["caption_ids"][1]
+
+
+def test_a_batch_hands_its_integer_tensors_over_in_one_shared_storage() -> None:
+    """From a worker each storage is passed by its own file descriptor: the six integer tensors of a batch
+    are contiguous views of one buffer, with the values the table and the dataset give."""
+    module, _ = _module(_synthetic(num_workers=1))
+    module.setup("fit")
+    batch = next(iter(module.train_dataloader()))
+    keys = ("input_ids", "attention_mask", "caption_ids", "item_ids", "category_ids", "index")
+    storages = {batch[k].untyped_storage().data_ptr() for k in keys}
+    assert len(storages) == 1 and all(batch[k].is_contiguous() for k in keys)
+    dataset, table = module.dataset("train"), module.table
+    rows = batch["index"].tolist()
+    assert batch["item_ids"].tolist() == [dataset.item_ids[i] for i in rows]
+    assert batch["category_ids"].tolist() == [dataset.category_ids[i] for i in rows]
+    assert torch.equal(batch["input_ids"], table.input_ids[batch["caption_ids"]])
+    assert torch.equal(batch["attention_mask"], table.attention_mask[batch["caption_ids"]])
