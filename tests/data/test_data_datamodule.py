@@ -53,8 +53,10 @@ def test_batch_contract() -> None:
     assert tokenizer.calls == 2  # train and val captions, each tokenized once, at setup
     dataset = module.dataset("train")
     table = module.table
+    val = module.dataset("val")  # evaluation splits add their field texts (facet ranking)
+    val_fields = {text for texts in val.fields.values() for text in texts}
     assert table is not None and len(table.captions) == len(
-        set(dataset.captions) | set(module.dataset("val").captions)
+        set(dataset.captions) | set(val.captions) | val_fields
     )
 
     batches = list(module.train_dataloader())

@@ -113,6 +113,9 @@ def test_coarse_layout_with_img_under_Img(tmp_path: Path, anno: str) -> None:
     )
     assert val.captions == ["a photo of a long sleeve cardigan"]
     assert test.captions[1] == "a photo of a dress"  # no positive attribute: no double space
+    # multi-field training's fields: the category, the caption's attributes ("" where none is set)
+    assert train.fields["category"] == ["blouse", "blouse", "jeans"]
+    assert train.fields["attributes"][1:] == ["floral print", "denim"] and test.fields["attributes"][1] == ""
     assert test.item_ids[0] == test.item_ids[1]
     # Item ids are stable across splits: the <Item> folders numbered in sorted order.
     items = sorted({name.split("/")[1] for name, *_ in IMAGES})

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers.design import base_overrides, compose_design, make_tiny_clip, write_looks
+from helpers.design import base_overrides, compose_design, make_tiny_clip, make_tiny_siglip, write_looks
 from PIL import Image
 from transformers import AutoTokenizer
 
@@ -174,3 +174,30 @@ def test_a_one_facet_bank_of_the_users_own_works_with_the_default_template(desig
     assert trend["look"]["text"] in {"a dress", "a coat", "a shirt", "a sneaker"}
     assert list(trend["facets"]) == ["garment"]
     assert trend["prompt"]["text"].startswith(trend["look"]["text"])
+
+
+def test_a_siglip_folder_runs_the_design_pipeline_as_its_own_library_embeds(design_run, tmp_path):
+    """SigLIP: images embedded as transformers' SiglipModel embeds them, captions ranked with SigLIP's
+    full-length padding, a look and a prompt."""
+    import torch
+    from transformers import AutoModel, AutoProcessor
+
+    cfg, _, _ = design_run
+    model_dir = make_tiny_siglip(tmp_path / "siglip")
+    overrides = [
+        *base_overrides(tmp_path, model_dir, Path(cfg.trend.images)),
+        "generator=none",
+        "design.stages=[embed,cluster,describe,prompt]",
+    ]
+    trend = run_design(compose_design(overrides))
+    assert trend["look"]["text"] and trend["prompt"]["text"].startswith(trend["look"]["text"])
+    out = tmp_path / "out" / "embed"
+    embeddings = np.load(out / "embeddings.npy")
+    first = json.loads((out / "index.json").read_text())["paths"][0]
+    model, processor = AutoModel.from_pretrained(model_dir).eval(), AutoProcessor.from_pretrained(model_dir)
+    with torch.no_grad():
+        pixels = processor(images=[Image.open(first).convert("RGB")], return_tensors="pt")["pixel_values"]
+        own = torch.nn.functional.normalize(
+            model.get_image_features(pixel_values=pixels).pooler_output, dim=-1
+        )
+    np.testing.assert_allclose(embeddings[0], own[0].numpy(), atol=1e-5)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
+from helpers.design import make_tiny_siglip
 from helpers.generator import TINY_UNET, clip_folder
 from helpers.ranks import end_rank
 from hydra import compose, initialize_config_dir
@@ -96,6 +97,18 @@ def test_the_pooled_text_embedding_steers_the_unet(clip):
     hidden, pooled = module.text_condition(make_batch(module, CAPTIONS, [0, 1, 2, 3]))
     assert hidden.shape == (4, module.parts.max_length, 32) and pooled.shape == (4, 16)
     assert torch.allclose(pooled.norm(dim=-1), torch.ones(4))
+
+
+def test_a_siglip_text_tower_conditions_the_unet_with_its_head(tmp_path):
+    siglip = make_tiny_siglip(tmp_path / "siglip")
+    module = make_module(siglip)
+    assert type(module.parts.text_encoder).__name__ == "SiglipTextModel" and module.parts.uses_pooled
+    hidden, pooled = module.text_condition(make_batch(module, CAPTIONS, [0, 1, 2, 3]))
+    assert hidden.shape == (4, module.parts.max_length, 32) and pooled.shape == (4, 32)
+    assert torch.allclose(pooled.norm(dim=-1), torch.ones(4))
+    loss = module.diffusion_loss(make_batch(module, CAPTIONS, [0, 1, 2, 3]), step=0)
+    loss.backward()
+    assert all(p.grad is not None for p in module.parts.trainable_parameters())
 
 
 def test_an_empty_batch_takes_part_and_adds_nothing(clip):

@@ -1,4 +1,5 @@
-"""Helpers for the design tests: a tiny saved CLIP folder, trending image folders, composed configs."""
+"""Helpers for the design tests: tiny saved CLIP and SigLIP folders, trending image folders, composed
+configs."""
 
 from __future__ import annotations
 
@@ -57,6 +58,26 @@ def make_tiny_clip(folder: Path, seed: int = 0, vision_act: str = "quick_gelu") 
     processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     CLIPModel(config).save_pretrained(folder)
     CLIPProcessor(image_processor=processor, tokenizer=tokenizer).save_pretrained(folder)
+    return folder
+
+
+def make_tiny_siglip(folder: Path, seed: int = 0) -> Path:
+    """A random tiny SigLIP saved as trendgen-train saves one (widths 32, the same vocabulary as
+    `make_tiny_clip`)."""
+    from trendgen.config import ClipGeometry
+    from trendgen.model.build import save_clip
+    from trendgen.model.families import random_siglip, siglip_image_processor
+
+    texts = [f"a {c} {p} {g}" for g in GARMENTS for c in COLORS for p in PATTERNS]
+    texts += [c for captions in load_bank(BANK).values() for c in captions]
+    tokenizer = train_caption_tokenizer(texts, vocab_size=4096, model_max_length=32)
+    torch.manual_seed(seed)
+    geometry = ClipGeometry(
+        image_size=32, patch_size=8, vision_hidden_size=32, vision_layers=1, vision_heads=2,
+        vision_intermediate_size=64, text_hidden_size=32, text_layers=1, text_heads=2,
+        text_intermediate_size=64, projection_dim=32, max_text_length=32,
+    )  # fmt: skip
+    save_clip(folder, random_siglip(geometry, len(tokenizer)), tokenizer, siglip_image_processor(32))
     return folder
 
 

@@ -26,6 +26,7 @@ def test_scores_of_two_queries_by_hand():
         "recall@10": 1.0,
         "precision@10": (2 / 4 + 1 / 4) / 2,  # a gallery of 4: the share of all 4
         "ndcg@10": (ndcg_1 + 1) / 2,
+        "map": ((1 / 2 + 2 / 4) / 2 + 1) / 2,  # query 1: precision 1/2 at its rank-2 hit, 2/4 at rank 4
     }
     assert scores == pytest.approx(expected)
 

@@ -167,12 +167,14 @@ def test_eval_scores_each_listed_dataset_under_its_name(trained, tmp_path):
     labels, predicted = zero_shot_by_hand(trained / "model")
     assert test["zero_shot_accuracy"] == pytest.approx(accuracy_score(labels, predicted), abs=1e-6)
     assert test["zero_shot_templates"] == 1
-    # Marqo's ranking tasks, and the leaderboard with the mean over the two
+    # Marqo's ranking tasks (the synthetic garments' fields as facets too), and the leaderboard with the mean
+    facets = {"facet_garment", "facet_color", "facet_pattern"}
     for scores in (test, val):
-        assert set(scores["tasks"]) == {"text_to_image", "category_to_product"}
+        assert set(scores["tasks"]) == {"text_to_image", "category_to_product"} | facets
         for task in scores["tasks"].values():
-            assert set(task) == {"recall@1", "recall@10", "precision@1", "precision@10", "mrr", "ndcg@10"}
-            assert 0 < task["precision@1"] <= task["mrr"] <= 1
+            scored = {"recall@1", "recall@10", "precision@1", "precision@10", "mrr", "ndcg@10", "map"}
+            assert set(task) == scored
+            assert 0 <= task["precision@1"] <= task["mrr"] <= 1 and 0 < task["map"] <= 1
     board = (tmp_path / "leaderboard.md").read_text().splitlines()
     assert [line.split("|")[1].strip() for line in board[2:]] == ["synthetic", "synthetic_val", "mean"]
     mean_accuracy = float(board[4].split("|")[2])

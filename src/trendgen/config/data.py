@@ -50,6 +50,9 @@ class AugmentConfig:
     hue: float = ranged(0.0, low=0, high=0.5)  # at most 0.5
 
 
+CAPTION_FIELD = "caption"  # in `data.fields`: the term of each row's own caption
+
+
 @dataclass
 class DataConfig:
     """What every captioned fashion image dataset has (see conf/data/); each dataset's node extends it."""
@@ -69,6 +72,9 @@ class DataConfig:
     # zero-shot prompt ensemble: class embedding = normalised mean over these (empty: category_template alone)
     zero_shot_templates: list[str] = field(default_factory=list)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # multi-field training: {field: weight} of each contrastive term beside the caption's ("caption": its
+    # weight, 1 unless given), e.g. {garment: 1, color: 1, pattern: 1}; null: the caption alone
+    fields: Any = None  # a {field: weight} mapping (typed Any: a command-line dict replaces null)
 
 
 @dataclass

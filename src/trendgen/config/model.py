@@ -74,9 +74,10 @@ class LrGroups:
 
 @dataclass
 class ModelConfig:
-    """CLIP in a LightningModule (see conf/model/)."""
+    """A CLIP or SigLIP in a LightningModule (see conf/model/)."""
 
     name_or_path: str = MISSING  # hub id or local folder
+    family: str = "clip"  # clip | siglip: the model built with random weights (a checkpoint says its own)
     revision: str | None = None  # a hub id's commit, tag or branch (pins what the design stage keys use)
     pretrained: bool = True
     geometry: ClipGeometry = field(default_factory=ClipGeometry)

@@ -32,6 +32,8 @@ class CaptionDataset(Dataset):
     `skipped` lists `(describe, reason)` for rows dropped while the index was read (e.g. missing files);
     images that fail to decode are reported later, per batch, by the DataLoader's collate. `is_query` (image
     retrieval benchmarks such as DeepFashion In-shop) flags the query images; the others are the gallery.
+    `fields` holds each row's texts per product field (`{"color": ["red", ...], ...}`; "" where an item has
+    none): what multi-field training (`data.fields`) and the facet ranking tasks read.
     """
 
     def __init__(
@@ -48,6 +50,7 @@ class CaptionDataset(Dataset):
         load: Loader,
         skipped: Sequence[tuple[str, str]] = (),
         is_query: Sequence[bool] | None = None,
+        fields: dict[str, Sequence[str]] | None = None,
     ) -> None:
         n = len(sources)
         if not len(captions) == len(item_ids) == len(category_ids) == n:
@@ -64,6 +67,9 @@ class CaptionDataset(Dataset):
         self.is_query = None if is_query is None else [bool(q) for q in is_query]
         if self.is_query is not None and len(self.is_query) != n:
             raise ValueError("is_query must have one entry per sample")
+        self.fields = {name: list(values) for name, values in (fields or {}).items()}
+        if any(len(values) != n for values in self.fields.values()):
+            raise ValueError("every field must have one entry per sample")
         self._load = load
 
     def __len__(self) -> int:
@@ -93,6 +99,7 @@ class CaptionDataset(Dataset):
         picked.category_ids = [self.category_ids[i] for i in indices]
         if self.is_query is not None:
             picked.is_query = [self.is_query[i] for i in indices]
+        picked.fields = {name: [values[i] for i in indices] for name, values in self.fields.items()}
         return picked
 
 
@@ -114,7 +121,8 @@ class ConcatCaptionDataset(CaptionDataset):
     Name, split, categories and prompts are the first part's. Each later part's item ids and category ids are
     offset past those of the parts before it, so no id of one source matches one of another (a later part's
     categories are not zero-shot classes); "no category" (-1) stays -1. Every part's skip records are kept,
-    and `describe` names a row as its own part would.
+    and `describe` names a row as its own part would. The first part's fields are kept; a later part's rows
+    without one hold "" (no text: e.g. replayed rows, which train the caption term only).
     """
 
     def __init__(
@@ -142,6 +150,10 @@ class ConcatCaptionDataset(CaptionDataset):
             item_offset = max(item_ids, default=-1) + 1
             category_offset = max(len(part.categories) + category_offset, max(category_ids, default=-1) + 1)
         with_query = any(part.is_query is not None for part in parts)
+        fields = {
+            name: [parts[k].fields[name][r] if name in parts[k].fields else "" for k, r, _ in sources]
+            for name in first.fields
+        }
         super().__init__(
             name=first.name,
             split=first.split,
@@ -154,6 +166,7 @@ class ConcatCaptionDataset(CaptionDataset):
             load=PartLoader([part._load for part in parts]),
             skipped=[record for part in parts for record in part.skipped],
             is_query=[_query(parts[k], r) for k, r, _ in sources] if with_query else None,
+            fields=fields,
         )
         self.part_names = [(part.name, part.split) for part in parts]
 

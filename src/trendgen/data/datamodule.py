@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from trendgen.config import DataConfig
 from trendgen.data.augment import BatchAugment, SampleAugment, check_augment
 from trendgen.data.base import CaptionDataset
+from trendgen.data.fields import CAPTION, check_fields, field_batch
 from trendgen.data.pixels import pixel_values
 from trendgen.data.registry import build_dataset
 from trendgen.data.replay import mix_replay, replay_enabled
@@ -70,8 +71,16 @@ class CaptionCollate:
         table: CaptionTable,
         processor: Any,
         augment: SampleAugment | None = None,
+        field_ids: dict[str, np.ndarray] | None = None,
     ):
         self.dataset = dataset
+        self.fields = {  # per field: the caption-table row of each sample's text, whether it has one
+            name: (
+                torch.as_tensor(ids, dtype=torch.long),
+                torch.tensor([bool(t) for t in dataset.fields[name]]),
+            )
+            for name, ids in (field_ids or {}).items()
+        }
         self.augment = augment  # applied to each decoded image before the processor (training only)
         self.caption_ids = torch.as_tensor(caption_ids, dtype=torch.long)
         self.item_ids = torch.tensor(dataset.item_ids, dtype=torch.long)
@@ -100,6 +109,8 @@ class CaptionCollate:
             pixels = self.no_pixels
         caption_ids = self.caption_ids[index]
         query = {} if self.is_query is None else {"is_query": self.is_query[index]}  # query/gallery sets
+        if self.fields:  # multi-field training, facet ranking
+            query["fields"] = field_batch(self.fields, index, self.input_ids, self.attention_mask)
         input_ids, attention_mask, caption_ids, item_ids, category_ids, index = one_storage(
             self.input_ids[caption_ids],
             self.attention_mask[caption_ids],
@@ -158,6 +169,7 @@ class FashionDataModule(pl.LightningDataModule):
         self.table: CaptionTable | None = None
         self._datasets: dict[str, CaptionDataset] = {}
         self._caption_ids: dict[str, np.ndarray] = {}
+        self._field_ids: dict[str, dict[str, np.ndarray]] = {}
         self._skipped: dict[str, str] = {}
         self._batch_augment: BatchAugment | None = None
 
@@ -176,7 +188,11 @@ class FashionDataModule(pl.LightningDataModule):
     def all_captions(self) -> list[str]:
         """Unique captions of the train (replay included) and val splits plus the category prompts (to train a
         tokenizer on)."""
-        captions = self.dataset(self.cfg.train_split).captions + self.dataset(self.cfg.val_split).captions
+        captions = []
+        for split in (self.cfg.train_split, self.cfg.val_split):
+            dataset = self.dataset(split)
+            fields = getattr(dataset, "fields", {})
+            captions += dataset.captions + [text for texts in fields.values() for text in texts if text]
         ensemble = [prompt for prompts in self.zero_shot_prompts for prompt in prompts]
         return list(dict.fromkeys(captions + self.category_prompts + ensemble))
 
@@ -210,6 +226,10 @@ class FashionDataModule(pl.LightningDataModule):
                     f"data.zero_shot_templates: {template!r} must name the category as {{category}} ({err})"
                 ) from None
         return prompts
+
+    def facet_names(self) -> list[str]:
+        """The product fields of the evaluated split (`data.split`), which its batches carry."""
+        return list(getattr(self.dataset(self.cfg.split), "fields", {}))
 
     @property
     def categories(self) -> list[str]:
@@ -285,8 +305,14 @@ class FashionDataModule(pl.LightningDataModule):
         """The collate function of `split`'s loader (tokenizes the split's captions if setup has not);
         `augment`: with the per-sample training augmentation (`data.augment.where=workers`)."""
         sample_augment = SampleAugment(self.cfg.augment, self.image_processor) if augment else None
+        caption_ids = self._tokenized(split)
         return CaptionCollate(
-            self.dataset(split), self._tokenized(split), self.table, self.image_processor, sample_augment
+            self.dataset(split),
+            caption_ids,
+            self.table,
+            self.image_processor,
+            sample_augment,
+            self._field_ids.get(split),
         )
 
     def _augments(self, where: str) -> bool:
@@ -300,8 +326,23 @@ class FashionDataModule(pl.LightningDataModule):
         if self.table is None:
             self.table = CaptionTable(self.max_length)
         if split not in self._caption_ids:
-            self._caption_ids[split] = self.table.add(self.dataset(split).captions, self.tokenizer)
+            dataset, names = self.dataset(split), self._fields_of(split)
+            texts = [dataset.captions, *(dataset.fields[name] for name in names)]
+            rows = self.table.add([text for part in texts for text in part], self.tokenizer)  # one call
+            n = len(dataset.captions)
+            self._caption_ids[split] = rows[:n]
+            self._field_ids[split] = {name: rows[n * (k + 1) : n * (k + 2)] for k, name in enumerate(names)}
         return self._caption_ids[split]
+
+    def _fields_of(self, split: str) -> list[str]:
+        """The fields a split's batches carry: the training split those `data.fields` trains (checked: each
+        exists and every row has it); the others every field the dataset has (facet ranking)."""
+        dataset = self.dataset(split)
+        if split != self.cfg.train_split:
+            return list(getattr(dataset, "fields", {}))
+        names = [name for name in getattr(self.cfg, "fields", None) or {} if name != CAPTION]
+        check_fields(dataset, names)
+        return names
 
     def _any_dataset(self) -> CaptionDataset:
         """A built split (all share the categories), else the first of train, eval, val that has rows."""

@@ -70,13 +70,14 @@ def build(cfg: DataConfig, split: str) -> CaptionDataset:
     template_ids = np.random.default_rng([cfg.seed, SPLITS.index(split)]).integers(
         len(templates), size=len(rows.names)
     )
-    captions = []
+    captions, named_attributes = [], []
     for category, positives, t in zip(rows.category_ids, rows.positives, template_ids, strict=True):
         named = [attributes[a] for a in positives if not attributes[a].startswith("no ")][
             : cfg.max_attributes
         ]
+        named_attributes.append(" ".join(named))
         captions.append(
-            render_caption(templates[t], category=categories[category], attributes=" ".join(named))
+            render_caption(templates[t], category=categories[category], attributes=named_attributes[-1])
         )
     return CaptionDataset(
         name="deepfashion",
@@ -88,6 +89,10 @@ def build(cfg: DataConfig, split: str) -> CaptionDataset:
         categories=categories,
         category_template=cfg.category_template,
         load=file_loader(),
+        fields={  # multi-field training: the category; the caption's attributes ("" where none is set)
+            "category": [categories[c] for c in rows.category_ids],
+            "attributes": named_attributes,
+        },
     )
 
 

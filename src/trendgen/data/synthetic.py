@@ -264,6 +264,7 @@ def build(cfg: DataConfig, split: str) -> CaptionDataset:
         categories=list(GARMENTS),
         category_template=cfg.category_template,
         load=_draw_source,
+        fields={name: [_fields(look)[name] for look in looks] for name in ("garment", "color", "pattern")},
     )
 
 

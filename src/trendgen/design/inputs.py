@@ -106,7 +106,7 @@ def check_inputs(cfg: Any) -> None:
 
 
 def load_design_clip(model_cfg: Any) -> Any:
-    """(CLIPModel, tokenizer, image processor): a saved folder, or a pretrained hub id."""
+    """(model, tokenizer, image processor): a saved folder, or a pretrained hub id (CLIP or SigLIP)."""
     from trendgen.model.build import load_clip, load_saved
 
     name = str(model_cfg.name_or_path)

@@ -23,6 +23,7 @@ from PIL import Image
 
 from trendgen.data.pixels import pixel_values
 from trendgen.model.build import load_saved
+from trendgen.model.families import embedding_width, family_of, tokenize_texts
 from trendgen.model.metrics import image_features, text_features
 
 log = logging.getLogger(__name__)
@@ -50,11 +51,18 @@ class FeatureCLIP(torch.nn.Module):
         return image_features(self.model, pixel_values)
 
     def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """CLIPScore tokenizes to the longest prompt: a SigLIP is given its full-length padding."""
+        length = int(self.config.text_config.max_position_embeddings)
+        if family_of(self.model).pads_to_max_length and input_ids.shape[1] < length:
+            pad = int(self.config.text_config.pad_token_id)
+            input_ids = F.pad(input_ids, (0, length - input_ids.shape[1]), value=pad)
+            attention_mask = F.pad(attention_mask, (0, length - attention_mask.shape[1]), value=0)
         return text_features(self.model, input_ids, attention_mask)
 
 
 class Judge:
-    """A trendgen CLIP folder that scores generated images against the dataset's category prompts."""
+    """A trendgen CLIP or SigLIP folder that scores generated images against the dataset's category
+    prompts."""
 
     def __init__(self, folder: str | Path, category_prompts: Sequence[str], batch_size: int = 256) -> None:
         self.folder = str(folder)
@@ -74,17 +82,12 @@ class Judge:
             chunk = list(images[start : start + self.batch_size])
             pixels = pixel_values(self.processor, chunk)
             parts.append(F.normalize(image_features(self.model, pixels), dim=-1))
-        return torch.cat(parts) if parts else torch.zeros(0, self.model.config.projection_dim)
+        return torch.cat(parts) if parts else torch.zeros(0, embedding_width(self.model))
 
     @torch.no_grad()
     def embed_text(self, prompts: Sequence[str]) -> torch.Tensor:
-        tokens = self.tokenizer(
-            list(prompts),
-            padding=True,
-            truncation=True,
-            max_length=self.model.config.text_config.max_position_embeddings,
-            return_tensors="pt",
-        )
+        max_length = self.model.config.text_config.max_position_embeddings
+        tokens = tokenize_texts(self.model, self.tokenizer, prompts, max_length)
         return F.normalize(text_features(self.model, tokens["input_ids"], tokens["attention_mask"]), dim=-1)
 
     def classify(self, embeddings: torch.Tensor) -> np.ndarray:
@@ -106,10 +109,10 @@ class Judge:
     def clip_score(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> float:
         """torchmetrics CLIPScore of images against their prompts, on this judge's CLIP."""
         from torchmetrics.multimodal.clip_score import CLIPScore
-        from transformers import CLIPProcessor
 
         if self._clip_score is None:
-            processor = CLIPProcessor(image_processor=self.processor, tokenizer=self.tokenizer)
+            processor_class = family_of(self.model).processor_class
+            processor = processor_class(image_processor=self.processor, tokenizer=self.tokenizer)
             self._clip_score = CLIPScore(
                 model_name_or_path=lambda: (FeatureCLIP(self.model), processor),
                 sync_on_compute=False,  # rank 0 scores alone; the other ranks wait at the broadcast

@@ -70,8 +70,9 @@ def noise_scheduler_for(diffusion: Any) -> Any:
 
 
 def load_text_tower(folder: str) -> tuple[Any, Any]:
-    """(CLIPTextModelWithProjection, tokenizer) of a trendgen CLIP folder (a training run's `model/`)."""
-    from transformers import AutoTokenizer, CLIPConfig, CLIPTextModelWithProjection
+    """(text tower, tokenizer) of a trendgen model folder (a training run's `model/`): a CLIP's
+    `CLIPTextModelWithProjection`, or a SigLIP's `SiglipTextModel` (its head gives the pooled embedding)."""
+    from transformers import AutoConfig, AutoTokenizer, CLIPTextModelWithProjection, SiglipTextModel
 
     path = Path(folder).expanduser()
     if not (path / "config.json").is_file():
@@ -80,10 +81,13 @@ def load_text_tower(folder: str) -> tuple[Any, Any]:
             "of a trendgen-train run"
         )
     try:
-        full = CLIPConfig.from_pretrained(path)
+        full = AutoConfig.from_pretrained(path)
         text_config = full.text_config
-        text_config.projection_dim = full.projection_dim  # CLIPConfig keeps it at the top level only
-        encoder = CLIPTextModelWithProjection.from_pretrained(path, config=text_config)
+        if full.model_type == "siglip":
+            encoder = SiglipTextModel.from_pretrained(path, config=text_config)
+        else:
+            text_config.projection_dim = full.projection_dim  # CLIPConfig keeps it at the top level only
+            encoder = CLIPTextModelWithProjection.from_pretrained(path, config=text_config)
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise TrendgenError(
@@ -123,11 +127,17 @@ def build_pixel_parts(diffusion: Any) -> GeneratorParts:
     return GeneratorParts("pixel", unet, noise_scheduler_for(diffusion), text_encoder, tokenizer)
 
 
+def pooled_width(text_encoder: Any) -> int:
+    """The width of the tower's pooled text embedding (CLIP's projection, SigLIP's head)."""
+    config = text_encoder.config
+    return int(getattr(config, "projection_dim", None) or config.projection_size)
+
+
 def unet_kwargs(diffusion: Any, width: int, text_encoder: Any, pooled_condition: bool) -> dict[str, Any]:
     u = diffusion.unet
     pooled = dict(
         class_embed_type="projection",
-        projection_class_embeddings_input_dim=int(text_encoder.config.projection_dim),
+        projection_class_embeddings_input_dim=pooled_width(text_encoder),
     )
     return dict(
         sample_size=int(diffusion.resolution),

@@ -1,13 +1,13 @@
 """`TrendgenPipeline`: a diffusers pipeline for the pixel-space generator trendgen trains from scratch.
 
 Components: `unet` (UNet2DConditionModel on RGB pixels in [-1, 1]), `scheduler`, `text_encoder` (the text
-tower of a trendgen CLIP, `CLIPTextModelWithProjection`) and its `tokenizer`. The UNet cross-attends to the
-text tower's token states and, when its config has `class_embed_type="projection"`, also takes the pooled CLIP
-text embedding (the one CLIP's contrastive loss trained) added to its time embedding: a strong, global
-conditioning that a tiny text tower's token states alone do not give. Classifier-free guidance uses the empty
-prompt, as in training. It saves and loads like any diffusers pipeline (`save_pretrained`,
-`TrendgenPipeline.from_pretrained`) and is called like `StableDiffusionPipeline` (prompt, negative_prompt,
-steps, guidance, generator).
+tower of a trendgen CLIP, `CLIPTextModelWithProjection`, or SigLIP, `SiglipTextModel`) and its `tokenizer`.
+The UNet cross-attends to the text tower's token states and, when its config has
+`class_embed_type="projection"`, also takes the pooled text embedding (the one the contrastive loss trained)
+added to its time embedding: a strong, global conditioning that a tiny text tower's token states alone do
+not give. Classifier-free guidance uses the empty prompt, as in training. It saves and loads like any
+diffusers pipeline (`save_pretrained`, `TrendgenPipeline.from_pretrained`) and is called like
+`StableDiffusionPipeline` (prompt, negative_prompt, steps, guidance, generator).
 """
 
 from __future__ import annotations
@@ -26,9 +26,14 @@ from torch import Tensor
 def encode_text(
     text_encoder: Any, input_ids: Tensor, attention_mask: Tensor | None
 ) -> tuple[Tensor, Tensor | None]:
-    """(token states [B, L, D], L2-normalised pooled text embedding [B, P] or None) of a frozen text tower."""
-    out = text_encoder(input_ids=input_ids, attention_mask=attention_mask)
+    """(token states [B, L, D], L2-normalised pooled text embedding [B, P] or None) of a frozen text tower:
+    CLIP's projected `text_embeds`, or SigLIP's head output (Stable Diffusion's CLIPTextModel gives none).
+    A SigLIP tower reads its full-length padding unmasked, as it was trained."""
+    siglip = text_encoder.config.model_type == "siglip_text_model"
+    out = text_encoder(input_ids=input_ids, attention_mask=None if siglip else attention_mask)
     pooled = getattr(out, "text_embeds", None)
+    if pooled is None and siglip:
+        pooled = out.pooler_output
     return out.last_hidden_state, (F.normalize(pooled, dim=-1) if pooled is not None else None)
 
 

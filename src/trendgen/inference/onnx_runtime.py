@@ -28,6 +28,7 @@ import torch
 from trendgen.errors import first_line
 from trendgen.identity import stable_hash
 from trendgen.inference.clip_forward import features_of
+from trendgen.model.families import text_inputs
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class _TextTower(torch.nn.Module):
         self.model = model
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        out = self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
+        out = self.model.get_text_features(**text_inputs(self.model, input_ids, attention_mask))
         return features_of(out)
 
 
@@ -140,6 +141,8 @@ def example_inputs(config: Any, tower: str, batch: int, extra: int = 0) -> dict[
     length = min(int(text.max_position_embeddings), 6 + extra)
     ids = torch.randint(3, int(text.vocab_size), (batch, length), generator=generator)
     eos = text.eos_token_id if text.eos_token_id is not None else int(text.vocab_size) - 1
+    if not 0 <= int(eos) < int(text.vocab_size):  # SigLIP's config keeps CLIP's 49407 beside 32,000 tokens
+        eos = int(text.vocab_size) - 1
     ids[:, -1] = int(eos)
     mask = torch.ones(batch, length, dtype=torch.int64)
     if batch > 1:  # a shorter caption padded to the batch's length, as the tokenizer pads
@@ -159,7 +162,9 @@ def _session(path: Path, threads: int | None = None) -> Any:
 
 
 def _run(session: Any, inputs: dict[str, torch.Tensor]) -> np.ndarray:
-    return session.run(None, {k: v.cpu().numpy() for k, v in inputs.items()})[0]
+    """The first output for the inputs the graph takes (a SigLIP text tower's graph has no mask input)."""
+    names = {i.name for i in session.get_inputs()}
+    return session.run(None, {k: v.cpu().numpy() for k, v in inputs.items() if k in names})[0]
 
 
 def _min_cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -14,6 +14,7 @@ import torch
 from trendgen.errors import TrendgenError
 from trendgen.identity import stable_hash
 from trendgen.inference.clip_forward import autocast_for, features_of, pick_device
+from trendgen.model.families import text_inputs, tokenize_texts
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +34,10 @@ def embed_texts(
     max_length = text_max_length(model, tokenizer)
     chunks = []
     for start in range(0, len(texts), batch_size):
-        tokens = tokenizer(
-            texts[start : start + batch_size],
-            padding=True,
-            truncation=True,
-            max_length=max_length,
-            return_tensors="pt",
-        )
+        tokens = tokenize_texts(model, tokenizer, texts[start : start + batch_size], max_length)
         with autocast_for(device, precision):
-            out = model.get_text_features(
-                input_ids=tokens["input_ids"].to(device), attention_mask=tokens["attention_mask"].to(device)
-            )
+            ids, mask = tokens["input_ids"].to(device), tokens["attention_mask"].to(device)
+            out = model.get_text_features(**text_inputs(model, ids, mask))
         chunks.append(torch.nn.functional.normalize(features_of(out).float(), dim=-1).cpu())
     return torch.cat(chunks).numpy().astype(np.float32, copy=False)
 

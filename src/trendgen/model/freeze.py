@@ -3,7 +3,8 @@
 Per tower, `*_trainable_blocks = k` trains the last k encoder blocks and the tower's output norm (it sits on
 top of them); 0 trains none of the tower; -1 trains every block, and with `train_embeddings` also the patch,
 class, token and position embeddings and the vision pre-norm. `train_projections` and `train_logit_scale`
-cover the two projection heads and the temperature.
+cover the two heads (CLIP's projections; SigLIP's attention-pooling and text heads) and the temperature
+(with SigLIP's bias).
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from torch import nn
-from transformers import CLIPModel
+from transformers import PreTrainedModel
 
 from trendgen.errors import TrendgenError
+from trendgen.model.families import family_of
 
 
 def _tower_modules(
@@ -30,16 +32,16 @@ def _tower_modules(
     return modules
 
 
-def apply_freeze(model: CLIPModel, freeze: Any, allow_empty: bool = False) -> CLIPModel:
+def apply_freeze(model: PreTrainedModel, freeze: Any, allow_empty: bool = False) -> PreTrainedModel:
     """Set `requires_grad` of every parameter as `freeze` (a FreezeConfig) says; returns the model.
 
     A setting that trains nothing is refused unless `allow_empty` (LoRA adapters will train).
     """
-    vision, text = model.vision_model, model.text_model
+    vision, text, family = model.vision_model, model.text_model, family_of(model)
     trainable = _tower_modules(
         vision.encoder.layers,
         vision.post_layernorm,
-        [vision.embeddings, vision.pre_layrnorm],
+        family.vision_embeddings(model),
         freeze.vision_trainable_blocks,
         freeze.train_embeddings,
     )
@@ -51,12 +53,14 @@ def apply_freeze(model: CLIPModel, freeze: Any, allow_empty: bool = False) -> CL
         freeze.train_embeddings,
     )
     if freeze.train_projections:
-        trainable += [model.visual_projection, model.text_projection]
+        trainable += family.heads(model)
 
     model.requires_grad_(False)
     for module in trainable:
         module.requires_grad_(True)
     model.logit_scale.requires_grad_(bool(freeze.train_logit_scale))
+    if getattr(model, "logit_bias", None) is not None:
+        model.logit_bias.requires_grad_(bool(freeze.train_logit_scale))
     if not allow_empty and not any(p.requires_grad for p in model.parameters()):
         raise TrendgenError(
             "model.freeze leaves nothing to train (model/freeze=none needs model.lora.enabled=true)"

@@ -1,11 +1,12 @@
 """LoRA adapters (peft) on CLIP's attention and MLP projections (`model.lora`, see config.ClipLoraConfig).
 
-`add_lora` injects adapters into the chosen towers' encoder blocks in place: the CLIPModel keeps its class
+`add_lora` injects adapters into the chosen towers' encoder blocks in place: the model keeps its class
 and its parameter names gain `.base_layer` / `.lora_A.default` / `.lora_B.default`. It composes with
 `model.freeze`: peft freezes every base weight, then the base weights the freeze settings had made trainable
 train again beside the adapters (`model/freeze=none`: the adapters alone; `model/freeze=linear_probe`: the
 adapters, both projections and the logit scale). `merged_copy` folds the adapters into a copy of the weights
-(peft `merge_and_unload`), which plain `transformers.CLIPModel` loads; the model being trained is untouched.
+(peft `merge_and_unload`), which plain transformers loads (CLIPModel, SiglipModel); the trained model is
+untouched.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from peft import LoraConfig, PeftModel, get_peft_model
-from transformers import CLIPModel
+from transformers import PreTrainedModel
 
 from trendgen.errors import TrendgenError
+from trendgen.model.families import family_of
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +49,17 @@ def target_pattern(targets: list[str], towers: list[str]) -> str:
 
 @dataclass
 class LoraAdapters:
-    """The peft wrapper of a CLIPModel with adapters (a plain holder, so Lightning does not see it twice)."""
+    """The peft wrapper of a model with adapters (a plain holder, so Lightning does not see it twice)."""
 
     peft_model: PeftModel
 
-    def merged_copy(self) -> CLIPModel:
-        """A plain CLIPModel with the adapters folded into its weights; the trained model is unchanged."""
+    def merged_copy(self) -> PreTrainedModel:
+        """A plain model of the family (CLIPModel, SiglipModel) with the adapters folded into its weights;
+        the trained model is unchanged."""
         merged = copy.deepcopy(self.peft_model).merge_and_unload()
-        if not isinstance(merged, CLIPModel):  # peft returns the base model it wrapped
-            raise TypeError(f"merge_and_unload gave {type(merged).__name__}, not a CLIPModel")
+        expected = family_of(merged).model_class
+        if not isinstance(merged, expected):  # peft returns the base model it wrapped
+            raise TypeError(f"merge_and_unload gave {type(merged).__name__}, not a {expected.__name__}")
         return merged
 
     def save(self, folder: Path) -> Path:
@@ -64,7 +68,7 @@ class LoraAdapters:
         return folder
 
 
-def add_lora(model: CLIPModel, lora_cfg: Any) -> LoraAdapters | None:
+def add_lora(model: PreTrainedModel, lora_cfg: Any) -> LoraAdapters | None:
     """Inject the adapters `lora_cfg` asks for into `model` (in place); None when LoRA is off.
 
     Call after `apply_freeze`: the base parameters it left trainable stay trainable.

@@ -21,8 +21,9 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
 from torchmetrics.utilities import dim_zero_cat
-from transformers import CLIPModel
+from transformers import PreTrainedModel
 
+from trendgen.model.families import embedding_width, family_of, text_inputs
 from trendgen.model.ranking import ranking_scores
 
 RECALL_KS = (1, 5, 10)
@@ -41,20 +42,23 @@ def _pooled(output: Tensor | object) -> Tensor:
     return output if isinstance(output, Tensor) else output.pooler_output  # type: ignore[attr-defined]
 
 
-def image_features(model: CLIPModel, pixel_values: Tensor) -> Tensor:
+def image_features(model: PreTrainedModel, pixel_values: Tensor) -> Tensor:
     """Projected (not normalised) image features [B, D]."""
     return _pooled(model.get_image_features(pixel_values=pixel_values))
 
 
-def text_features(model: CLIPModel, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-    """Projected (not normalised) text features [B, D]; trailing padding shared by all rows is cut first."""
+def text_features(model: PreTrainedModel, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+    """Projected (not normalised) text features [B, D]; trailing padding shared by all rows is cut first
+    (not for a family whose text tower pools the last position: SigLIP reads its caption there)."""
+    if family_of(model).pads_to_max_length:
+        return _pooled(model.get_text_features(**text_inputs(model, input_ids, attention_mask)))
     length = int(attention_mask.sum(dim=1).max().item()) if attention_mask.numel() else input_ids.shape[1]
     return _pooled(
         model.get_text_features(input_ids=input_ids[:, :length], attention_mask=attention_mask[:, :length])
     )
 
 
-def batch_features(model: CLIPModel, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+def batch_features(model: PreTrainedModel, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
     """Image and text features of a batch (row i: image i and its caption); distinct captions encoded once.
 
     A batch with no image (every one skipped) skips the towers: its features are 0-row tensors tied to every
@@ -62,13 +66,17 @@ def batch_features(model: CLIPModel, batch: dict[str, Tensor]) -> tuple[Tensor, 
     """
     if batch["caption_ids"].numel() == 0:
         anchor = sum(p.sum() for p in model.parameters() if p.requires_grad) * 0.0
-        empty = batch["pixel_values"].new_zeros((0, model.config.projection_dim)) + anchor
+        empty = batch["pixel_values"].new_zeros((0, embedding_width(model))) + anchor
         return empty, empty.clone()
-    images = image_features(model, batch["pixel_values"])
-    unique, inverse = torch.unique(batch["caption_ids"], return_inverse=True)
+    return image_features(model, batch["pixel_values"]), distinct_text_features(model, batch)
+
+
+def distinct_text_features(model: PreTrainedModel, texts: dict[str, Tensor]) -> Tensor:
+    """Text features [B, D] of rows holding `caption_ids`, `input_ids`, `attention_mask` (a batch, or one
+    field of it): each distinct caption id encoded once."""
+    unique, inverse = torch.unique(texts["caption_ids"], return_inverse=True)
     rows = first_occurrence(inverse, unique.numel())
-    texts = text_features(model, batch["input_ids"][rows], batch["attention_mask"][rows])
-    return images, texts[inverse]
+    return text_features(model, texts["input_ids"][rows], texts["attention_mask"][rows])[inverse]
 
 
 def first_occurrence(inverse: Tensor, n_unique: int) -> Tensor:
@@ -215,6 +223,63 @@ class RetrievalRecall(Metric):
             result["recall_mean"] = torch.stack(list(result.values())).mean()
         result["n_images"] = torch.tensor(float(images.shape[0]))
         return result
+
+
+class FacetRanking(Metric):
+    """Facet→product ranking (Marqo's category and sub-category tasks, over any product field): each
+    distinct text of a field ("red", "striped", "dress") ranks every image; relevant: the images whose item
+    has that text (rows without one are ranked, never queried). `ranking_scores` per field, as
+    `facet_<field>/<score>`. `facets`, the field names, is set before the epoch (the same on every rank)."""
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.facets: list[str] = []  # field names, in the batches' order (the same on every rank)
+        for name in ("image_embeds", "sample_ids", "facet_rows", "text_ids", "text_embeds"):
+            self.add_state(name, default=[], dist_reduce_fx="cat")
+
+    def update(
+        self,
+        image_embeds: Tensor,
+        sample_ids: Tensor,
+        fields: dict[str, dict[str, Tensor]],
+        texts: dict[str, Tensor],
+    ) -> None:
+        """One batch: `fields[name]` a batch's field (`caption_ids`: the table row of each image's text,
+        `present`: whether it has one), `texts[name]` the features of those texts."""
+        if not self.facets:
+            return
+        self.image_embeds.append(image_embeds.detach().float())
+        self.sample_ids.append(sample_ids.long())
+        rows = [fields[n]["caption_ids"].long().where(fields[n]["present"], -1) for n in self.facets]
+        self.facet_rows.append(torch.stack(rows, dim=1))
+        for name in self.facets:
+            present = fields[name]["present"]
+            self.text_ids.append(fields[name]["caption_ids"].long()[present])
+            self.text_embeds.append(texts[name].detach().float()[present])
+
+    def compute(self) -> dict[str, Tensor]:
+        if len(self.image_embeds) == 0 or not self.facets:
+            return {}
+        keep = _distinct_rows(dim_zero_cat(self.sample_ids))
+        images, rows = dim_zero_cat(self.image_embeds)[keep], dim_zero_cat(self.facet_rows)[keep]
+        text_ids, inverse = torch.unique(dim_zero_cat(self.text_ids), return_inverse=True)
+        text_embeds = dim_zero_cat(self.text_embeds)[first_occurrence(inverse, text_ids.numel())]
+        out: dict[str, Tensor] = {}
+        for column, name in enumerate(self.facets):
+            values = rows[:, column]
+            queries = torch.unique(values[values >= 0])
+            embeds = text_embeds[torch.searchsorted(text_ids, queries)]
+
+            def relevant(query_rows: Tensor, values: Tensor = values, queries: Tensor = queries) -> Tensor:
+                return values[None, :] == queries[query_rows, None]
+
+            for score, value in ranking_scores(embeds, images, relevant).items():
+                out[f"facet_{name}/{score}"] = torch.tensor(value)
+        return out
 
 
 class ZeroShotScores(Metric):

@@ -1,4 +1,4 @@
-"""`ClipFineTuner`: contrastive fine-tuning of a transformers CLIPModel in Lightning."""
+"""`ClipFineTuner`: contrastive fine-tuning of a transformers CLIPModel or SiglipModel in Lightning."""
 
 from __future__ import annotations
 
@@ -13,25 +13,30 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import Callback, EMAWeightAveraging
+from pytorch_lightning.callbacks import Callback
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
-from transformers import CLIPModel, get_cosine_with_min_lr_schedule_with_warmup
+from transformers import PreTrainedModel, get_cosine_with_min_lr_schedule_with_warmup
 
 from trendgen.errors import TrendgenError
+from trendgen.model.ema import InterruptSafeEMA
+from trendgen.model.families import tokenize_texts
 from trendgen.model.freeze import apply_freeze
 from trendgen.model.grad_cache import cached_backward
 from trendgen.model.image_retrieval import QueryGalleryRecall
 from trendgen.model.lora import add_lora
 from trendgen.model.loss import LOSSES, SigmoidLoss, rank_sizes
 from trendgen.model.metrics import (
+    FacetRanking,
     RetrievalRecall,
     ZeroShotScores,
     batch_features,
+    distinct_text_features,
     ensemble_class_embeddings,
     text_features,
     zero_shot_predictions,
 )
+from trendgen.model.multi_field import multi_field_loss
 from trendgen.model.optim import no_weight_decay_ids, parameter_groups
 
 log = logging.getLogger(__name__)
@@ -45,7 +50,7 @@ def build_loss(model_cfg: Any) -> nn.Module:
     return LOSSES[name](multi_positive=model_cfg.multi_positive)
 
 
-def sigmoid_bias(model: CLIPModel, model_cfg: Any) -> nn.Parameter:
+def sigmoid_bias(model: PreTrainedModel, model_cfg: Any) -> nn.Parameter:
     """The sigmoid loss's learnable bias. A CLIP has none: one is added at -10 and the temperature set to 10,
     as SigLIP initialises both (logged); it trains with the temperature (`freeze.train_logit_scale`), lives
     in the checkpoints, and is not part of the exported CLIP folder (retrieval ranks by cosine alone)."""
@@ -69,7 +74,7 @@ def split_weight_decay(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Pa
     return [p for p in trainable if id(p) not in skip], [p for p in trainable if id(p) in skip]
 
 
-def enable_activation_checkpointing(model: CLIPModel) -> None:
+def enable_activation_checkpointing(model: PreTrainedModel) -> None:
     """Recompute each encoder block's activations in backward (non-reentrant: frozen inputs still work)."""
     kwargs = {"use_reentrant": False}
     if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x
@@ -90,15 +95,17 @@ class ClipFineTuner(pl.LightningModule):
     prompts, index = category id: one list of them, or one list per template of a prompt ensemble (each
     class embedding is then the normalised mean of its normalised per-template embeddings).
     With `model.ema` set, validation, checkpoints and the weights left after fit are the EMA weights.
+    `field_weights` (`data.fields`, see `trendgen.data.fields`): one contrastive term per field.
     """
 
     def __init__(
         self,
-        model: CLIPModel,
+        model: PreTrainedModel,
         tokenizer: Any,
         model_cfg: DictConfig,
         category_prompts: Sequence[str] | Sequence[Sequence[str]],
         micro_batch: int | None = None,
+        field_weights: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
         self._kept: tuple[dict[str, Tensor], dict[str, Any]] | None = None  # see on_train_batch_start
@@ -115,16 +122,43 @@ class ClipFineTuner(pl.LightningModule):
         if model_cfg.gradient_checkpointing:
             enable_activation_checkpointing(model)
         self.loss_fn = build_loss(model_cfg)
-        self.logit_bias = sigmoid_bias(model, model_cfg) if isinstance(self.loss_fn, SigmoidLoss) else None
+        self.logit_bias = self._added_bias(model, model_cfg)
         # model.contrastive_batch: gradient caching under manual optimization, micro-batches of this many rows
         self.micro_batch = micro_batch if model_cfg.get("contrastive_batch") else None
         self.automatic_optimization = self.micro_batch is None
+        self.field_weights = dict(field_weights or {})
+        if self.field_weights and self.micro_batch is not None:
+            raise TrendgenError("data.fields does not combine with model.contrastive_batch yet")
+        if self.field_weights and not model_cfg.multi_positive:  # a field's texts repeat in every batch
+            raise TrendgenError(
+                "data.fields needs model.multi_positive=true (equal field texts are positives)"
+            )
+        # the clamp of the temperature: model.max_logit_scale, or a checkpoint's own if higher (SigLIP's ~110)
+        self.max_log_scale = max(math.log(model_cfg.max_logit_scale), float(model.logit_scale.max()))
         self.gradient_clip_val: float | None = None  # manual optimization clips here, not in the Trainer
         self.retrieval = RetrievalRecall()
         self.query_gallery = QueryGalleryRecall()  # datasets with query/gallery roles (In-shop)
+        self.facets = FacetRanking()  # datasets with product fields, when testing
         self.zero_shot = ZeroShotScores(num_classes=max(len(self.category_prompts), 2))
         self.eval_loss = MeanMetric()  # the contrastive loss of each evaluation batch, weighted by its rows
         self._prompt_embeds: Tensor | None = None
+
+    def _added_bias(self, model: PreTrainedModel, model_cfg: Any) -> nn.Parameter | None:
+        """The bias the sigmoid loss adds to a model without one (a CLIP). A SigLIP's own bias is used as it
+        is, and frozen under the softmax loss, which leaves it unused (DDP refuses unused weights)."""
+        own = getattr(model, "logit_bias", None)
+        if isinstance(self.loss_fn, SigmoidLoss):
+            return None if own is not None else sigmoid_bias(model, model_cfg)
+        if own is not None and own.requires_grad:
+            log.info("model.loss=clip leaves %s's logit_bias unused: frozen", type(model).__name__)
+            own.requires_grad_(False)
+        return None
+
+    def loss_bias(self) -> Tensor | None:
+        """The sigmoid loss's bias (the model's own or the added one); None under the softmax loss."""
+        if not isinstance(self.loss_fn, SigmoidLoss):
+            return None
+        return self.logit_bias if self.logit_bias is not None else self.model.logit_bias.squeeze()
 
     def configure_model(self) -> None:
         if self.cfg.compile and not getattr(self, "_compiled", False):
@@ -133,7 +167,7 @@ class ClipFineTuner(pl.LightningModule):
             self.model.text_model.compile()
             self._compiled = True
 
-    def export_model(self) -> CLIPModel:
+    def export_model(self) -> PreTrainedModel:
         """What to save: the trained model, or with LoRA a merged copy (plain transformers loads it)."""
         return self.lora.merged_copy() if self.lora is not None else self.model
 
@@ -150,9 +184,7 @@ class ClipFineTuner(pl.LightningModule):
         return ensemble_class_embeddings([self.encode_prompts(p) for p in self.prompt_templates])
 
     def encode_prompts(self, prompts: Sequence[str]) -> Tensor:
-        tokens = self.tokenizer(
-            list(prompts), padding=True, truncation=True, max_length=self.max_text_length, return_tensors="pt"
-        )
+        tokens = tokenize_texts(self.model, self.tokenizer, prompts, self.max_text_length)
         return text_features(
             self.model, tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device)
         )
@@ -198,9 +230,25 @@ class ClipFineTuner(pl.LightningModule):
         else:
             images, texts = self.encode_batch(batch)
             images, texts = F.normalize(images, dim=-1), F.normalize(texts, dim=-1)
-            loss = self.contrastive_loss(images, texts, batch["caption_ids"], sizes)
+            if self.field_weights:
+                loss, terms = multi_field_loss(
+                    self.model,
+                    self.field_weights,
+                    images,
+                    texts,
+                    batch,
+                    sizes,
+                    self.contrastive_loss,
+                )
+                for name, term in terms.items():
+                    self.log(f"train/loss/{name}", term, batch_size=max(size, 1))
+            else:
+                loss = self.contrastive_loss(images, texts, batch["caption_ids"], sizes)
         self.log("train/loss", loss, prog_bar=True, batch_size=max(size, 1))
-        self.log("train/logit_scale", self.model.logit_scale.exp().detach(), batch_size=max(size, 1))
+        scale = self.model.logit_scale.exp().detach().squeeze()
+        self.log("train/logit_scale", scale, batch_size=max(size, 1))
+        if (bias := self.loss_bias()) is not None:
+            self.log("train/logit_bias", bias.detach(), batch_size=max(size, 1))
         return loss
 
     def cached_step(self, batch: dict[str, Any], sizes: list[int]) -> Tensor:
@@ -225,9 +273,9 @@ class ClipFineTuner(pl.LightningModule):
         gather: bool = True,
     ) -> Tensor:
         """`model.loss` of unit features: InfoNCE at the temperature, or the sigmoid loss with the bias."""
-        scale = self.model.logit_scale.exp()
-        if self.logit_bias is not None:
-            return self.loss_fn(images, texts, scale, self.logit_bias, caption_ids, sizes, gather=gather)
+        scale = self.model.logit_scale.exp().squeeze()
+        if (bias := self.loss_bias()) is not None:
+            return self.loss_fn(images, texts, scale, bias, caption_ids, sizes, gather=gather)
         return self.loss_fn(images, texts, scale, caption_ids, sizes, gather=gather)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -241,7 +289,7 @@ class ClipFineTuner(pl.LightningModule):
                 optimizer.optimizer.load_state_dict(state)
             self._kept = None
         with torch.no_grad():
-            self.model.logit_scale.clamp_(0, math.log(self.cfg.max_logit_scale))
+            self.model.logit_scale.clamp_(0, self.max_log_scale)
 
     def on_fit_start(self) -> None:
         if self.micro_batch is not None and self.trainer.world_size > 1:
@@ -282,6 +330,9 @@ class ClipFineTuner(pl.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._prompt_embeds = self.class_embeddings()
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if self.trainer.testing and hasattr(datamodule, "facet_names"):
+            self.facets.facets = datamodule.facet_names()
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         stage = "test" if self.trainer.testing else "val"
@@ -304,12 +355,18 @@ class ClipFineTuner(pl.LightningModule):
         if self._prompt_embeds is not None:
             predictions = zero_shot_predictions(images, self._prompt_embeds)
             self.zero_shot.update(predictions, batch["category_ids"], samples)
+        if self.trainer.testing and self.facets.facets:  # facet->product ranking (trendgen-eval)
+            parts = {name: batch["fields"][name] for name in self.facets.facets}
+            texts = {name: distinct_text_features(self.model, part) for name, part in parts.items()}
+            self.facets.update(images, batch["index"], parts, texts)
 
     def on_validation_epoch_end(self) -> None:
         stage = "test" if self.trainer.testing else "val"
         metrics = self.retrieval.compute()  # gathered from every rank by torchmetrics, duplicates removed
         if self.trainer.testing:  # trendgen-eval: Marqo's ranking tasks too (every gallery entry ranked)
             metrics.update(self.retrieval.ranking_tasks(self._prompt_embeds))
+            metrics.update(self.facets.compute())
+            self.facets.reset()
         metrics.update(self.query_gallery.compute())  # q2g_R@k, when the split has query/gallery roles
         if self._prompt_embeds is not None:
             metrics.update(self.zero_shot.compute())
@@ -339,14 +396,3 @@ def _per_template(prompts: Sequence[str] | Sequence[Sequence[str]]) -> list[list
     if len({len(r) for r in rows}) != 1:
         raise ValueError("every template of a prompt ensemble needs one prompt per category")
     return rows
-
-
-class InterruptSafeEMA(EMAWeightAveraging):
-    """Lightning's EMA callback, which also leaves the EMA weights in the module when fit is interrupted
-    (Ctrl-C, `SystemExit`), so the last weights exported then are the EMA's, as after a completed fit."""
-
-    def on_exception(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
-    ) -> None:
-        if self._average_model is not None and isinstance(exception, KeyboardInterrupt | SystemExit):
-            self._copy_average_to_current(pl_module)

@@ -1,7 +1,8 @@
 """The optimiser's parameter groups: weight-decay split, a learning rate per part of CLIP, layer-wise decay.
 
-`model.lr_groups` multiplies `model.optimizer.lr` per part (vision tower, text tower, projections, logit
-scale), so a sweep over `model.optimizer.lr` keeps the ratios. `model.layer_decay` (LLRD) scales each tower
+`model.lr_groups` multiplies `model.optimizer.lr` per part (vision tower, text tower, projections or SigLIP's
+heads, logit scale with SigLIP's bias), so a sweep over `model.optimizer.lr` keeps the ratios.
+`model.layer_decay` (LLRD) scales each tower
 over its depth: the last encoder block (and the tower's output norm above it) gets the tower's rate, each
 block below it one more factor of `layer_decay`, and the embeddings (with the vision pre-norm) the lowest,
 `layer_decay ** n_blocks`. Each distinct rate is split again into a decayed and a non-decayed group
@@ -19,15 +20,16 @@ from trendgen.errors import TrendgenError
 
 _BLOCK = re.compile(r"(vision_model|text_model)\.encoder\.layers\.(\d+)\.")
 _TOWER = re.compile(r"(vision_model|text_model)\.")
-_PROJECTION = re.compile(r"(visual_projection|text_projection)\.")
+_PROJECTION = re.compile(r"(visual_projection|text_projection|vision_model\.head|text_model\.head)\.")
 _TOWER_GROUP = {"vision_model": "vision", "text_model": "text"}
 
 
 def no_weight_decay_ids(model: nn.Module) -> set[int]:
-    """Parameters that take no weight decay: biases, norms, class embedding, logit scale (below 2-D) and
-    token and position embeddings."""
+    """Parameters that take no weight decay: biases, norms, class embedding, logit scale and bias (below
+    2-D), token and position embeddings, and SigLIP's pooling probe (its class-embedding counterpart)."""
     embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
-    return {id(p) for p in model.parameters() if p.ndim < 2 or id(p) in embeddings}
+    probes = {id(p) for n, p in model.named_parameters() if n.endswith(".probe")}
+    return {id(p) for p in model.parameters() if p.ndim < 2 or id(p) in embeddings | probes}
 
 
 def tower_depths(model: nn.Module) -> dict[str, int]:
@@ -41,7 +43,7 @@ def tower_depths(model: nn.Module) -> dict[str, int]:
 
 def lr_scale(name: str, depths: dict[str, int], lr_groups: Any, layer_decay: float) -> tuple[str, float]:
     """(label, multiplier of the base LR) of the parameter `name`."""
-    if name == "logit_scale" or name.endswith(".logit_scale"):
+    if name.split(".")[-1] in ("logit_scale", "logit_bias"):
         return "logit_scale", float(lr_groups.logit_scale)
     if _PROJECTION.search(name):
         return "projection", float(lr_groups.projection)

@@ -5,7 +5,10 @@ Definitions (binary relevance, cosine similarity, every gallery entry ranked):
 - Recall@k: the share of a query's relevant entries among its top k (averaged over queries);
 - Precision@k: the share of its top k that are relevant;
 - MRR: the mean of 1 / rank of its first relevant entry;
-- NDCG@10: DCG of its top 10 (1 / log2(rank + 1) per hit) over the best possible for its relevant count.
+- NDCG@10: DCG of its top 10 (1 / log2(rank + 1) per hit) over the best possible for its relevant count;
+- mAP: average precision over the whole ranking (the mean of the precision at the rank of each relevant
+  entry), averaged over queries: the multi-label retrieval score, where an image is relevant to several
+  queries (its colour and its pattern).
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ def ranking_scores(
     """Mean scores over `queries` ([Q, D]) ranking `gallery` ([G, D]); `relevant(rows)` is the [c, G] boolean
     relevance of the query rows `rows`. Queries without any relevant entry are left out. The first hit's rank
     counts the entries scored strictly higher (a tie goes the query's way); the rest reads the top entries
-    only, so a query costs one pass over the gallery, not a sort."""
-    queries, gallery = F.normalize(queries.float(), dim=-1), F.normalize(gallery.float(), dim=-1)
+    only, except mAP's, which sorts each query's whole gallery."""
+    queries, gallery = F.normalize(queries.float().cpu(), dim=-1), F.normalize(gallery.float().cpu(), dim=-1)
     depth = min(max(*ks, NDCG_AT), gallery.shape[0])
     discounts = 1.0 / torch.log2(torch.arange(2, NDCG_AT + 2, dtype=torch.float32))[: min(NDCG_AT, depth)]
     best = torch.cat([torch.zeros(1), discounts.cumsum(0)])  # the ideal DCG of n relevant entries: best[n]
@@ -56,6 +59,9 @@ def ranking_scores(
             values[f"precision@{k}"] = found / min(k, gallery.shape[0])
         ideal = best[n_relevant.clamp(max=len(discounts)).long()]
         values[f"ndcg@{NDCG_AT}"] = (ranked[:, : len(discounts)] * discounts).sum(dim=1) / ideal
+        in_order = torch.gather(hits, 1, scores.argsort(dim=1, descending=True, stable=True)).float()
+        ranks = torch.arange(1, gallery.shape[0] + 1, dtype=torch.float32)
+        values["map"] = (in_order * in_order.cumsum(dim=1) / ranks).sum(dim=1) / n_relevant
         for name, value in values.items():
             sums[name] = sums.get(name, 0.0) + float(value.sum())
     return {name: total / counted for name, total in sums.items()} if counted else {}

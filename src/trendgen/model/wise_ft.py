@@ -25,7 +25,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import Tensor
-from transformers import CLIPModel
+from transformers import PreTrainedModel
 
 from trendgen.errors import TrendgenError
 from trendgen.files import replace_dir, temp_sibling
@@ -81,7 +81,7 @@ def interpolate(start: StateDict, finetuned: StateDict, alpha: float) -> StateDi
     return out
 
 
-def interpolated_model(start: StateDict, finetuned: CLIPModel, alpha: float) -> CLIPModel:
+def interpolated_model(start: StateDict, finetuned: PreTrainedModel, alpha: float) -> PreTrainedModel:
     """A copy of `finetuned` holding the interpolation at `alpha`."""
     model = copy.deepcopy(finetuned)
     model.load_state_dict(interpolate(start, finetuned.state_dict(), alpha))
@@ -93,7 +93,7 @@ def alpha_name(alpha: float) -> str:
     return f"alpha_{alpha:g}"
 
 
-def start_weights(model: CLIPModel) -> StateDict:
+def start_weights(model: PreTrainedModel) -> StateDict:
     """A detached CPU copy of the weights to interpolate from (taken before training)."""
     return {name: value.detach().to("cpu", copy=True) for name, value in model.state_dict().items()}
 
@@ -207,7 +207,9 @@ def run_wise_ft(
     return updated
 
 
-def load_interpolated(start: str, finetuned_parts: tuple[CLIPModel, Any, Any], alpha: float) -> CLIPModel:
+def load_interpolated(
+    start: str, finetuned_parts: tuple[PreTrainedModel, Any, Any], alpha: float
+) -> PreTrainedModel:
     """The interpolation between the model at `start` (a folder or hub id) and an already-loaded fine-tuned
     model, for `trendgen-eval eval.wise_ft.*`; tokenizer and processor stay the fine-tuned model's."""
     from trendgen.model.build import load_pretrained

@@ -119,7 +119,7 @@ def score_dataset(cfg: DictConfig, parts: tuple[Any, Any, Any], data_cfg: DictCo
     tasks: dict[str, dict[str, float]] = {}  # Marqo's ranking tasks: {task: {metric: value}}
     for key, value in logged.items():
         task, sep, metric = key.partition("/")
-        if sep and task in TASKS:
+        if sep and (task in TASKS or task.startswith("facet_")):  # facet_<field>: FacetRanking
             tasks.setdefault(task, {})[metric] = value
     result["tasks"] = tasks
     if any(k.startswith("q2g_R@") for k in logged):  # query/gallery datasets (In-shop)

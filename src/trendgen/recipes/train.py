@@ -22,6 +22,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, open_dict
 
 from trendgen.data.datamodule import FashionDataModule
+from trendgen.data.fields import field_weights
 from trendgen.errors import TrendgenError
 from trendgen.model.build import load_clip, save_clip
 from trendgen.model.module import ClipFineTuner
@@ -50,7 +51,12 @@ def build_training(cfg: DictConfig) -> tuple[FashionDataModule, ClipFineTuner, A
     datamodule.tokenizer, datamodule.image_processor = tokenizer, image_processor
     datamodule.max_length = model.config.text_config.max_position_embeddings
     module = ClipFineTuner(
-        model, tokenizer, cfg.model, category_prompts=datamodule.zero_shot_prompts, micro_batch=micro
+        model,
+        tokenizer,
+        cfg.model,
+        category_prompts=datamodule.zero_shot_prompts,
+        micro_batch=micro,
+        field_weights=field_weights(cfg.data.get("fields")),
     )
     if micro is not None:  # manual optimization clips in the module; Lightning refuses it in the Trainer
         module.gradient_clip_val = cfg.trainer.get("gradient_clip_val")
