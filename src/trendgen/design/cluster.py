@@ -35,7 +35,6 @@ from trendgen.errors import TrendgenError
 from trendgen.identity import config_subset
 from trendgen.trends.kmeans import make_kmeans
 from trendgen.trends.periods import period_rows
-from trendgen.trends.timeline import most_significant_growth, share_timeline, timeline_settings
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +192,8 @@ def describe_clusters(
 def choose_target(trend_target: str, clusters: list[dict[str, Any]], n_periods: int) -> tuple[int, str, str]:
     """(target cluster, the rule that picked it: dominant | emerging, why): the dominant one, or the one with
     the largest significant growth (the dominant one when none grows significantly)."""
+    from trendgen.trends.timeline import most_significant_growth  # scipy: loaded by the stage that runs
+
     if trend_target == "dominant":
         return 0, "dominant", "dominant: the largest cluster in the last period"
     rising = most_significant_growth([c["growth"] for c in clusters])
@@ -212,6 +213,8 @@ def choose_target(trend_target: str, clusters: list[dict[str, Any]], n_periods: 
 
 def run(trend: Any, embeddings: np.ndarray, index: dict[str, Any], stage_dir: Path) -> list[str]:
     """Cluster the embeddings into `stage_dir`; returns the files written."""
+    from trendgen.trends.timeline import share_timeline, timeline_settings  # scipy: only when clustering
+
     if trend.target not in ("dominant", "emerging"):
         raise TrendgenError(f"trend.target must be 'dominant' or 'emerging', not {trend.target!r}")
     periods, period = period_rows(index)

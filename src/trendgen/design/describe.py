@@ -50,7 +50,6 @@ from trendgen.identity import config_subset
 from trendgen.inference.precision import Tower, torch_tower
 from trendgen.inference.text_cache import TextEmbeddingCache, embed_texts, ensembled
 from trendgen.trends.periods import period_rows
-from trendgen.trends.timeline import share_timeline, timeline_settings
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +85,8 @@ def attribute_series(
     trend: Any,
 ) -> dict[str, dict[str, Any]]:
     """Per facet: the share of photos whose best caption in that facet is each caption, over the periods."""
+    from trendgen.trends.timeline import share_timeline, timeline_settings  # scipy.stats: when describing
+
     series = {}
     for facet, captions in bank.items():
         timeline = share_timeline(votes[facet], period, positions, len(captions), **timeline_settings(trend))

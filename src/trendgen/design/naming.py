@@ -30,8 +30,6 @@ from typing import Any
 
 import numpy as np
 
-from trendgen.trends.timeline import most_significant_growth
-
 RULES = {
     "dominant": (
         "dominant: each facet's caption carried by the most photos of the last period, in bank order, "
@@ -109,6 +107,8 @@ def _by_most_photos(
 def _by_growth(
     bank: dict[str, list[str]], attributes: dict[str, dict[str, Any]]
 ) -> dict[str, dict[str, Any] | None]:
+    from trendgen.trends.timeline import most_significant_growth  # scipy.stats: loaded when naming runs
+
     view: dict[str, dict[str, Any] | None] = {}
     for facet, captions in bank.items():
         series = attributes.get(facet) or {}
@@ -138,6 +138,7 @@ def name_facets(
     `attributes`: the describe stage's timelines (their `growth` and `shares`). Returns {`rule`, `target_by`,
     `named` {facet: {text, by: photos | growth | cluster}}, `photo_view` {facet: {text, ...} or None}}.
     """
+
     if votes is None or in_last is None:
         rule, view = "cluster", dict.fromkeys(bank)
     elif target_by == "emerging":

@@ -18,18 +18,6 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from transformers import (
-    CLIPConfig,
-    CLIPModel,
-    CLIPProcessor,
-    PreTrainedModel,
-    SiglipConfig,
-    SiglipModel,
-    SiglipProcessor,
-    SiglipTextConfig,
-)
-from transformers.models.clip import CLIPImageProcessorPil
-from transformers.models.siglip import SiglipImageProcessorPil
 
 from trendgen.errors import TrendgenError
 from trendgen.model.activations import use_fast_quick_gelu
@@ -50,15 +38,22 @@ class ModelFamily:
     """What differs between the contrastive model families (see the module docstring)."""
 
     name: str
-    model_class: type[PreTrainedModel]
-    processor_class: type
+    classes: Callable[[], tuple[Any, Any]]  # (model class, processor class), imported on first use
     # the text tower pools the last position: every caption padded to the full length, no attention mask
     pads_to_max_length: bool
     pretrained_loss: str  # the objective the family's checkpoints were trained with
-    build_random: Callable[[Any, int], PreTrainedModel]  # (geometry, vocab size) -> model
+    build_random: Callable[[Any, int], Any]  # (geometry, vocab size) -> a model of the family
     image_processor: Callable[[int], Any]  # image size -> processor
     heads: Callable[[Any], list[nn.Module]]  # what maps each tower's pooled state to the shared space
     vision_embeddings: Callable[[Any], list[nn.Module]]  # patch and position embeddings, pre-norm
+
+    @property
+    def model_class(self) -> Any:
+        return self.classes()[0]
+
+    @property
+    def processor_class(self) -> Any:
+        return self.classes()[1]
 
 
 def _text_settings(geometry: Any, vocab_size: int) -> dict[str, Any]:
@@ -92,8 +87,10 @@ def _vision_settings(geometry: Any) -> dict[str, Any]:
     }
 
 
-def random_clip(geometry: Any, vocab_size: int) -> CLIPModel:
+def random_clip(geometry: Any, vocab_size: int) -> Any:
     """A CLIPModel with random weights in the given geometry (a `ClipGeometry` config)."""
+    from transformers import CLIPConfig, CLIPModel
+
     projection = {"projection_dim": geometry.projection_dim}
     config = CLIPConfig(
         text_config=_text_settings(geometry, vocab_size) | projection,
@@ -105,10 +102,12 @@ def random_clip(geometry: Any, vocab_size: int) -> CLIPModel:
     return model
 
 
-def random_siglip(geometry: Any, vocab_size: int) -> SiglipModel:
+def random_siglip(geometry: Any, vocab_size: int) -> Any:
     """A SiglipModel with random weights, temperature 10 and bias -10. Its image embedding is the vision
     tower's width (the attention-pooling head keeps it): the text head projects to it, and `projection_dim`
     must equal it."""
+    from transformers import SiglipConfig, SiglipModel, SiglipTextConfig
+
     if geometry.projection_dim != geometry.vision_hidden_size:
         raise TrendgenError(
             f"model.geometry.projection_dim={geometry.projection_dim} must equal "
@@ -123,23 +122,38 @@ def random_siglip(geometry: Any, vocab_size: int) -> SiglipModel:
     return model
 
 
-def clip_image_processor(image_size: int) -> CLIPImageProcessorPil:
+def clip_image_processor(image_size: int) -> Any:
     """CLIP preprocessing (resize the short side, centre crop, CLIP mean/std) at `image_size` pixels."""
+    from transformers.models.clip import CLIPImageProcessorPil
+
     return CLIPImageProcessorPil(
         size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
     )
 
 
-def siglip_image_processor(image_size: int) -> SiglipImageProcessorPil:
+def siglip_image_processor(image_size: int) -> Any:
     """SigLIP preprocessing (resize to a square, mean and std 0.5) at `image_size` pixels."""
+    from transformers.models.siglip import SiglipImageProcessorPil
+
     return SiglipImageProcessorPil(size={"height": image_size, "width": image_size})
+
+
+def _clip_classes() -> tuple[Any, Any]:
+    from transformers import CLIPModel, CLIPProcessor  # a run loads the model classes of its family only
+
+    return CLIPModel, CLIPProcessor
+
+
+def _siglip_classes() -> tuple[Any, Any]:
+    from transformers import SiglipModel, SiglipProcessor
+
+    return SiglipModel, SiglipProcessor
 
 
 FAMILIES: dict[str, ModelFamily] = {
     "clip": ModelFamily(
         name="clip",
-        model_class=CLIPModel,
-        processor_class=CLIPProcessor,
+        classes=_clip_classes,
         pads_to_max_length=False,
         pretrained_loss="clip",
         build_random=random_clip,
@@ -149,8 +163,7 @@ FAMILIES: dict[str, ModelFamily] = {
     ),
     "siglip": ModelFamily(
         name="siglip",
-        model_class=SiglipModel,
-        processor_class=SiglipProcessor,
+        classes=_siglip_classes,
         pads_to_max_length=True,
         pretrained_loss="siglip",
         build_random=random_siglip,

@@ -31,7 +31,6 @@ from trendgen.errors import TrendgenError
 from trendgen.files import copy_file, write_json, write_text
 from trendgen.identity import stable_hash
 from trendgen.training.launch import check_slurm_layout, slurm_launched, under_torchrun
-from trendgen.trends.timeline import growth_family
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +104,10 @@ class DesignRun:
         context = RecordContext(confidence=float(self.cfg.trend.confidence), publish=self._publish_design)
         for result in self.results.values():
             result.record_into(trend, context)
-        growth_family(trend, float(self.cfg.trend.fdr))  # every growth test of the run: one BH family
+        if trend.get("clusters") or (trend.get("timeline") or {}).get("attributes"):  # growth tests' stages
+            from trendgen.trends.timeline import growth_family  # scipy.stats: not for an embed-only run
+
+            growth_family(trend, float(self.cfg.trend.fdr))  # every growth test of the run: one BH family
         trend["precision"] = self.precision_record()
         trend["stage_seconds"] = self.seconds
         trend["stage_status"] = self.status
