@@ -8,7 +8,12 @@ import pytest
 import torch
 
 from trendgen.errors import TrendgenError
-from trendgen.inference.clip_forward import DECODE_BOUND_RATE, decode_workers
+from trendgen.inference.clip_forward import (
+    DECODE_BOUND_RATE,
+    decode_workers,
+    forward_threads,
+    intra_op_threads,
+)
 
 CPU = torch.device("cpu")
 
@@ -55,3 +60,27 @@ def test_a_count_is_taken_as_it_is(setting, count):
 def test_anything_else_is_refused_clearly(setting):
     with pytest.raises(TrendgenError, match=r"trend.num_workers must be auto or a count \(0, 1, \.\.\.\)"):
         decode_workers(setting, CPU)
+
+
+def test_the_forwards_leave_the_workers_their_cores_only_where_decoding_is_the_work(threads):
+    """2 decode workers beside forwards on every core: a tower that outruns decoding (the tiny geometry)
+    runs on the cores the workers leave, at least one; a forward-bound tower (ViT-B/32), a GPU, no workers
+    or cores to spare leave the threads alone."""
+    cores = len(os.sched_getaffinity(0))
+    threads(cores)
+    assert forward_threads(2, CPU, lambda: 6700.0) == max(1, cores - 2)
+    assert forward_threads(2, CPU, lambda: 35.0) is None
+    assert forward_threads(2, torch.device("cuda"), lambda: 6700.0) is None
+    assert forward_threads(0, CPU, lambda: 6700.0) is None
+    threads(1)
+    if cores >= 3:
+        assert forward_threads(2, CPU, lambda: 6700.0) is None  # 1 thread + 2 workers fit
+
+
+def test_intra_op_threads_are_set_inside_the_block_and_restored(threads):
+    threads(2)
+    with intra_op_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2
+    with intra_op_threads(None):
+        assert torch.get_num_threads() == 2

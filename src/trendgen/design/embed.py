@@ -30,7 +30,14 @@ from trendgen.design.results import EmbedResult
 from trendgen.design.store import Stage
 from trendgen.errors import TrendgenError
 from trendgen.identity import files_identity
-from trendgen.inference.clip_forward import decode_workers, embed_batches, image_loader, pick_device
+from trendgen.inference.clip_forward import (
+    decode_workers,
+    embed_batches,
+    forward_threads,
+    image_loader,
+    intra_op_threads,
+    pick_device,
+)
 from trendgen.inference.precision import Tower, torch_tower
 from trendgen.trends.periods import period_list_files, trend_periods
 
@@ -78,7 +85,8 @@ def run(
     `group`: the `EmbedGroup` of ranks srun or torchrun started, which share the work; without one,
     `trend.devices > 1` starts that many ranks here (`ddp_spawn`). `tower`: the image tower at the run's
     precision (`ClipTowers.tower("image")`); without one, the torch model in fp32. `image_rate`: the
-    tower's images/s, asked only by `trend.num_workers=auto` on a CPU (`decode_workers`).
+    tower's images/s, asked on a CPU by `trend.num_workers=auto` (`decode_workers`) and, where workers and
+    the forwards' threads would share too few cores, by `forward_threads`.
     """
     _model, _tokenizer, image_processor = clip
     tower = tower or torch_tower(clip[0])
@@ -110,9 +118,13 @@ def run(
             strategy="ddp_spawn",
         )
     else:
-        embeddings, used, skipped = embed_resumable(
-            model, image_processor, paths, store, precision, **loader_args
-        )
+        threads = forward_threads(workers, pick_device(), image_rate)
+        if threads is not None:
+            log.info("embed: the forwards take %d thread(s) while %d workers decode", threads, workers)
+        with intra_op_threads(threads):
+            embeddings, used, skipped = embed_resumable(
+                model, image_processor, paths, store, precision, **loader_args
+            )
     used_per_period = Counter(sets[i] for i in used)
     for period in periods:
         if not used_per_period[period.label]:

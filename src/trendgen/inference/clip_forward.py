@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,40 @@ def pick_device() -> torch.device:
 DECODE_BOUND_RATE = 400.0  # images/s: a tower faster than this waits on decoding (a 256 px PNG: ~2.2 core-ms)
 
 
+def cpu_cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def forward_threads(
+    workers: int, device: torch.device, image_rate: Callable[[], float] | None = None
+) -> int | None:
+    """The forwards' intra-op threads while `workers` decode, or None to leave them. On a CPU where the
+    workers and the forwards' threads would share too few cores and decoding is the work (the image tower,
+    `image_rate()` images/s, outruns `DECODE_BOUND_RATE`), the forwards take the cores the workers leave
+    (at least one): their spinning threads otherwise take the workers' cores. Tiny geometry, 2 workers on 2
+    cores: 1,370-1,530 against 1,050-1,280 images/s (docs/BENCHMARKS.md). A forward-bound tower (ViT-B/32)
+    keeps its threads: its workers wait on it, idle."""
+    cores, threads = cpu_cores(), torch.get_num_threads()
+    if device.type != "cpu" or workers == 0 or threads + workers <= cores or image_rate is None:
+        return None
+    if image_rate() <= DECODE_BOUND_RATE:
+        return None
+    return max(1, min(threads, cores - workers))
+
+
+@contextmanager
+def intra_op_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to `threads` inside the block (None: unchanged), restored after."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def decode_workers(
     setting: Any, device: torch.device | None = None, image_rate: Callable[[], float] | None = None
 ) -> int:
@@ -131,7 +166,7 @@ def decode_workers(
     at ViT-B/32; where decoding is the work (the tiny geometry), 2 workers were 1.5x faster
     (docs/BENCHMARKS.md)."""
     if str(setting).strip().lower() == "auto":
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        cores = cpu_cores()
         on_cpu = (device or pick_device()).type == "cpu"
         if not (on_cpu and torch.get_num_threads() >= cores):
             return 2
