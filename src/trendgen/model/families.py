@@ -41,7 +41,6 @@ class ModelFamily:
     classes: Callable[[], tuple[Any, Any]]  # (model class, processor class), imported on first use
     # the text tower pools the last position: every caption padded to the full length, no attention mask
     pads_to_max_length: bool
-    pretrained_loss: str  # the objective the family's checkpoints were trained with
     build_random: Callable[[Any, int], Any]  # (geometry, vocab size) -> a model of the family
     image_processor: Callable[[int], Any]  # image size -> processor
     heads: Callable[[Any], list[nn.Module]]  # what maps each tower's pooled state to the shared space
@@ -155,7 +154,6 @@ FAMILIES: dict[str, ModelFamily] = {
         name="clip",
         classes=_clip_classes,
         pads_to_max_length=False,
-        pretrained_loss="clip",
         build_random=random_clip,
         image_processor=clip_image_processor,
         heads=lambda m: [m.visual_projection, m.text_projection],
@@ -165,7 +163,6 @@ FAMILIES: dict[str, ModelFamily] = {
         name="siglip",
         classes=_siglip_classes,
         pads_to_max_length=True,
-        pretrained_loss="siglip",
         build_random=random_siglip,
         image_processor=siglip_image_processor,
         heads=lambda m: [m.vision_model.head, m.text_model.head],

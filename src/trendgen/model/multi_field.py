@@ -5,8 +5,8 @@ Every term scores the batch's images against one kind of text: the captions ("a 
 field's texts ("red"; "striped"; "dress"). Each uses the run's objective (`model.loss`, the same temperature
 and bias), and equal texts are positives of one another, so every red garment of the global batch is a
 positive for "red". A row without a text for a field (a replayed row) sits out that field's term. The loss is
-the weighted mean of the terms (`data.fields` gives the weights; the caption's
-is 1 unless given), so its scale stays that of one term; each term is logged as `train/loss/<field>`.
+the weighted mean of the terms (`data.fields` gives the weights; the caption's is 1 unless given), so its
+scale stays that of one term; each term is logged as `train/loss/<field>`.
 """
 
 from __future__ import annotations
