@@ -139,3 +139,21 @@ def test_the_random_crop_of_a_portrait_photo_stays_in_the_square_the_processor_k
         assert 0.8 * 200 * 200 * 0.98 <= width * height <= 200 * 200
         assert 0.75 * 0.97 <= width / height <= 4 / 3 * 1.03
     assert len(set(boxes)) > 100
+
+
+def test_a_siglip_processor_crops_from_the_whole_photo_it_squashes():
+    """SigLIP's processor resizes the whole photo to a square (no centre crop): a 200 x 300 photo's boxes
+    reach its top and bottom rows, cover 0.8-1 of its area, and where none fits, the box is the photo."""
+    from trendgen.config import AugmentConfig
+    from trendgen.data.augment import SampleAugment
+    from trendgen.model.families import siglip_image_processor
+
+    augment = SampleAugment(OmegaConf.structured(AugmentConfig), siglip_image_processor(32))
+    torch.manual_seed(0)
+    boxes = [augment.crop_box(200, 300) for _ in range(500)]
+    assert all(0 <= left < right <= 200 and 0 <= top < bottom <= 300 for left, top, right, bottom in boxes)
+    assert min(top for _, top, _, _ in boxes) < 50 and max(bottom for *_, bottom in boxes) > 250
+    assert all(0.8 * 200 * 300 * 0.98 <= (r - left) * (b - t) <= 200 * 300 for left, t, r, b in boxes)
+    narrow = OmegaConf.structured(AugmentConfig)
+    narrow.crop_ratio = [3.0, 3.0]  # a 3:1 box cannot hold 80% of a 2:3 photo
+    assert SampleAugment(narrow, siglip_image_processor(32)).crop_box(200, 300) == (0, 0, 200, 300)

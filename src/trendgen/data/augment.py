@@ -78,21 +78,27 @@ class SampleAugment:
         self.hflip, self.rotation = float(cfg.hflip), float(cfg.rotation)
         self.jitter = {k: float(getattr(cfg, k)) for k in ("brightness", "contrast", "saturation", "hue")}
         self.colour = _colour_on(cfg)
+        # what the processor keeps: CLIP's centred square, or the whole image (SigLIP resizes it to a square)
+        self.whole_image = not getattr(processor, "do_center_crop", True)
 
     def crop_box(self, width: int, height: int) -> tuple[int, int, int, int]:
-        """A random box of `scale` of the area and `ratio` aspect inside the centred square the processor
-        would keep (as kornia crops the processed square): torchvision's rule, 10 tries, else that square."""
-        side = min(width, height)
-        x0, y0 = (width - side) // 2, (height - side) // 2
+        """A random box of `scale` of the area and `ratio` aspect inside what the processor would keep (the
+        centred square, or the whole image for a processor without a centre crop, such as SigLIP's):
+        torchvision's rule, 10 tries, else all of it."""
+        if self.whole_image:
+            x0, y0, region_w, region_h = 0, 0, width, height
+        else:
+            side = min(width, height)
+            x0, y0, region_w, region_h = (width - side) // 2, (height - side) // 2, side, side
         for _ in range(10):
-            target = side * side * _uniform(*self.scale)
+            target = region_w * region_h * _uniform(*self.scale)
             ratio = math.exp(_uniform(*self.log_ratio))
             w, h = round(math.sqrt(target * ratio)), round(math.sqrt(target / ratio))
-            if 0 < w <= side and 0 < h <= side:
-                left = x0 + int(torch.randint(0, side - w + 1, ()))
-                top = y0 + int(torch.randint(0, side - h + 1, ()))
+            if 0 < w <= region_w and 0 < h <= region_h:
+                left = x0 + int(torch.randint(0, region_w - w + 1, ()))
+                top = y0 + int(torch.randint(0, region_h - h + 1, ()))
                 return left, top, left + w, top + h
-        return x0, y0, x0 + side, y0 + side
+        return x0, y0, x0 + region_w, y0 + region_h
 
     def __call__(self, image: Image.Image) -> Image.Image:
         image = image.resize((self.size, self.size), Image.Resampling.BICUBIC, box=self.crop_box(*image.size))
