@@ -34,8 +34,8 @@ def ranking_scores(
 ) -> dict[str, float]:
     """Mean scores over `queries` ([Q, D]) ranking `gallery` ([G, D]); `relevant(rows)` is the [c, G] boolean
     relevance of the query rows `rows`. Queries without any relevant entry are left out. The first hit's rank
-    counts the entries scored strictly higher (a tie goes the query's way); the rest reads the top entries
-    only, except mAP's, which sorts each query's whole gallery."""
+    counts the entries scored strictly higher (a tie goes the query's way); the rest read one sort of each
+    query's gallery (equal scores keep gallery order)."""
     queries, gallery = F.normalize(queries.float().cpu(), dim=-1), F.normalize(gallery.float().cpu(), dim=-1)
     depth = min(max(*ks, NDCG_AT), gallery.shape[0])
     discounts = 1.0 / torch.log2(torch.arange(2, NDCG_AT + 2, dtype=torch.float32))[: min(NDCG_AT, depth)]
@@ -51,7 +51,8 @@ def ranking_scores(
         n_relevant = hits.sum(dim=1).float()
         first_hit = scores.masked_fill(~hits, float("-inf")).max(dim=1).values
         rank = (scores > first_hit[:, None]).sum(dim=1) + 1
-        ranked = torch.gather(hits, 1, scores.topk(depth, dim=1).indices).float()  # [c, depth]
+        in_order = torch.gather(hits, 1, scores.argsort(dim=1, descending=True, stable=True)).float()
+        ranked = in_order[:, :depth]  # [c, depth]: the top entries' relevance
         values = {"mrr": 1.0 / rank.float()}
         for k in ks:
             found = ranked[:, :k].sum(dim=1)
@@ -59,7 +60,6 @@ def ranking_scores(
             values[f"precision@{k}"] = found / min(k, gallery.shape[0])
         ideal = best[n_relevant.clamp(max=len(discounts)).long()]
         values[f"ndcg@{NDCG_AT}"] = (ranked[:, : len(discounts)] * discounts).sum(dim=1) / ideal
-        in_order = torch.gather(hits, 1, scores.argsort(dim=1, descending=True, stable=True)).float()
         ranks = torch.arange(1, gallery.shape[0] + 1, dtype=torch.float32)
         values["map"] = (in_order * in_order.cumsum(dim=1) / ranks).sum(dim=1) / n_relevant
         for name, value in values.items():
