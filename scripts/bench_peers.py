@@ -10,11 +10,14 @@ The peers live in their own environments (docs/BENCHMARKS.md says how to make th
     python scripts/bench_peers.py generator --peer-python PEERS/bin/python --diffusers-example PATH
 
 - embed: `trendgen-design design.stages=[embed]` against clip-retrieval's `inference` and a plain open_clip
-  loop (scripts/peers/openclip_embed.py), ViT-B/32 or the tiny geometry, fp32;
+  loop (scripts/peers/openclip_embed.py), ViT-B/32 or the tiny geometry;
 - train: `trendgen-train` against `python -m open_clip_train.main` (scripts/peers_train.py);
 - generator: `trendgen-train-generator` against diffusers' `examples/text_to_image/train_text_to_image.py`
   (scripts/peers_generator.py).
 k-means against faiss runs in trendgen's own environment: scripts/bench_kmeans.py.
+
+`--device cuda --precision bf16` runs every comparison on the GPU with bf16 mixed precision in each program
+(scripts/gpu_check.sh does when PEER_PYTHON is set); on `cpu` no program sees a CUDA device.
 """
 
 from __future__ import annotations
@@ -72,7 +75,8 @@ def embed(args) -> None:
     folder, paths = look_folder(args.workdir, args.sizes[1], args.px)
     images = {n: subset(folder, paths, n, work) for n in args.sizes}
     hf_folder, oc_name, ckpt, config_dir = prepare_embed_models(args, folder, work)
-    env = thread_env(args.threads)
+    env = thread_env(args.threads, args.device)
+    ours = "bf16" if args.precision == "bf16" else "32"
     common = [
         "design.stages=[embed]",
         "design.store=null",
@@ -106,6 +110,7 @@ def embed(args) -> None:
             "--threads",
             str(args.threads),
         ]
+        cmd += ["--device", args.device, "--precision", args.precision]
         return wall(cmd + (["--config-dir", str(config_dir)] if config_dir else []), env)
 
     def clip_retrieval(n: int) -> float:
@@ -124,8 +129,8 @@ def embed(args) -> None:
         return wall(cmd, env)
 
     programs = {
-        f"trendgen-design embed (fp32, {args.workers} workers)": trendgen(
-            ["trend.precision=32", f"trend.num_workers={args.workers}"]
+        f"trendgen-design embed ({args.precision}, {args.workers} workers)": trendgen(
+            [f"trend.precision={ours}", f"trend.num_workers={args.workers}"]
         ),
         "trendgen-design embed at its defaults (precision, workers auto)": trendgen([]),
         f"plain open_clip loop ({args.workers} workers)": open_clip_loop,
@@ -137,7 +142,7 @@ def embed(args) -> None:
     columns, rows = against(table, f"plain open_clip loop ({args.workers} workers)", "plain loop")
     report(
         f"embed: {args.model} geometry (random weights), {args.sizes[1]} PNGs of {args.px} px, batch "
-        f"{args.batch_size}, {args.threads} torch threads, CPU",
+        f"{args.batch_size}, {args.threads} torch threads, {args.precision}, {args.device}",
         columns,
         rows,
         [
@@ -208,6 +213,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="bf16: mixed, in each")
     args = parser.parse_args()
     if args.what == "embed":
         args.sizes = args.sizes or [64, 320]

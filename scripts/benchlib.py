@@ -122,9 +122,13 @@ def _fmt(value: Any) -> str:
 # Whole programs (scripts/bench_peers.py): wall times of separate processes.
 
 
-def thread_env(threads: int) -> dict[str, str]:
+def thread_env(threads: int, device: str = "cpu") -> dict[str, str]:
+    """A program's environment: `threads` OpenMP/MKL threads; on `cpu`, no CUDA device visible, so a peer
+    that takes the GPU by itself (open_clip, clip-retrieval, accelerate) runs on the CPU as trendgen does."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     env.pop("PYTHONPATH", None)
+    if not device.startswith("cuda"):
+        env["CUDA_VISIBLE_DEVICES"] = ""
     return env
 
 

@@ -2,10 +2,13 @@
 # One-GPU check: a short bf16 training run through trendgen-train, then the training-step and embed-stage
 # benchmarks on the GPU, then a short bf16 LoRA run of trendgen-train-generator on a Stable Diffusion (SD_BASE,
 # default OFA-Sys/small-stable-diffusion-v0: a hub id or a local diffusers folder) and the generator benchmark,
-# each printing images per second. Needs a CUDA device: without one it exits 1 with one
+# each printing images per second; with PEER_PYTHON set, the comparisons against open_clip, clip-retrieval
+# and diffusers' example (bench_peers.py) in bf16 on the GPU. Needs a CUDA device: without one it exits 1 with one
 # line. Models have random weights (no download): the ViT-B/32 geometry unless MODEL says otherwise.
 #   scripts/gpu_check.sh [MODEL]          e.g. scripts/gpu_check.sh clip_b32
-# Env: TRENDGEN_VENV (default .venv), GPU_CHECK_STEPS (default 50), GPU_CHECK_WORKERS (default min(8, nproc)).
+# Env: TRENDGEN_VENV (default .venv), GPU_CHECK_STEPS (default 50), GPU_CHECK_WORKERS (default min(8, nproc));
+# the peers' environment (docs/BENCHMARKS.md): PEER_PYTHON, and optionally CLIP_RETRIEVAL (its console script)
+# and DIFFUSERS_EXAMPLE (examples/text_to_image/train_text_to_image.py of a diffusers checkout).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,7 +54,7 @@ run_logged() {
   end=$(date +%s.%N)
 }
 
-echo "== 1/5 trendgen-train: $steps steps of $model at $precision on synthetic garments"
+echo "== 1/6 trendgen-train: $steps steps of $model at $precision on synthetic garments"
 run_logged "$out/train.log" "$venv/bin/trendgen-train" \
   trainer=gpu trainer.precision="$precision" trainer.max_steps="$steps" \
   model="$model" model.pretrained=false \
@@ -69,16 +72,16 @@ print(f"trendgen-train: {steps} steps of 128 images in {end - start:.0f} s wall 
       f"saving included): {steps * 128 / (end - start):.0f} images/s end to end; model saved in {run}/model")
 PY
 
-echo "== 2/5 training step rate (bench_train.py, after warm-up)"
+echo "== 2/6 training step rate (bench_train.py, after warm-up)"
 "$py" scripts/bench_train.py --device cuda --precision "$precision" --model "$model" \
   --batch-size 128 --n 2048 --px 256 --steps 30 --warmup 5 --workers "$workers" --workdir "$out/bench"
 
-echo "== 3/5 embed stage rate (bench_embed.py)"
+echo "== 3/6 embed stage rate (bench_embed.py)"
 "$py" scripts/bench_embed.py --device cuda --model "$model" \
   --n 2048 --naive-n 128 --batch-size 256 --px 256 --workers "$workers" --workdir "$out/bench"
 
 base="${SD_BASE:-OFA-Sys/small-stable-diffusion-v0}"
-echo "== 4/5 trendgen-train-generator: $steps steps of a LoRA on $base at $precision, 512 px"
+echo "== 4/6 trendgen-train-generator: $steps steps of a LoRA on $base at $precision, 512 px"
 run_logged "$out/generator.log" "$venv/bin/trendgen-train-generator" \
   diffusion=small_sd_lora diffusion.name_or_path="$base" diffusion.resolution=512 diffusion.cache_latents=true \
   trainer=gpu trainer.precision="$precision" trainer.max_steps="$steps" trainer.limit_val_batches=2 \
@@ -96,8 +99,24 @@ print(f"trendgen-train-generator: {steps} LoRA steps of 16 images in {end - star
       f"validation sampling and saving included); LoRA in {run}/generator (pipe.load_lora_weights)")
 PY
 
-echo "== 5/5 tiny generator step and sampling rate (bench_generator.py)"
+echo "== 5/6 tiny generator step and sampling rate (bench_generator.py)"
 "$py" scripts/bench_generator.py --device cuda --precision "$precision" --batch-size 256 --steps 30 \
   --workers "$workers" --workdir "$out/bench"
+
+if [[ -n "${PEER_PYTHON:-}" ]]; then
+  echo "== 6/6 against the peers on the GPU, bf16 mixed in each (bench_peers.py)"
+  peers=(--device cuda --precision bf16 --peer-python "$PEER_PYTHON" --workers "$workers" --workdir "$out/bench")
+  "$py" scripts/bench_peers.py train "${peers[@]}" --batch-size 128 --sizes 512 2048
+  "$py" scripts/bench_peers.py embed "${peers[@]}" --batch-size 256 --sizes 512 2048 \
+    ${CLIP_RETRIEVAL:+--clip-retrieval "$CLIP_RETRIEVAL"}
+  if [[ -n "${DIFFUSERS_EXAMPLE:-}" ]]; then
+    for batch in 8 128; do
+      "$py" scripts/bench_peers.py generator "${peers[@]}" --diffusers-example "$DIFFUSERS_EXAMPLE" \
+        --batch-size "$batch" --sizes 20 220
+    done
+  fi
+else
+  echo "== 6/6 skipped: PEER_PYTHON unset (the peers' environment, docs/BENCHMARKS.md)"
+fi
 
 echo "gpu_check.sh: done (outputs in $out)"

@@ -1,7 +1,7 @@
 """`scripts/bench_peers.py train`: trendgen-train against open_clip's `open_clip_train.main` (ViT-B/32).
 
 Both train the same geometry (`model=clip_b32 model.pretrained=false` and open_clip's
-`ViT-B-32-quickgelu` from a random checkpoint) for one epoch over the same captioned PNGs, fp32, the same
+`ViT-B-32-quickgelu` from a random checkpoint) for one epoch over the same captioned PNGs, fp32 (or bf16 mixed in both), the same
 batch, workers and threads, with the same trainable set: the last vision block and the vision output norm,
 both projections and the temperature (trendgen's `model/freeze=original`; open_clip's `--lock-image
 --lock-image-unlocked-groups 2 --lock-text --lock-text-unlocked-layers 1`). Neither validates or tests
@@ -48,7 +48,10 @@ def train(args) -> None:
         script = "import sys, open_clip, torch\n"
         script += "torch.save(open_clip.create_model(sys.argv[1]).state_dict(), sys.argv[2])"
         subprocess.run([args.peer_python, "-c", script, "ViT-B-32-quickgelu", str(ckpt)], check=True)
-    env = thread_env(args.threads)
+    env = thread_env(args.threads, args.device)
+    on_gpu = ["trainer=gpu"] if args.device.startswith("cuda") else []
+    ours = "bf16-mixed" if args.precision == "bf16" else "32-true"
+    theirs = "amp_bf16" if args.precision == "bf16" else "fp32"
 
     def trendgen(n: int) -> float:
         out = work / "trendgen_run"
@@ -58,6 +61,8 @@ def train(args) -> None:
             "model=clip_b32",
             "model.pretrained=false",
             "data=folder",
+            *on_gpu,
+            f"trainer.precision={ours}",
         ]
         cmd += [f"data.root={folder}", f"data.index={index[n][0]}", f"data.batch_size={batch}"]
         cmd += [f"data.num_workers={args.workers}", "trainer.max_epochs=1", "trainer.limit_val_batches=0"]
@@ -72,7 +77,7 @@ def train(args) -> None:
         cmd += ["--dataset-type", "csv", "--csv-separator", ",", "--csv-img-key", "filepath"]
         cmd += ["--csv-caption-key", "title", "--model", "ViT-B-32-quickgelu", "--pretrained", str(ckpt)]
         cmd += ["--batch-size", str(batch), "--epochs", "1", "--workers", str(args.workers)]
-        cmd += ["--precision", "fp32", "--lock-image", "--lock-image-unlocked-groups", "2", "--lock-text"]
+        cmd += ["--precision", theirs, "--lock-image", "--lock-image-unlocked-groups", "2", "--lock-text"]
         cmd += ["--lock-text-unlocked-layers", "1", "--lock-text-freeze-layer-norm", "--warmup", "0"]
         cmd += ["--logs", str(logs), "--name", "bench", "--seed", "0"]
         return wall(cmd, env)
@@ -83,7 +88,7 @@ def train(args) -> None:
     columns, rows = against(table, "open_clip_train.main", "open_clip")
     report(
         f"train: ViT-B/32 geometry (random weights), one epoch of {sizes[1]} PNGs of {args.px} px, batch "
-        f"{batch}, {args.workers} workers, {args.threads} torch threads, fp32, CPU",
+        f"{batch}, {args.workers} workers, {args.threads} torch threads, {args.precision}, {args.device}",
         columns,
         rows,
         [

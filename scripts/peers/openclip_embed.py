@@ -42,19 +42,26 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="bf16: autocast")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     if args.config_dir:
         open_clip.add_model_config(args.config_dir)
     model, _, preprocess = open_clip.create_model_and_transforms(args.model, pretrained=args.pretrained)
-    model.eval()
+    model.eval().to(args.device)
     paths = sorted(q for q in Path(args.images).iterdir() if q.suffix.lower() in {".png", ".jpg", ".jpeg"})
-    loader = DataLoader(Files(paths, preprocess), batch_size=args.batch_size, num_workers=args.workers)
+    cuda = args.device.startswith("cuda")
+    loader = DataLoader(
+        Files(paths, preprocess), batch_size=args.batch_size, num_workers=args.workers, pin_memory=cuda
+    )
+    autocast = torch.autocast(torch.device(args.device).type, torch.bfloat16, args.precision == "bf16")
     start = time.perf_counter()
     rows = []
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast:
         for pixels in loader:
-            rows.append(torch.nn.functional.normalize(model.encode_image(pixels), dim=-1))
+            features = model.encode_image(pixels.to(args.device, non_blocking=True)).float()
+            rows.append(torch.nn.functional.normalize(features, dim=-1).cpu())
     loop = time.perf_counter() - start
     np.save(args.out, torch.cat(rows).numpy())
     print(json.dumps({"images": len(paths), "loop_s": loop}))
