@@ -3,11 +3,12 @@
 The example ships in no package: `--diffusers-example` is its path in a diffusers checkout of the version
 the peers' environment has. Both train the same UNet (`diffusion=tiny` with
 `diffusion.unet.pooled_condition=false`, as the example passes no pooled text embedding) at 16 px on the
-same captioned PNGs, with the same frozen text tower (a random tiny-geometry trendgen CLIP's), noise schedule
-(squared cosine, v-prediction, min-SNR 5), AdamW at a constant 1e-3, fp32 (or bf16 mixed in both), batch, workers and threads;
-trendgen without EMA, as the example by default. The example encodes every batch with a VAE and has no
-pixel-space mode: its folder gets the cheapest `AutoencoderKL` that maps 16 px RGB to 16 px 3-channel
-latents (one 4-channel block, no attention, scaling factor 1), whose encode is timed apart and reported.
+same captioned PNGs, with the same frozen text tower (a random tiny-geometry trendgen CLIP's), noise
+schedule (squared cosine, v-prediction, min-SNR 5), AdamW at a constant 1e-3, fp32 (or bf16 mixed in both),
+batch, workers and threads; trendgen without EMA, as the example by default. The example encodes every batch
+with a VAE and has no pixel-space mode: its folder gets the cheapest `AutoencoderKL` that maps 16 px RGB to
+16 px 3-channel latents (one 4-channel block, no attention, scaling factor 1), whose encode is timed apart
+and reported.
 """
 
 from __future__ import annotations
@@ -123,7 +124,8 @@ def generator(args) -> None:
         cmd += ["--train_data_dir", str(images), "--caption_column", "text", "--resolution", "16"]
         cmd += ["--train_batch_size", str(batch), "--max_train_steps", str(n), "--learning_rate", "1e-3"]
         cmd += ["--lr_scheduler", "constant", "--lr_warmup_steps", "0", "--snr_gamma", "5.0"]
-        cmd += ["--prediction_type", "v_prediction", "--mixed_precision", "bf16" if args.precision == "bf16" else "no"]
+        mixed = "bf16" if args.precision == "bf16" else "no"
+        cmd += ["--prediction_type", "v_prediction", "--mixed_precision", mixed]
         cmd += ["--seed", "0"]
         cmd += ["--dataloader_num_workers", str(args.workers), "--output_dir", str(out)]
         cmd += ["--checkpointing_steps", "1000000", "--adam_weight_decay", "0"]
@@ -136,7 +138,8 @@ def generator(args) -> None:
     columns, rows = against(table, "diffusers train_text_to_image.py", "example")
     report(
         f"generator: diffusion=tiny UNet ({vae['unet_params']:,} parameters, no pooled condition) at 16 px, "
-        f"batch {batch}, {args.workers} workers, {args.threads} torch threads, {args.precision}, {args.device}",
+        f"batch {batch}, {args.workers} workers, {args.threads} torch threads, {args.precision}, "
+        f"{args.device}",
         columns,
         rows,
         [

@@ -1,12 +1,12 @@
 """`scripts/bench_peers.py train`: trendgen-train against open_clip's `open_clip_train.main` (ViT-B/32).
 
-Both train the same geometry (`model=clip_b32 model.pretrained=false` and open_clip's
-`ViT-B-32-quickgelu` from a random checkpoint) for one epoch over the same captioned PNGs, fp32 (or bf16 mixed in both), the same
+Both train the same geometry (`model=clip_b32 model.pretrained=false` and open_clip's `ViT-B-32-quickgelu`
+from a random checkpoint) for one epoch over the same captioned PNGs, fp32 (or bf16 mixed in both), the same
 batch, workers and threads, with the same trainable set: the last vision block and the vision output norm,
 both projections and the temperature (trendgen's `model/freeze=original`; open_clip's `--lock-image
 --lock-image-unlocked-groups 2 --lock-text --lock-text-unlocked-layers 1`). Neither validates or tests
-(trendgen's scoring of the exported weights for metrics.json is off: open_clip has no evaluation data
-here); each saves its model at the end.
+(trendgen's scoring of the exported weights for metrics.json is off: open_clip has no evaluation data here);
+each saves its model at the end.
 """
 
 from __future__ import annotations
