@@ -57,7 +57,11 @@ def model_identity(model_cfg: Any) -> list[Any]:
     A missing or unreadable model folder is a user error, said at once.
     """
     name = str(model_cfg.name_or_path)
-    if not uses_folder(model_cfg):
+    if str(model_cfg.get("library", "transformers")) == "open_clip" and not uses_folder(model_cfg):
+        name = name.removeprefix("local-dir:")  # open_clip's folder schema
+        if not is_local(name):  # a built-in name and tag, or hf-hub:ORG/REPO at a revision
+            return ["open_clip", name, model_cfg.get("pretrained_tag"), model_cfg.get("revision")]
+    elif not uses_folder(model_cfg):
         revision = model_cfg.get("revision")
         return ["hub", name, revision, resolved_revision(name, revision)]
     path = Path(name).expanduser()
@@ -66,12 +70,13 @@ def model_identity(model_cfg: Any) -> list[Any]:
             f"model.name_or_path: model folder not found: {path} "
             "(point it at the model/ folder a trendgen-train run saved)"
         )
-    if not (path / "config.json").is_file():
+    config = next((path / c for c in ("config.json", "open_clip_config.json") if (path / c).is_file()), None)
+    if config is None:
         raise TrendgenError(f"model.name_or_path: {path} is not a saved model folder (no config.json)")
     try:
-        json.loads((path / "config.json").read_text())
+        json.loads(config.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise TrendgenError(f"model.name_or_path: unreadable {path / 'config.json'}: {err}") from None
+        raise TrendgenError(f"model.name_or_path: unreadable {config}: {err}") from None
     return folder_identity(path)
 
 
@@ -111,7 +116,8 @@ def load_design_clip(model_cfg: Any) -> Any:
 
     name = str(model_cfg.name_or_path)
     try:
-        return load_saved(Path(name).expanduser()) if uses_folder(model_cfg) else load_clip(model_cfg)
+        folder = uses_folder(model_cfg) and not name.startswith("local-dir:")
+        return load_saved(Path(name).expanduser()) if folder else load_clip(model_cfg)
     except TrendgenError:
         raise
     except Exception as err:  # corrupt weights raise the loader's own errors (e.g. SafetensorError)

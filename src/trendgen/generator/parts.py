@@ -17,6 +17,7 @@ from torch import nn
 from trendgen.errors import TrendgenError, first_line
 from trendgen.hub import is_local
 from trendgen.model.activations import use_fast_quick_gelu
+from trendgen.model.open_clip_checkpoint import is_open_clip_folder
 
 KINDS = ("pixel", "lora")
 
@@ -75,6 +76,8 @@ def load_text_tower(folder: str) -> tuple[Any, Any]:
     from transformers import AutoConfig, AutoTokenizer, CLIPTextModelWithProjection, SiglipTextModel
 
     path = Path(folder).expanduser()
+    if not (path / "config.json").is_file() and is_open_clip_folder(path):
+        return _open_clip_text_tower(path)
     if not (path / "config.json").is_file():
         raise TrendgenError(
             f"diffusion.text_encoder: {path} is not a CLIP folder (no config.json); point it at the model/ "
@@ -93,6 +96,22 @@ def load_text_tower(folder: str) -> tuple[Any, Any]:
         raise TrendgenError(
             f"diffusion.text_encoder: cannot load a CLIP text tower from {path}: {first_line(err)}"
         ) from None
+    use_fast_quick_gelu(encoder)
+    return encoder.eval().requires_grad_(False), tokenizer
+
+
+def _open_clip_text_tower(path: Path) -> tuple[Any, Any]:
+    """The text tower of an open_clip folder trendgen saved, as a `CLIPTextModelWithProjection`."""
+    from transformers import CLIPTextModelWithProjection
+
+    from trendgen.model.build import load_saved
+
+    model, tokenizer, _ = load_saved(path)
+    text_config = model.config.text_config
+    text_config.projection_dim = model.config.projection_dim
+    encoder = CLIPTextModelWithProjection(text_config)
+    encoder.text_model.load_state_dict(model.text_model.state_dict())
+    encoder.text_projection.load_state_dict(model.text_projection.state_dict())
     use_fast_quick_gelu(encoder)
     return encoder.eval().requires_grad_(False), tokenizer
 

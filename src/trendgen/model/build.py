@@ -1,6 +1,7 @@
 """Build a contrastive model (CLIP or SigLIP): pretrained (hub id or folder), random weights from a geometry,
 or a saved trendgen folder. The family (`trendgen.model.families`) comes from a checkpoint's own config, or
-from `model.family` for random weights."""
+from `model.family` for random weights. `model.library=open_clip` reads open_clip checkpoints into a
+`CLIPModel` (`trendgen.model.open_clip_format`), and such a model saves as an open_clip folder."""
 
 from __future__ import annotations
 
@@ -17,6 +18,12 @@ from trendgen.files import replace_dir, temp_sibling
 from trendgen.hub import is_local
 from trendgen.model.activations import use_fast_quick_gelu
 from trendgen.model.families import clip_image_processor, family_named, family_of, random_clip
+from trendgen.model.open_clip_checkpoint import (
+    OPEN_CLIP_CONFIG_KEY,
+    is_open_clip_folder,
+    load_open_clip,
+    save_open_clip,
+)
 from trendgen.model.tokenizer import train_caption_tokenizer
 
 log = logging.getLogger(__name__)
@@ -33,6 +40,11 @@ def load_clip(model_cfg: Any, captions_for_tokenizer: Iterable[str] | None = Non
     built with random weights and a BPE tokenizer is learnt from `captions_for_tokenizer` (the dataset's
     captions and category prompts), so nothing needs the network.
     """
+    library = str(model_cfg.get("library", "transformers"))
+    if library not in ("transformers", "open_clip"):
+        raise TrendgenError(f"model.library must be transformers or open_clip, not {library!r}")
+    if library == "open_clip":
+        return load_open_clip(model_cfg, captions_for_tokenizer)
     if model_cfg.pretrained:
         return _from_pretrained(str(model_cfg.name_or_path), model_cfg.get("revision"))
     if captions_for_tokenizer is None:
@@ -66,6 +78,8 @@ def load_saved(folder: str | Path) -> ClipParts:
     path = Path(folder).expanduser()
     if not path.is_dir():
         raise TrendgenError(f"model folder not found: {path}")
+    if not (path / "config.json").is_file() and is_open_clip_folder(path):
+        return load_open_clip(path)
     if not (path / "config.json").is_file():
         raise TrendgenError(f"{path} is not a saved model folder (no config.json)")
     try:
@@ -83,11 +97,18 @@ def load_saved(folder: str | Path) -> ClipParts:
 
 
 def save_clip(folder: str | Path, model: PreTrainedModel, tokenizer: Any, image_processor: Any) -> Path:
-    """Write a folder that the family's model class (`AutoModel`) and `AutoProcessor` load: whole, into a
-    temporary folder first, then swapped in (a run killed while saving leaves the earlier folder whole)."""
+    """Write a folder that the family's model class (`AutoModel`) and `AutoProcessor` load (a model read from
+    open_clip: one `open_clip.create_model_and_transforms('local-dir:...')` loads, with the tokenizer's files
+    beside): whole, into a temporary folder first, then swapped in (a run killed while saving leaves the
+    earlier folder whole)."""
     path = Path(folder)
     partial = temp_sibling(path, "partial")
     try:
+        if getattr(model.config, OPEN_CLIP_CONFIG_KEY, None):
+            partial.mkdir(parents=True)
+            save_open_clip(partial, model, tokenizer)
+            replace_dir(partial, path)
+            return path
         model.save_pretrained(partial)
         processor = family_of(model).processor_class(image_processor=image_processor, tokenizer=tokenizer)
         processor.save_pretrained(partial)

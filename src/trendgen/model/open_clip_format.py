@@ -1,0 +1,204 @@
+"""open_clip's ViT CLIP as transformers' `CLIPModel`: the config and the weights, both ways.
+
+open_clip's own `VisionTransformer` and `TextTransformer` (ViT-B-32, ViT-B-16, ViT-L-14 and the checkpoints
+fine-tuned from them, such as Marqo-FashionCLIP) are the network of a `CLIPModel` under other names: the
+attention's packed `in_proj` splits into q, k and v, and the two projections are transposed. The text tower
+pools as open_clip's does: the largest token id (`argmax`, which transformers does for the legacy
+`eos_token_id=2`) or the first `eos_id` (`eos`). Other open_clip towers (timm or Hugging Face towers,
+attention pooling, layer scale, SigLIP's bias) are refused with the key that asks for them. Reading and
+writing checkpoints: `trendgen.model.open_clip_checkpoint`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from trendgen.errors import TrendgenError
+
+__all__ = ["check_supported", "from_hf_state_dict", "hf_config", "to_hf_state_dict"]
+
+# Keys a config may set freely; every other known key must keep open_clip's default (else: refused).
+_FREE = {
+    "model": {"embed_dim", "quick_gelu", "vision_cfg", "text_cfg", "custom_text", "init_logit_scale"},
+    "vision": {"image_size", "layers", "width", "head_width", "mlp_ratio", "patch_size", "patch_dropout"},
+    "text": {"context_length", "vocab_size", "width", "heads", "layers", "mlp_ratio", "hf_tokenizer_name",
+             "tokenizer_kwargs", "pad_id", "eos_id", "pool_type"},
+}  # fmt: skip
+_COMMON_DEFAULTS = {
+    "ls_init_value": None,
+    "final_ln_after_pool": False,
+    "act_kwargs": None,
+    "norm_kwargs": None,
+    "block_type": None,
+    "qk_norm": False,
+    "scaled_cosine_attn": False,
+    "scale_heads": False,
+    "scale_attn_inner": False,
+    "scale_attn": False,
+    "scale_fc": False,
+    "output_tokens": False,
+}
+_DEFAULTS = {
+    "model": {"init_logit_bias": None, "cast_dtype": None, "nonscalar_logit_scale": False},
+    "vision": _COMMON_DEFAULTS | {"attentional_pool": False, "no_ln_pre": False, "pool_type": "tok",
+                                  "pos_embed_type": "learnable", "timm_model_name": None,
+                                  "attn_pooler_queries": 256, "attn_pooler_heads": 8},
+    "text": _COMMON_DEFAULTS | {"embed_cls": False, "no_causal_mask": False, "proj_bias": False,
+                                "proj_type": "linear", "hf_model_name": None, "tokenizer_mode": None},
+}  # fmt: skip
+
+
+def check_supported(model_cfg: dict[str, Any], source: str) -> None:
+    """One line naming the first key of `model_cfg` that asks for a network `CLIPModel` is not."""
+    parts = [("model", model_cfg), ("vision", model_cfg.get("vision_cfg") or {})]
+    parts.append(("text", model_cfg.get("text_cfg") or {}))
+    for part, cfg in parts:
+        for key, value in cfg.items():
+            where = key if part == "model" else f"{part}_cfg.{key}"
+            if key in _FREE[part] or (
+                part == "vision" and key.startswith("timm_") and key != "timm_model_name"
+            ):
+                continue  # the timm_* settings matter only with a timm tower
+            if key not in _DEFAULTS[part] or value != _DEFAULTS[part][key]:
+                raise TrendgenError(
+                    f"open_clip model {source}: {where}={value!r} is a tower trendgen does not convert (it "
+                    "reads open_clip's own ViT CLIP: ViT-B-32, ViT-B-16, ViT-L-14 and their fine-tunes)"
+                )
+    text = model_cfg.get("text_cfg") or {}
+    pool = text.get("pool_type", "argmax")
+    if pool not in ("argmax", "eos") or (pool == "eos" and text.get("eos_id", 2) == 2):
+        raise TrendgenError(f"open_clip model {source}: text_cfg.pool_type={pool!r} is not converted")
+    vision = model_cfg.get("vision_cfg") or {}
+    if not isinstance(vision.get("layers", 12), int) or not isinstance(vision.get("image_size", 224), int):
+        raise TrendgenError(f"open_clip model {source}: vision_cfg needs one image size and a layer count")
+
+
+def hf_config(model_cfg: dict[str, Any]) -> Any:
+    """The `CLIPConfig` of the same network."""
+    from transformers import CLIPConfig
+
+    vision, text = model_cfg.get("vision_cfg", {}), model_cfg.get("text_cfg", {})
+    act = "quick_gelu" if model_cfg.get("quick_gelu") else "gelu"
+    embed = int(model_cfg["embed_dim"])
+    v_width, t_width = int(vision.get("width", 768)), int(text.get("width", 512))
+    argmax = text.get("pool_type", "argmax") == "argmax"
+    vision_config = {
+        "hidden_size": v_width,
+        "intermediate_size": int(v_width * vision.get("mlp_ratio", 4.0)),
+        "num_hidden_layers": int(vision.get("layers", 12)),
+        "num_attention_heads": v_width // int(vision.get("head_width", 64)),
+        "image_size": int(vision.get("image_size", 224)),
+        "patch_size": int(vision.get("patch_size", 16)),
+        "hidden_act": act,
+        "projection_dim": embed,
+    }
+    text_config = {
+        "vocab_size": int(text.get("vocab_size", 49408)),
+        # CLIP BPE's start token; a vocabulary learnt from captions starts at 0 (used by neither tower)
+        "bos_token_id": 49406 if int(text.get("vocab_size", 49408)) > 49406 else 0,
+        "hidden_size": t_width,
+        "intermediate_size": int(t_width * text.get("mlp_ratio", 4.0)),
+        "num_hidden_layers": int(text.get("layers", 12)),
+        "num_attention_heads": int(text.get("heads", 8)),
+        "max_position_embeddings": int(text.get("context_length", 77)),
+        "hidden_act": act,
+        "projection_dim": embed,
+        # transformers pools the largest id when eos_token_id is 2 (its legacy rule), as open_clip's argmax
+        "eos_token_id": 2 if argmax else int(text["eos_id"]),
+        "pad_token_id": int(text.get("pad_id", 0)),
+    }
+    logit_scale = float(model_cfg.get("init_logit_scale", math.log(1 / 0.07)))
+    return CLIPConfig(
+        text_config=text_config,
+        vision_config=vision_config,
+        projection_dim=embed,
+        logit_scale_init_value=logit_scale,
+    )
+
+
+def _pairs(model_cfg: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """(open_clip key, transformers key, transposed) of every tensor but the packed attention."""
+    text = "text." if model_cfg.get("custom_text") else ""
+    pairs = [
+        ("visual.class_embedding", "vision_model.embeddings.class_embedding", False),
+        ("visual.positional_embedding", "vision_model.embeddings.position_embedding.weight", False),
+        ("visual.conv1.weight", "vision_model.embeddings.patch_embedding.weight", False),
+        ("visual.proj", "visual_projection.weight", True),
+        (f"{text}token_embedding.weight", "text_model.embeddings.token_embedding.weight", False),
+        (f"{text}positional_embedding", "text_model.embeddings.position_embedding.weight", False),
+        (f"{text}text_projection", "text_projection.weight", True),
+        ("logit_scale", "logit_scale", False),
+    ]
+    for w in ("weight", "bias"):
+        pairs += [
+            (f"visual.ln_pre.{w}", f"vision_model.pre_layrnorm.{w}", False),
+            (f"visual.ln_post.{w}", f"vision_model.post_layernorm.{w}", False),
+            (f"{text}ln_final.{w}", f"text_model.final_layer_norm.{w}", False),
+        ]
+    for oc_tower, hf_tower, cfg in (
+        ("visual.", "vision_model.", model_cfg.get("vision_cfg", {})),
+        (text, "text_model.", model_cfg.get("text_cfg", {})),
+    ):
+        for i in range(int(cfg.get("layers", 12))):
+            oc, hf = f"{oc_tower}transformer.resblocks.{i}.", f"{hf_tower}encoder.layers.{i}."
+            for w in ("weight", "bias"):
+                pairs += [
+                    (f"{oc}ln_1.{w}", f"{hf}layer_norm1.{w}", False),
+                    (f"{oc}ln_2.{w}", f"{hf}layer_norm2.{w}", False),
+                    (f"{oc}attn.out_proj.{w}", f"{hf}self_attn.out_proj.{w}", False),
+                    (f"{oc}mlp.c_fc.{w}", f"{hf}mlp.fc1.{w}", False),
+                    (f"{oc}mlp.c_proj.{w}", f"{hf}mlp.fc2.{w}", False),
+                ]
+    return pairs
+
+
+def _attention_blocks(model_cfg: dict[str, Any]) -> list[tuple[str, str]]:
+    text = "text." if model_cfg.get("custom_text") else ""
+    blocks = []
+    for oc_tower, hf_tower, cfg in (
+        ("visual.", "vision_model.", model_cfg.get("vision_cfg", {})),
+        (text, "text_model.", model_cfg.get("text_cfg", {})),
+    ):
+        for i in range(int(cfg.get("layers", 12))):
+            blocks.append(
+                (f"{oc_tower}transformer.resblocks.{i}.attn.", f"{hf_tower}encoder.layers.{i}.self_attn.")
+            )
+    return blocks
+
+
+def to_hf_state_dict(state: dict[str, Tensor], model_cfg: dict[str, Any], source: str) -> dict[str, Tensor]:
+    """An open_clip state dict in `CLIPModel`'s names; a missing or unknown tensor is one line."""
+    state = {k.removeprefix("module."): v for k, v in state.items() if not k.endswith("attn_mask")}
+    out, used = {}, set()
+    try:
+        for oc, hf, transposed in _pairs(model_cfg):
+            out[hf] = state[oc].t().contiguous() if transposed else state[oc]
+            used.add(oc)
+        for oc, hf in _attention_blocks(model_cfg):
+            for kind in ("weight", "bias"):
+                q, k, v = state[f"{oc}in_proj_{kind}"].chunk(3)
+                out |= {f"{hf}q_proj.{kind}": q, f"{hf}k_proj.{kind}": k, f"{hf}v_proj.{kind}": v}
+                used.add(f"{oc}in_proj_{kind}")
+    except KeyError as err:
+        raise TrendgenError(f"open_clip model {source}: its weights lack {err.args[0]!r}") from err
+    extra = sorted(set(state) - used)
+    if extra:
+        raise TrendgenError(f"open_clip model {source}: weights the converter does not know: {extra[0]!r}")
+    return out
+
+
+def from_hf_state_dict(state: dict[str, Tensor], model_cfg: dict[str, Any]) -> dict[str, Tensor]:
+    """A `CLIPModel` state dict in open_clip's names (what `open_clip.create_model` loads)."""
+    out = {
+        oc: (state[hf].t() if transposed else state[hf]).contiguous()
+        for oc, hf, transposed in _pairs(model_cfg)
+    }
+    for oc, hf in _attention_blocks(model_cfg):
+        for kind in ("weight", "bias"):
+            packed = [state[f"{hf}{p}_proj.{kind}"] for p in "qkv"]
+            out[f"{oc}in_proj_{kind}"] = torch.cat(packed).contiguous()
+    return out

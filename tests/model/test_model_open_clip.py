@@ -1,0 +1,143 @@
+"""open_clip checkpoints read into a CLIPModel and written back, checked against open_clip's own outputs.
+
+tests/fixtures/open_clip_tiny was made by open_clip 3.3.0 itself (scripts/peers/open_clip_fixture.py): a tiny
+ViT CLIP's folder, the preprocessing of a photo and the image and text features open_clip computes.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from helpers.clip import build, trainer
+from omegaconf import OmegaConf
+from PIL import Image
+from safetensors.torch import load_file
+
+from trendgen.errors import TrendgenError
+from trendgen.generator.parts import load_text_tower
+from trendgen.model.build import load_clip, load_saved, save_clip
+from trendgen.model.open_clip_checkpoint import read_checkpoint
+from trendgen.model.open_clip_format import check_supported
+from trendgen.model.tokenizer import train_caption_tokenizer
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "open_clip_tiny"
+EXPECTED = json.loads((FIXTURE / "expected.json").read_text())
+CAPTIONS = ["a red floral dress", "blue denim jacket", "black leather boots", "white cotton shirt"]
+
+
+def _with_tokenizer(tmp_path: Path) -> Path:
+    """The fixture folder plus a tokenizer's files (what trendgen saves beside open_clip's)."""
+    folder = tmp_path / "open_clip_tiny"
+    shutil.copytree(FIXTURE, folder)
+    train_caption_tokenizer(CAPTIONS, vocab_size=300, model_max_length=16).save_pretrained(folder)
+    return folder
+
+
+def _features(model, images: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    with torch.no_grad():
+        image = model.get_image_features(pixel_values=images)
+        text = model.get_text_features(input_ids=tokens, attention_mask=torch.ones_like(tokens))
+    image = getattr(image, "pooler_output", image)
+    return image, getattr(text, "pooler_output", text)
+
+
+def test_open_clip_checkpoint_gives_open_clips_features_and_preprocessing(tmp_path):
+    model, _tokenizer, processor = load_saved(_with_tokenizer(tmp_path))
+    image, text = _features(model.eval(), torch.tensor(EXPECTED["images"]), torch.tensor(EXPECTED["tokens"]))
+    assert torch.allclose(image, torch.tensor(EXPECTED["image_features"]), atol=1e-5)
+    assert torch.allclose(text, torch.tensor(EXPECTED["text_features"]), atol=1e-5)  # argmax pooling
+    assert float(model.logit_scale) == pytest.approx(EXPECTED["logit_scale"])
+    pixels = processor(images=Image.open(FIXTURE / "photo.png").convert("RGB"), return_tensors="pt")
+    assert torch.allclose(pixels["pixel_values"][0], torch.tensor(EXPECTED["pixels"]), atol=1e-5)
+
+
+def test_saved_folder_is_open_clips_layout_and_reloads_the_same(tmp_path):
+    model, tokenizer, processor = load_saved(_with_tokenizer(tmp_path))
+    with torch.no_grad():
+        model.visual_projection.weight.mul_(1.5)  # a "trained" change that must survive the round trip
+    out = save_clip(tmp_path / "model", model, tokenizer, processor)
+    original, saved = (
+        load_file(FIXTURE / "open_clip_model.safetensors"),
+        load_file(out / "open_clip_model.safetensors"),
+    )
+    assert {k: v.shape for k, v in saved.items()} == {k: v.shape for k, v in original.items()}
+    assert torch.equal(saved["visual.proj"], original["visual.proj"] * 1.5)
+    assert (
+        json.loads((out / "open_clip_config.json").read_text())["model_cfg"]["text_cfg"]["vocab_size"] == 1000
+    )
+    again, _, _ = load_saved(out)
+    images, tokens = torch.tensor(EXPECTED["images"]), torch.tensor(EXPECTED["tokens"])
+    for a, b in zip(_features(model, images, tokens), _features(again, images, tokens), strict=True):
+        assert torch.equal(a, b)
+    encoder, _ = load_text_tower(str(out))  # the pixel generator's condition: the same text tower
+    with torch.no_grad():
+        embeds = encoder(input_ids=tokens, attention_mask=torch.ones_like(tokens)).text_embeds
+    torch.testing.assert_close(embeds, _features(model, images, tokens)[1])
+
+
+def test_random_weights_pool_the_caption_tokenizers_end_token(tmp_path):
+    cfg = OmegaConf.create(
+        {"library": "open_clip", "name_or_path": f"local-dir:{FIXTURE}", "pretrained": False}
+    )
+    model, tokenizer, _ = load_clip(cfg, captions_for_tokenizer=CAPTIONS)
+    assert model.config.text_config.vocab_size == len(tokenizer)
+    out = save_clip(tmp_path / "model", model, tokenizer, _)
+    text_cfg = json.loads((out / "open_clip_config.json").read_text())["model_cfg"]["text_cfg"]
+    assert (text_cfg["pool_type"], text_cfg["eos_id"]) == ("eos", tokenizer.eos_token_id)
+    ids = tokenizer(["red dress", "red dress boots boots"], padding="max_length", return_tensors="pt")
+    with torch.no_grad():  # the same caption pools the same state whatever follows its end token
+        hidden = model.text_model(
+            input_ids=ids["input_ids"], attention_mask=ids["attention_mask"]
+        ).pooler_output
+        longer = tokenizer(["red dress"], padding="max_length", return_tensors="pt")["input_ids"]
+        longer[0, 4:] = ids["input_ids"][1, 4:]  # what follows the end token changes, the caption does not
+        pooled = model.text_model(input_ids=longer).pooler_output
+    assert torch.allclose(hidden[0], pooled[0], atol=1e-6)
+
+
+def test_lora_training_exports_open_clips_folder_with_the_trained_outputs(tmp_path):
+    module, data = build(library="open_clip", name_or_path=f"local-dir:{FIXTURE}", lora={"enabled": True})
+    before = load_file(FIXTURE / "open_clip_model.safetensors")
+    trainer(max_steps=2).fit(module, datamodule=data)
+    model = module.export_model().eval()  # LoRA merged into a plain CLIPModel
+    out = save_clip(tmp_path / "model", model, module.tokenizer, data.image_processor)
+    saved = load_file(out / "open_clip_model.safetensors")
+    assert set(saved) == set(before)  # open_clip's names; the vocabulary is the captions' own
+    again, tokenizer, _ = load_saved(out)
+    batch = next(iter(data.val_dataloader()))
+    tokens = tokenizer(["a red striped dress"], padding="max_length", return_tensors="pt")
+    for a, b in zip(
+        _features(model, batch["pixel_values"], tokens["input_ids"]),
+        _features(again.eval(), batch["pixel_values"], tokens["input_ids"]),
+        strict=True,
+    ):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ({"init_logit_bias": -10}, "init_logit_bias"),
+        ({"vision_cfg": {"timm_model_name": "vit_base_patch16_siglip_224"}}, "vision_cfg.timm_model_name"),
+        ({"text_cfg": {"proj_bias": True}}, "text_cfg.proj_bias"),
+        ({"vision_cfg": {"attentional_pool": True}}, "vision_cfg.attentional_pool"),
+        ({"mystery": 1}, "mystery"),
+    ],
+)
+def test_towers_it_cannot_convert_are_one_line_naming_the_key(change, key):
+    cfg = json.loads((FIXTURE / "open_clip_config.json").read_text())["model_cfg"]
+    for name, value in change.items():
+        cfg[name] = cfg[name] | value if isinstance(value, dict) else value
+    with pytest.raises(TrendgenError, match=f"{key}="):
+        check_supported(cfg, "test")
+
+
+def test_unknown_name_and_tag_are_one_line():
+    with pytest.raises(TrendgenError, match="not an open_clip model"):
+        read_checkpoint("ViT-Z-99", None, None, pretrained=True)
+    with pytest.raises(TrendgenError, match="pretrained_tag='nope' for ViT-B-32: one of laion2b_s34b_b79k"):
+        read_checkpoint("ViT-B-32", "nope", None, pretrained=True)
