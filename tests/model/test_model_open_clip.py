@@ -1,7 +1,9 @@
-"""open_clip checkpoints read into a CLIPModel and written back, checked against open_clip's own outputs.
+"""open_clip checkpoints read into a CLIPModel (a SigLIP: a SiglipModel) and written back, checked against
+open_clip's own outputs.
 
-tests/fixtures/open_clip_tiny was made by open_clip 3.3.0 itself (scripts/peers/open_clip_fixture.py): a tiny
-ViT CLIP's folder, the preprocessing of a photo and the image and text features open_clip computes.
+tests/fixtures/open_clip_tiny[_siglip] were made by open_clip 3.3.0 itself
+(scripts/peers/open_clip_fixture.py): a tiny ViT CLIP's folder (and a tiny SigLIP's: timm trunk, attention
+pooling, bias), the preprocessing of a photo and the image and text features open_clip computes.
 """
 
 from __future__ import annotations
@@ -24,15 +26,17 @@ from trendgen.model.open_clip_checkpoint import read_checkpoint
 from trendgen.model.open_clip_format import check_supported
 from trendgen.model.tokenizer import train_caption_tokenizer
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "open_clip_tiny"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+FIXTURE = FIXTURES / "open_clip_tiny"
 EXPECTED = json.loads((FIXTURE / "expected.json").read_text())
+BOTH = pytest.mark.parametrize("fixture", ["open_clip_tiny", "open_clip_tiny_siglip"])
 CAPTIONS = ["a red floral dress", "blue denim jacket", "black leather boots", "white cotton shirt"]
 
 
-def _with_tokenizer(tmp_path: Path) -> Path:
+def _with_tokenizer(tmp_path: Path, fixture: str = "open_clip_tiny") -> Path:
     """The fixture folder plus a tokenizer's files (what trendgen saves beside open_clip's)."""
-    folder = tmp_path / "open_clip_tiny"
-    shutil.copytree(FIXTURE, folder)
+    folder = tmp_path / fixture
+    shutil.copytree(FIXTURES / fixture, folder)
     train_caption_tokenizer(CAPTIONS, vocab_size=300, model_max_length=16).save_pretrained(folder)
     return folder
 
@@ -99,9 +103,18 @@ def test_random_weights_pool_the_caption_tokenizers_end_token(tmp_path):
     assert torch.allclose(hidden[0], pooled[0], atol=1e-6)
 
 
-def test_lora_training_exports_open_clips_folder_with_the_trained_outputs(tmp_path):
-    module, data = build(library="open_clip", name_or_path=f"local-dir:{FIXTURE}", lora={"enabled": True})
-    before = load_file(FIXTURE / "open_clip_model.safetensors")
+@BOTH
+def test_lora_training_exports_open_clips_folder_with_the_trained_outputs(tmp_path, fixture):
+    source = _with_tokenizer(tmp_path, fixture)
+    siglip = {"loss": "siglip"} if fixture.endswith("siglip") else {}
+    module, data = build(
+        library="open_clip",
+        name_or_path=f"local-dir:{source}",
+        pretrained=True,
+        lora={"enabled": True},
+        **siglip,
+    )
+    before = load_file(source / "open_clip_model.safetensors")
     trainer(max_steps=2).fit(module, datamodule=data)
     model = module.export_model().eval()  # LoRA merged into a plain CLIPModel
     out = save_clip(tmp_path / "model", model, module.tokenizer, data.image_processor)
@@ -110,6 +123,7 @@ def test_lora_training_exports_open_clips_folder_with_the_trained_outputs(tmp_pa
     again, tokenizer, _ = load_saved(out)
     batch = next(iter(data.val_dataloader()))
     tokens = tokenizer(["a red striped dress"], padding="max_length", return_tensors="pt")
+    assert not torch.equal(saved["logit_scale"], before["logit_scale"])  # it trained
     for a, b in zip(
         _features(model, batch["pixel_values"], tokens["input_ids"]),
         _features(again.eval(), batch["pixel_values"], tokens["input_ids"]),
@@ -119,17 +133,24 @@ def test_lora_training_exports_open_clips_folder_with_the_trained_outputs(tmp_pa
 
 
 @pytest.mark.parametrize(
-    ("change", "key"),
+    ("fixture", "change", "key"),
     [
-        ({"init_logit_bias": -10}, "init_logit_bias"),
-        ({"vision_cfg": {"timm_model_name": "vit_base_patch16_siglip_224"}}, "vision_cfg.timm_model_name"),
-        ({"text_cfg": {"proj_bias": True}}, "text_cfg.proj_bias"),
-        ({"vision_cfg": {"attentional_pool": True}}, "vision_cfg.attentional_pool"),
-        ({"mystery": 1}, "mystery"),
+        ("open_clip_tiny", {"init_logit_bias": -10}, "init_logit_bias"),
+        (
+            "open_clip_tiny",
+            {"vision_cfg": {"timm_model_name": "convnext_base"}},
+            "vision_cfg.timm_model_name",
+        ),
+        ("open_clip_tiny", {"text_cfg": {"proj_bias": True}}, "text_cfg.proj_bias"),
+        ("open_clip_tiny", {"vision_cfg": {"attentional_pool": True}}, "vision_cfg.attentional_pool"),
+        ("open_clip_tiny", {"mystery": 1}, "mystery"),
+        ("open_clip_tiny_siglip", {"text_cfg": {"pool_type": "argmax"}}, "text_cfg.pool_type"),
+        ("open_clip_tiny_siglip", {"vision_cfg": {"timm_pool": "avg"}}, "vision_cfg.timm_pool"),
+        ("open_clip_tiny_siglip", {"text_cfg": {"ls_init_value": 0.1}}, "text_cfg.ls_init_value"),
     ],
 )
-def test_towers_it_cannot_convert_are_one_line_naming_the_key(change, key):
-    cfg = json.loads((FIXTURE / "open_clip_config.json").read_text())["model_cfg"]
+def test_towers_it_cannot_convert_are_one_line_naming_the_key(fixture, change, key):
+    cfg = json.loads((FIXTURES / fixture / "open_clip_config.json").read_text())["model_cfg"]
     for name, value in change.items():
         cfg[name] = cfg[name] | value if isinstance(value, dict) else value
     with pytest.raises(TrendgenError, match=f"{key}="):

@@ -1,18 +1,21 @@
 """open_clip checkpoints read and written without open_clip (it imports torchvision, which this torch lacks).
 
 `model.library=open_clip` names a model as open_clip does: a built-in name with `model.pretrained_tag` (a tag
-or a checkpoint file), `hf-hub:org/repo`, or `local-dir:PATH` (or a folder path). A folder is an
-`open_clip_config.json` (`model_cfg`, `preprocess_cfg`) beside `open_clip_model.safetensors`. The network is
-converted to a `CLIPModel` (`trendgen.model.open_clip_format`), trained like any other, and saved back as
-such a folder with the tokenizer's files beside it: `open_clip.create_model_and_transforms('local-dir:PATH')`
-loads it, and trendgen reads the tokenizer it trained with. The tokenizer of a checkpoint is its
-`hf_tokenizer_name`, else CLIP's BPE (`openai/clip-vit-base-patch32`, the vocabulary of open_clip's own);
-random weights (`model.pretrained=false`) learn one from the captions and pool its end token.
+or a checkpoint file), `hf-hub:org/repo` (Marqo-FashionCLIP, Marqo-FashionSigLIP), or `local-dir:PATH` (or a
+folder path). A folder is an `open_clip_config.json` (`model_cfg`, `preprocess_cfg`) beside
+`open_clip_model.safetensors`. The network is converted to a `CLIPModel` or, for open_clip's SigLIP, a
+`SiglipModel` (`trendgen.model.open_clip_format`), trained like any other, and saved back as such a folder
+with the tokenizer's files beside it: `open_clip.create_model_and_transforms('local-dir:PATH')` loads it,
+and trendgen reads the tokenizer it trained with. A checkpoint's tokenizer is its `hf_tokenizer_name`, else
+CLIP's BPE (`openai/clip-vit-base-patch32`, the vocabulary of open_clip's own); random weights
+(`model.pretrained=false`) learn one from the captions (a CLIP then pools its end token) and start at the
+config's temperature and bias, as open_clip does.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,7 @@ from torch import Tensor
 from trendgen.errors import TrendgenError, first_line
 from trendgen.model.activations import use_fast_quick_gelu
 from trendgen.model.open_clip_format import check_supported, from_hf_state_dict, hf_config, to_hf_state_dict
+from trendgen.model.open_clip_siglip import is_siglip
 from trendgen.model.tokenizer import train_caption_tokenizer
 
 __all__ = [
@@ -69,6 +73,31 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
     "ViT-B-16-quickgelu": _vit(768, 12, 16, 512, 512, 8, quick=True),
     "ViT-L-14": _vit(1024, 24, 14, 768, 768, 12, quick=False),
     "ViT-L-14-quickgelu": _vit(1024, 24, 14, 768, 768, 12, quick=True),
+    "ViT-B-16-SigLIP": {
+        "embed_dim": 768,
+        "init_logit_bias": -10,
+        "custom_text": True,
+        "vision_cfg": {
+            "image_size": 224,
+            "timm_model_name": "vit_base_patch16_siglip_224",
+            "timm_model_pretrained": False,
+            "timm_pool": "map",
+            "timm_proj": "none",
+        },
+        "text_cfg": {
+            "context_length": 64,
+            "vocab_size": 32000,
+            "hf_tokenizer_name": "timm/ViT-B-16-SigLIP",
+            "tokenizer_kwargs": {"clean": "canonicalize"},
+            "width": 768,
+            "heads": 12,
+            "layers": 12,
+            "no_causal_mask": True,
+            "proj_bias": True,
+            "pool_type": "last",
+            "norm_kwargs": {"eps": 1e-6},
+        },
+    },
 }
 # (name, pretrained tag) -> the hub repository that holds its weights (open_clip's pretrained table)
 PRETRAINED_TAGS: dict[tuple[str, str], str] = {
@@ -79,7 +108,9 @@ PRETRAINED_TAGS: dict[tuple[str, str], str] = {
     ("ViT-B-16", "laion2b_s34b_b88k"): "laion/CLIP-ViT-B-16-laion2B-s34B-b88K",
     ("ViT-L-14-quickgelu", "openai"): "timm/vit_large_patch14_clip_224.openai",
     ("ViT-L-14", "laion2b_s32b_b82k"): "laion/CLIP-ViT-L-14-laion2B-s32B-b82K",
+    ("ViT-B-16-SigLIP", "webli"): "timm/ViT-B-16-SigLIP",
 }
+SIGLIP_PREPROCESS = {"mean": [0.5] * 3, "std": [0.5] * 3, "interpolation": "bicubic", "resize_mode": "squash"}
 
 
 @dataclass
@@ -122,6 +153,8 @@ def read_checkpoint(name: str, tag: str | None, revision: str | None, pretrained
             f"{', '.join(ARCHITECTURES)}, hf-hub:ORG/REPO, local-dir:PATH or an open_clip folder"
         )
     ckpt = OpenClipCheckpoint(name, json.loads(json.dumps(ARCHITECTURES[name])))
+    if is_siglip(ckpt.model_cfg):
+        ckpt.preprocess_cfg = dict(SIGLIP_PREPROCESS)
     if pretrained:
         if tag and Path(tag).expanduser().is_file():
             ckpt.weights = Path(tag).expanduser()
@@ -174,7 +207,7 @@ def _weights(path: Path) -> dict[str, Tensor]:
 def load_open_clip(source: Any, captions_for_tokenizer: Any = None) -> tuple[Any, Any, Any]:
     """(CLIPModel, tokenizer, image processor) of an open_clip checkpoint: `source` is a model config
     (`model.name_or_path`, `model.pretrained_tag`, `model.revision`, `model.pretrained`) or a saved folder."""
-    from transformers import CLIPModel
+    from transformers import AutoModel
 
     if isinstance(source, Path):
         name, tag, revision, pretrained = f"local-dir:{source}", None, None, True
@@ -187,28 +220,36 @@ def load_open_clip(source: Any, captions_for_tokenizer: Any = None) -> tuple[Any
         tokenizer = _tokenizer(ckpt, revision)
     elif captions_for_tokenizer is None:
         raise TrendgenError("model.pretrained=false needs the dataset captions to learn a tokenizer")
-    else:  # the caption tokenizer's ids; its text tower pools the end token (open_clip's `eos` pooling)
+    else:  # the caption tokenizer's ids; a CLIP text tower pools its end token (open_clip's `eos` pooling)
         tokenizer = train_caption_tokenizer(
             captions_for_tokenizer, model_max_length=text.get("context_length", 77)
         )
-        text.update(vocab_size=len(tokenizer), pool_type="eos", eos_id=tokenizer.eos_token_id)
-        text["pad_id"] = tokenizer.pad_token_id
-    model = CLIPModel(hf_config(ckpt.model_cfg))
-    if ckpt.weights is not None:
-        state = to_hf_state_dict(_weights(ckpt.weights), ckpt.model_cfg, ckpt.source)
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        text.update(vocab_size=len(tokenizer), pad_id=tokenizer.pad_token_id)
+        if not is_siglip(ckpt.model_cfg):  # SigLIP pools the last position
+            text.update(pool_type="eos", eos_id=tokenizer.eos_token_id)
+    state = _weights(ckpt.weights) if ckpt.weights is not None else None
+    config = hf_config(ckpt.model_cfg, state)
+    model = AutoModel.from_config(config)
+    if state is not None:
+        converted = to_hf_state_dict(state, ckpt.model_cfg, ckpt.source, config)
+        missing, unexpected = model.load_state_dict(converted, strict=False)
         missing = [k for k in missing if not k.endswith("position_ids")]
         if missing or unexpected:
             raise TrendgenError(
                 f"open_clip model {ckpt.source}: weights do not fit ({(missing + unexpected)[0]})"
             )
+    else:  # open_clip's starting temperature and bias
+        with torch.no_grad():
+            model.logit_scale.fill_(float(ckpt.model_cfg.get("init_logit_scale", math.log(1 / 0.07))))
+            if getattr(model, "logit_bias", None) is not None:
+                model.logit_bias.fill_(float(ckpt.model_cfg["init_logit_bias"]))
     use_fast_quick_gelu(model)
     setattr(
         model.config,
         OPEN_CLIP_CONFIG_KEY,
         {"model_cfg": ckpt.model_cfg, "preprocess_cfg": ckpt.preprocess_cfg},
     )
-    image_size = int(ckpt.model_cfg.get("vision_cfg", {}).get("image_size", 224))
+    image_size = int(config.vision_config.image_size)
     return model, tokenizer, image_processor(ckpt.preprocess_cfg, image_size, ckpt.source)
 
 
@@ -233,6 +274,7 @@ def image_processor(preprocess_cfg: dict[str, Any], image_size: int, source: str
     """open_clip's preprocessing as a transformers image processor: resize the short side and centre crop
     (`shortest`) or resize to the square (`squash`), with its interpolation, mean and std."""
     from transformers.models.clip import CLIPImageProcessorPil
+    from transformers.models.siglip import SiglipImageProcessorPil
 
     resample = {"bicubic": 3, "bilinear": 2}.get(str(preprocess_cfg.get("interpolation")))
     mode = preprocess_cfg.get("resize_mode", "shortest")
@@ -243,13 +285,15 @@ def image_processor(preprocess_cfg: dict[str, Any], image_size: int, source: str
             "bilinear, shortest or squash)"
         )
     square = {"height": image_size, "width": image_size}
+    mean, std = list(preprocess_cfg["mean"]), list(preprocess_cfg["std"])
+    if mode == "squash":
+        return SiglipImageProcessorPil(size=square, resample=resample, image_mean=mean, image_std=std)
     return CLIPImageProcessorPil(
-        size={"shortest_edge": image_size} if mode == "shortest" else square,
+        size={"shortest_edge": image_size},
         crop_size=square,
-        do_center_crop=mode == "shortest",
         resample=resample,
-        image_mean=list(preprocess_cfg["mean"]),
-        image_std=list(preprocess_cfg["std"]),
+        image_mean=mean,
+        image_std=std,
     )
 
 
@@ -261,5 +305,5 @@ def save_open_clip(folder: Path, model: Any, tokenizer: Any) -> None:
     saved["model_cfg"].setdefault("text_cfg", {})["vocab_size"] = int(model.config.text_config.vocab_size)
     (folder / CONFIG_NAME).write_text(json.dumps(saved, indent=2) + "\n")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    save_file(from_hf_state_dict(state, saved["model_cfg"]), str(folder / WEIGHT_NAMES[0]))
+    save_file(from_hf_state_dict(state, saved["model_cfg"], model.config), str(folder / WEIGHT_NAMES[0]))
     tokenizer.save_pretrained(folder)

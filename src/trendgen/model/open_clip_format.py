@@ -1,12 +1,13 @@
-"""open_clip's ViT CLIP as transformers' `CLIPModel`: the config and the weights, both ways.
+"""open_clip's ViT CLIP as transformers' `CLIPModel` (and its SigLIP as `SiglipModel`): config and weights.
 
 open_clip's own `VisionTransformer` and `TextTransformer` (ViT-B-32, ViT-B-16, ViT-L-14 and the checkpoints
 fine-tuned from them, such as Marqo-FashionCLIP) are the network of a `CLIPModel` under other names: the
 attention's packed `in_proj` splits into q, k and v, and the two projections are transposed. The text tower
 pools as open_clip's does: the largest token id (`argmax`, which transformers does for the legacy
 `eos_token_id=2`) or the first `eos_id` (`eos`). Other open_clip towers (timm or Hugging Face towers,
-attention pooling, layer scale, SigLIP's bias) are refused with the key that asks for them. Reading and
-writing checkpoints: `trendgen.model.open_clip_checkpoint`.
+attention pooling, layer scale) are refused with the key that asks for them. open_clip's SigLIP (a timm
+trunk) converts in `trendgen.model.open_clip_siglip`. Reading and writing checkpoints:
+`trendgen.model.open_clip_checkpoint`.
 """
 
 from __future__ import annotations
@@ -18,9 +19,23 @@ import torch
 from torch import Tensor
 
 from trendgen.errors import TrendgenError
+from trendgen.model.open_clip_siglip import (
+    check_siglip,
+    is_siglip,
+    siglip_config,
+    siglip_from_hf,
+    siglip_to_hf,
+)
 
 __all__ = ["check_supported", "from_hf_state_dict", "hf_config", "to_hf_state_dict"]
 
+# What an open_clip SigLIP sets away from the defaults below (check_siglip checks their values)
+_SIGLIP_SETTINGS = {
+    "init_logit_bias",
+    "vision_cfg.timm_model_name",
+    "text_cfg.no_causal_mask",
+    "text_cfg.proj_bias",
+}
 # Keys a config may set freely; every other known key must keep open_clip's default (else: refused).
 _FREE = {
     "model": {"embed_dim", "quick_gelu", "vision_cfg", "text_cfg", "custom_text", "init_logit_scale"},
@@ -53,7 +68,11 @@ _DEFAULTS = {
 
 
 def check_supported(model_cfg: dict[str, Any], source: str) -> None:
-    """One line naming the first key of `model_cfg` that asks for a network `CLIPModel` is not."""
+    """One line naming the first key of `model_cfg` that asks for a network `CLIPModel` (or, for a SigLIP,
+    `SiglipModel`) is not."""
+    siglip = is_siglip(model_cfg)
+    if siglip:
+        check_siglip(model_cfg, source)
     parts = [("model", model_cfg), ("vision", model_cfg.get("vision_cfg") or {})]
     parts.append(("text", model_cfg.get("text_cfg") or {}))
     for part, cfg in parts:
@@ -63,6 +82,10 @@ def check_supported(model_cfg: dict[str, Any], source: str) -> None:
                 part == "vision" and key.startswith("timm_") and key != "timm_model_name"
             ):
                 continue  # the timm_* settings matter only with a timm tower
+            if siglip and (
+                where in _SIGLIP_SETTINGS or (where == "text_cfg.norm_kwargs" and set(value) <= {"eps"})
+            ):
+                continue
             if key not in _DEFAULTS[part] or value != _DEFAULTS[part][key]:
                 raise TrendgenError(
                     f"open_clip model {source}: {where}={value!r} is a tower trendgen does not convert (it "
@@ -70,6 +93,8 @@ def check_supported(model_cfg: dict[str, Any], source: str) -> None:
                 )
     text = model_cfg.get("text_cfg") or {}
     pool = text.get("pool_type", "argmax")
+    if siglip:
+        return
     if pool not in ("argmax", "eos") or (pool == "eos" and text.get("eos_id", 2) == 2):
         raise TrendgenError(f"open_clip model {source}: text_cfg.pool_type={pool!r} is not converted")
     vision = model_cfg.get("vision_cfg") or {}
@@ -77,10 +102,12 @@ def check_supported(model_cfg: dict[str, Any], source: str) -> None:
         raise TrendgenError(f"open_clip model {source}: vision_cfg needs one image size and a layer count")
 
 
-def hf_config(model_cfg: dict[str, Any]) -> Any:
-    """The `CLIPConfig` of the same network."""
+def hf_config(model_cfg: dict[str, Any], state: dict[str, Tensor] | None = None) -> Any:
+    """The `CLIPConfig` (or `SiglipConfig`) of the same network; a SigLIP's timm trunk is read off `state`."""
     from transformers import CLIPConfig
 
+    if is_siglip(model_cfg):
+        return siglip_config(model_cfg, state)
     vision, text = model_cfg.get("vision_cfg", {}), model_cfg.get("text_cfg", {})
     act = "quick_gelu" if model_cfg.get("quick_gelu") else "gelu"
     embed = int(model_cfg["embed_dim"])
@@ -170,9 +197,13 @@ def _attention_blocks(model_cfg: dict[str, Any]) -> list[tuple[str, str]]:
     return blocks
 
 
-def to_hf_state_dict(state: dict[str, Tensor], model_cfg: dict[str, Any], source: str) -> dict[str, Tensor]:
-    """An open_clip state dict in `CLIPModel`'s names; a missing or unknown tensor is one line."""
+def to_hf_state_dict(
+    state: dict[str, Tensor], model_cfg: dict[str, Any], source: str, config: Any
+) -> dict[str, Tensor]:
+    """An open_clip state dict in the names of `config`'s model; a missing or unknown tensor is one line."""
     state = {k.removeprefix("module."): v for k, v in state.items() if not k.endswith("attn_mask")}
+    if is_siglip(model_cfg):
+        return siglip_to_hf(state, config, source)
     out, used = {}, set()
     try:
         for oc, hf, transposed in _pairs(model_cfg):
@@ -191,8 +222,10 @@ def to_hf_state_dict(state: dict[str, Tensor], model_cfg: dict[str, Any], source
     return out
 
 
-def from_hf_state_dict(state: dict[str, Tensor], model_cfg: dict[str, Any]) -> dict[str, Tensor]:
-    """A `CLIPModel` state dict in open_clip's names (what `open_clip.create_model` loads)."""
+def from_hf_state_dict(state: dict[str, Tensor], model_cfg: dict[str, Any], config: Any) -> dict[str, Tensor]:
+    """A `CLIPModel` (or `SiglipModel`) state dict in open_clip's names (`open_clip.create_model` loads)."""
+    if is_siglip(model_cfg):
+        return siglip_from_hf(state, config)
     out = {
         oc: (state[hf].t() if transposed else state[hf]).contiguous()
         for oc, hf, transposed in _pairs(model_cfg)
