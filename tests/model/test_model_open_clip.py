@@ -49,37 +49,45 @@ def _features(model, images: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.
     return image, getattr(text, "pooler_output", text)
 
 
-def test_open_clip_checkpoint_gives_open_clips_features_and_preprocessing(tmp_path):
-    model, _tokenizer, processor = load_saved(_with_tokenizer(tmp_path))
-    image, text = _features(model.eval(), torch.tensor(EXPECTED["images"]), torch.tensor(EXPECTED["tokens"]))
-    assert torch.allclose(image, torch.tensor(EXPECTED["image_features"]), atol=1e-5)
-    assert torch.allclose(text, torch.tensor(EXPECTED["text_features"]), atol=1e-5)  # argmax pooling
-    assert float(model.logit_scale) == pytest.approx(EXPECTED["logit_scale"])
-    pixels = processor(images=Image.open(FIXTURE / "photo.png").convert("RGB"), return_tensors="pt")
-    assert torch.allclose(pixels["pixel_values"][0], torch.tensor(EXPECTED["pixels"]), atol=1e-5)
+@BOTH
+def test_open_clip_checkpoint_gives_open_clips_features_and_preprocessing(tmp_path, fixture):
+    expected = json.loads((FIXTURES / fixture / "expected.json").read_text())
+    model, _tokenizer, processor = load_saved(_with_tokenizer(tmp_path, fixture))
+    assert type(model).__name__ == ("SiglipModel" if fixture.endswith("siglip") else "CLIPModel")
+    images, tokens = torch.tensor(expected["images"]), torch.tensor(expected["tokens"])
+    image, text = _features(model.eval(), images, tokens)
+    assert torch.allclose(image, torch.tensor(expected["image_features"]), atol=1e-5)
+    assert torch.allclose(text, torch.tensor(expected["text_features"]), atol=1e-5)  # argmax / last pooling
+    assert float(model.logit_scale) == pytest.approx(expected["logit_scale"])
+    if expected["logit_bias"] is not None:
+        assert float(model.logit_bias) == pytest.approx(expected["logit_bias"])
+    photo = Image.open(FIXTURES / fixture / "photo.png").convert("RGB")
+    pixels = processor(images=photo, return_tensors="pt")["pixel_values"][0]
+    assert torch.allclose(pixels, torch.tensor(expected["pixels"]), atol=1e-5)
 
 
-def test_saved_folder_is_open_clips_layout_and_reloads_the_same(tmp_path):
-    model, tokenizer, processor = load_saved(_with_tokenizer(tmp_path))
-    with torch.no_grad():
-        model.visual_projection.weight.mul_(1.5)  # a "trained" change that must survive the round trip
+@BOTH
+def test_saved_folder_is_open_clips_layout_and_reloads_the_same(tmp_path, fixture):
+    model, tokenizer, processor = load_saved(_with_tokenizer(tmp_path, fixture))
+    with torch.no_grad():  # a "trained" change that must survive the round trip
+        model.logit_scale.add_(0.5)
     out = save_clip(tmp_path / "model", model, tokenizer, processor)
-    original, saved = (
-        load_file(FIXTURE / "open_clip_model.safetensors"),
-        load_file(out / "open_clip_model.safetensors"),
-    )
+    original = load_file(FIXTURES / fixture / "open_clip_model.safetensors")
+    saved = load_file(out / "open_clip_model.safetensors")
     assert {k: v.shape for k, v in saved.items()} == {k: v.shape for k, v in original.items()}
-    assert torch.equal(saved["visual.proj"], original["visual.proj"] * 1.5)
-    assert (
-        json.loads((out / "open_clip_config.json").read_text())["model_cfg"]["text_cfg"]["vocab_size"] == 1000
-    )
+    assert all(torch.equal(saved[k], original[k]) for k in original if k != "logit_scale")
+    assert float(saved["logit_scale"]) == pytest.approx(float(original["logit_scale"]) + 0.5)
+    text_cfg = json.loads((out / "open_clip_config.json").read_text())["model_cfg"]["text_cfg"]
+    assert text_cfg["vocab_size"] == 1000
     again, _, _ = load_saved(out)
-    images, tokens = torch.tensor(EXPECTED["images"]), torch.tensor(EXPECTED["tokens"])
+    expected = json.loads((FIXTURES / fixture / "expected.json").read_text())
+    images, tokens = torch.tensor(expected["images"]), torch.tensor(expected["tokens"])
     for a, b in zip(_features(model, images, tokens), _features(again, images, tokens), strict=True):
         assert torch.equal(a, b)
     encoder, _ = load_text_tower(str(out))  # the pixel generator's condition: the same text tower
     with torch.no_grad():
-        embeds = encoder(input_ids=tokens, attention_mask=torch.ones_like(tokens)).text_embeds
+        output = encoder(input_ids=tokens)
+    embeds = output.pooler_output if fixture.endswith("siglip") else output.text_embeds  # SigLIP: its head's
     torch.testing.assert_close(embeds, _features(model, images, tokens)[1])
 
 

@@ -101,17 +101,22 @@ def load_text_tower(folder: str) -> tuple[Any, Any]:
 
 
 def _open_clip_text_tower(path: Path) -> tuple[Any, Any]:
-    """The text tower of an open_clip folder trendgen saved, as a `CLIPTextModelWithProjection`."""
-    from transformers import CLIPTextModelWithProjection
+    """The text tower of an open_clip folder trendgen saved: a `CLIPTextModelWithProjection`, or for a
+    SigLIP a `SiglipTextModel`."""
+    from transformers import CLIPTextModelWithProjection, SiglipTextModel
 
     from trendgen.model.build import load_saved
 
     model, tokenizer, _ = load_saved(path)
     text_config = model.config.text_config
-    text_config.projection_dim = model.config.projection_dim
-    encoder = CLIPTextModelWithProjection(text_config)
-    encoder.text_model.load_state_dict(model.text_model.state_dict())
-    encoder.text_projection.load_state_dict(model.text_projection.state_dict())
+    if model.config.model_type == "siglip":  # transformers 5's SiglipTextModel is the text transformer itself
+        encoder = SiglipTextModel(text_config)
+        encoder.load_state_dict(model.text_model.state_dict())
+    else:
+        text_config.projection_dim = model.config.projection_dim
+        encoder = CLIPTextModelWithProjection(text_config)
+        encoder.text_projection.load_state_dict(model.text_projection.state_dict())
+        encoder.text_model.load_state_dict(model.text_model.state_dict())
     use_fast_quick_gelu(encoder)
     return encoder.eval().requires_grad_(False), tokenizer
 
