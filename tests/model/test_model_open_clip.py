@@ -165,6 +165,13 @@ def test_towers_it_cannot_convert_are_one_line_naming_the_key(fixture, change, k
         check_supported(cfg, "test")
 
 
+def test_a_torn_weights_file_is_one_line(tmp_path):
+    folder = _with_tokenizer(tmp_path)
+    (folder / "open_clip_model.safetensors").write_bytes(b"not a checkpoint")
+    with pytest.raises(TrendgenError, match="unreadable open_clip weights"):
+        load_saved(folder)
+
+
 def test_unknown_name_and_tag_are_one_line():
     with pytest.raises(TrendgenError, match="not an open_clip model"):
         read_checkpoint("ViT-Z-99", None, None, pretrained=True)

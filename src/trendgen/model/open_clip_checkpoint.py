@@ -196,17 +196,24 @@ def _hub_file(repo: str, names: list[str], revision: str | None) -> str:
 
 
 def _weights(path: Path) -> dict[str, Tensor]:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    """A checkpoint's tensors (safetensors, or a torch file of a state dict); unreadable: one line."""
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return state.get("state_dict", state) if isinstance(state, dict) else state
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a torn download or another file under the name
+        raise TrendgenError(f"unreadable open_clip weights {path}: {first_line(err)}") from None
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise TrendgenError(f"open_clip weights {path} hold no state dict")
+    return state
 
 
 def load_open_clip(source: Any, captions_for_tokenizer: Any = None) -> tuple[Any, Any, Any]:
-    """(CLIPModel, tokenizer, image processor) of an open_clip checkpoint: `source` is a model config
-    (`model.name_or_path`, `model.pretrained_tag`, `model.revision`, `model.pretrained`) or a saved folder."""
+    """(CLIPModel or SiglipModel, tokenizer, image processor) of an open_clip checkpoint. `source` is a model
+    config (`model.name_or_path`, `model.pretrained_tag`, `model.revision`, `model.pretrained`) or a folder."""
     from transformers import AutoModel
 
     if isinstance(source, Path):
@@ -298,7 +305,7 @@ def image_processor(preprocess_cfg: dict[str, Any], image_size: int, source: str
 
 
 def save_open_clip(folder: Path, model: Any, tokenizer: Any) -> None:
-    """Write a converted `CLIPModel` into `folder`: open_clip's config and safetensors, and its tokenizer."""
+    """Write a converted model into `folder`: open_clip's config and safetensors, and its tokenizer."""
     from safetensors.torch import save_file
 
     saved = json.loads(json.dumps(getattr(model.config, OPEN_CLIP_CONFIG_KEY)))
