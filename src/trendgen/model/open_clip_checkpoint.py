@@ -213,7 +213,7 @@ def _weights(path: Path) -> dict[str, Tensor]:
 
 def load_open_clip(source: Any, captions_for_tokenizer: Any = None) -> tuple[Any, Any, Any]:
     """(CLIPModel or SiglipModel, tokenizer, image processor) of an open_clip checkpoint. `source` is a model
-    config (`model.name_or_path`, `model.pretrained_tag`, `model.revision`, `model.pretrained`) or a folder."""
+    config (`name_or_path`, `pretrained_tag`, `revision`, `pretrained`), or a folder."""
     from transformers import AutoModel
 
     if isinstance(source, Path):
