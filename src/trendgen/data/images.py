@@ -111,11 +111,13 @@ def _to_uint8(values: np.ndarray) -> np.ndarray:
 
 
 def _exif_upright(im: Image.Image) -> Image.Image:
-    """Apply the EXIF orientation; a malformed EXIF block leaves the image as stored."""
+    """Apply the EXIF orientation, in place (most photos have none, and a copy of each cost a fifth of
+    decoding a 256 px PNG); a malformed EXIF block leaves the image as stored."""
     try:
-        return ImageOps.exif_transpose(im) or im
+        ImageOps.exif_transpose(im, in_place=True)
     except Exception:
-        return im
+        pass
+    return im
 
 
 def _over_budget(im: Image.Image, budget: int = DECODE_BUDGET) -> str | None:
