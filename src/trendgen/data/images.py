@@ -11,6 +11,7 @@ Truncated files are refused, not padded with grey: this module never sets `Image
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
@@ -113,10 +114,8 @@ def _to_uint8(values: np.ndarray) -> np.ndarray:
 def _exif_upright(im: Image.Image) -> Image.Image:
     """Apply the EXIF orientation, in place (most photos have none, and a copy of each cost a fifth of
     decoding a 256 px PNG); a malformed EXIF block leaves the image as stored."""
-    try:
+    with contextlib.suppress(Exception):
         ImageOps.exif_transpose(im, in_place=True)
-    except Exception:
-        pass
     return im
 
 
