@@ -1,7 +1,8 @@
 """Build a contrastive model (CLIP or SigLIP): pretrained (hub id or folder), random weights from a geometry,
 or a saved trendgen folder. The family (`trendgen.model.families`) comes from a checkpoint's own config, or
 from `model.family` for random weights. `model.library=open_clip` reads open_clip checkpoints into a
-`CLIPModel` (`trendgen.model.open_clip_format`), and such a model saves as an open_clip folder."""
+`CLIPModel` or `SiglipModel` (`trendgen.model.open_clip_checkpoint`), and such a model saves as an open_clip
+folder."""
 
 from __future__ import annotations
 
