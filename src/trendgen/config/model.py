@@ -78,7 +78,7 @@ class ModelConfig:
 
     # hub id or local folder (library=open_clip: an open_clip name, hf-hub:ORG/REPO or local-dir:PATH)
     name_or_path: str = MISSING
-    # transformers | open_clip (its checkpoints, read into a CLIPModel or SiglipModel, saved back as open_clip's)
+    # transformers | open_clip (its checkpoints read into a CLIPModel or SiglipModel, saved as open_clip's)
     library: str = "transformers"
     pretrained_tag: str | None = None  # open_clip built-in name: its tag (laion2b_s34b_b79k, ...) or a file
     family: str = "clip"  # clip | siglip: the model built with random weights (a checkpoint says its own)
