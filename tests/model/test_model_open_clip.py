@@ -28,7 +28,6 @@ from trendgen.model.tokenizer import train_caption_tokenizer
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 FIXTURE = FIXTURES / "open_clip_tiny"
-EXPECTED = json.loads((FIXTURE / "expected.json").read_text())
 BOTH = pytest.mark.parametrize("fixture", ["open_clip_tiny", "open_clip_tiny_siglip"])
 CAPTIONS = ["a red floral dress", "blue denim jacket", "black leather boots", "white cotton shirt"]
 
