@@ -15,10 +15,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from trendgen.errors import TrendgenError
+from trendgen.model.open_clip_keys import RESBLOCK, StateReader, block_pairs, join_qkv, split_qkv
 from trendgen.model.open_clip_siglip import (
     check_siglip,
     is_siglip,
@@ -147,6 +147,19 @@ def hf_config(model_cfg: dict[str, Any], state: dict[str, Tensor] | None = None)
     )
 
 
+def _blocks(model_cfg: dict[str, Any]) -> list[tuple[str, str]]:
+    """(open_clip prefix, transformers prefix) of every transformer block of both towers."""
+    text = "text." if model_cfg.get("custom_text") else ""
+    blocks = []
+    for oc_tower, hf_tower, cfg in (
+        ("visual.", "vision_model.", model_cfg.get("vision_cfg", {})),
+        (text, "text_model.", model_cfg.get("text_cfg", {})),
+    ):
+        for i in range(int(cfg.get("layers", 12))):
+            blocks.append((f"{oc_tower}transformer.resblocks.{i}.", f"{hf_tower}encoder.layers.{i}."))
+    return blocks
+
+
 def _pairs(model_cfg: dict[str, Any]) -> list[tuple[str, str, bool]]:
     """(open_clip key, transformers key, transposed) of every tensor but the packed attention."""
     text = "text." if model_cfg.get("custom_text") else ""
@@ -160,41 +173,13 @@ def _pairs(model_cfg: dict[str, Any]) -> list[tuple[str, str, bool]]:
         (f"{text}text_projection", "text_projection.weight", True),
         ("logit_scale", "logit_scale", False),
     ]
-    for w in ("weight", "bias"):
-        pairs += [
-            (f"visual.ln_pre.{w}", f"vision_model.pre_layrnorm.{w}", False),
-            (f"visual.ln_post.{w}", f"vision_model.post_layernorm.{w}", False),
-            (f"{text}ln_final.{w}", f"text_model.final_layer_norm.{w}", False),
-        ]
-    for oc_tower, hf_tower, cfg in (
-        ("visual.", "vision_model.", model_cfg.get("vision_cfg", {})),
-        (text, "text_model.", model_cfg.get("text_cfg", {})),
-    ):
-        for i in range(int(cfg.get("layers", 12))):
-            oc, hf = f"{oc_tower}transformer.resblocks.{i}.", f"{hf_tower}encoder.layers.{i}."
-            for w in ("weight", "bias"):
-                pairs += [
-                    (f"{oc}ln_1.{w}", f"{hf}layer_norm1.{w}", False),
-                    (f"{oc}ln_2.{w}", f"{hf}layer_norm2.{w}", False),
-                    (f"{oc}attn.out_proj.{w}", f"{hf}self_attn.out_proj.{w}", False),
-                    (f"{oc}mlp.c_fc.{w}", f"{hf}mlp.fc1.{w}", False),
-                    (f"{oc}mlp.c_proj.{w}", f"{hf}mlp.fc2.{w}", False),
-                ]
-    return pairs
-
-
-def _attention_blocks(model_cfg: dict[str, Any]) -> list[tuple[str, str]]:
-    text = "text." if model_cfg.get("custom_text") else ""
-    blocks = []
-    for oc_tower, hf_tower, cfg in (
-        ("visual.", "vision_model.", model_cfg.get("vision_cfg", {})),
-        (text, "text_model.", model_cfg.get("text_cfg", {})),
-    ):
-        for i in range(int(cfg.get("layers", 12))):
-            blocks.append(
-                (f"{oc_tower}transformer.resblocks.{i}.attn.", f"{hf_tower}encoder.layers.{i}.self_attn.")
-            )
-    return blocks
+    named = block_pairs(
+        "visual.", "vision_model.", (("ln_pre", "pre_layrnorm"), ("ln_post", "post_layernorm"))
+    )
+    named += block_pairs(text, "text_model.", (("ln_final", "final_layer_norm"),))
+    for oc, hf in _blocks(model_cfg):
+        named += block_pairs(oc, hf, RESBLOCK)
+    return pairs + [(oc, hf, False) for oc, hf in named]
 
 
 def to_hf_state_dict(
@@ -204,21 +189,15 @@ def to_hf_state_dict(
     state = {k.removeprefix("module."): v for k, v in state.items() if not k.endswith("attn_mask")}
     if is_siglip(model_cfg):
         return siglip_to_hf(state, config, source)
-    out, used = {}, set()
-    try:
-        for oc, hf, transposed in _pairs(model_cfg):
-            out[hf] = state[oc].t().contiguous() if transposed else state[oc]
-            used.add(oc)
-        for oc, hf in _attention_blocks(model_cfg):
-            for kind in ("weight", "bias"):
-                q, k, v = state[f"{oc}in_proj_{kind}"].chunk(3)
-                out |= {f"{hf}q_proj.{kind}": q, f"{hf}k_proj.{kind}": k, f"{hf}v_proj.{kind}": v}
-                used.add(f"{oc}in_proj_{kind}")
-    except KeyError as err:
-        raise TrendgenError(f"open_clip model {source}: its weights lack {err.args[0]!r}") from err
-    extra = sorted(set(state) - used)
-    if extra:
-        raise TrendgenError(f"open_clip model {source}: weights the converter does not know: {extra[0]!r}")
+    reader = StateReader(state, source)
+    out = {
+        hf: reader[oc].t().contiguous() if transposed else reader[oc]
+        for oc, hf, transposed in _pairs(model_cfg)
+    }
+    for oc, hf in _blocks(model_cfg):
+        for kind in ("weight", "bias"):
+            out |= split_qkv(reader[f"{oc}attn.in_proj_{kind}"], f"{hf}self_attn.", kind)
+    reader.check_all_read()
     return out
 
 
@@ -230,8 +209,7 @@ def from_hf_state_dict(state: dict[str, Tensor], model_cfg: dict[str, Any], conf
         oc: (state[hf].t() if transposed else state[hf]).contiguous()
         for oc, hf, transposed in _pairs(model_cfg)
     }
-    for oc, hf in _attention_blocks(model_cfg):
+    for oc, hf in _blocks(model_cfg):
         for kind in ("weight", "bias"):
-            packed = [state[f"{hf}{p}_proj.{kind}"] for p in "qkv"]
-            out[f"{oc}in_proj_{kind}"] = torch.cat(packed).contiguous()
+            out[f"{oc}attn.in_proj_{kind}"] = join_qkv(state, f"{hf}self_attn.", kind).contiguous()
     return out

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from trendgen.errors import TrendgenError
+from trendgen.model.open_clip_keys import RESBLOCK, StateReader, block_pairs, join_qkv, split_qkv
 
 __all__ = ["TIMM_SIGLIP", "is_siglip", "siglip_config", "siglip_from_hf", "siglip_to_hf"]
 
@@ -116,90 +117,69 @@ def siglip_config(model_cfg: dict[str, Any], state: dict[str, Tensor] | None) ->
     return SiglipConfig(text_config=text_config, vision_config=vision_config)
 
 
+# timm's ViT block -> transformers' encoder layer (its packed `attn.qkv` apart)
+TIMM_BLOCK = (
+    ("norm1", "layer_norm1"),
+    ("norm2", "layer_norm2"),
+    ("attn.proj", "self_attn.out_proj"),
+    ("mlp.fc1", "mlp.fc1"),
+    ("mlp.fc2", "mlp.fc2"),
+)
+# timm's attention pooling (`attn_pool`) -> transformers' pooling head (its `q` and `kv` packed apart)
+TIMM_POOL = (
+    ("proj", "attention.out_proj"),
+    ("norm", "layernorm"),
+    ("mlp.fc1", "mlp.fc1"),
+    ("mlp.fc2", "mlp.fc2"),
+)
+
+
+def _blocks(depth: int, text_layers: int) -> list[tuple[str, str, str, tuple[tuple[str, str], ...]]]:
+    """(open_clip prefix, transformers prefix, packed q|k|v key, names) of every block of both towers."""
+    vision = [
+        (f"{TRUNK}blocks.{i}.", f"vision_model.encoder.layers.{i}.", "attn.qkv.", TIMM_BLOCK)
+        for i in range(depth)
+    ]
+    text = [
+        (f"{TEXT}transformer.resblocks.{i}.", f"text_model.encoder.layers.{i}.", "attn.in_proj_", RESBLOCK)
+        for i in range(text_layers)
+    ]
+    return vision + text
+
+
 def _pairs(depth: int, text_layers: int) -> list[tuple[str, str]]:
     """(open_clip key, transformers key) of every tensor copied as it is."""
     v, t = "vision_model.", "text_model."
-    pairs = [
-        (f"{TRUNK}patch_embed.proj.weight", f"{v}embeddings.patch_embedding.weight"),
-        (f"{TRUNK}patch_embed.proj.bias", f"{v}embeddings.patch_embedding.bias"),
+    pairs = block_pairs(
+        f"{TRUNK}", f"{v}", (("patch_embed.proj", "embeddings.patch_embedding"), ("norm", "post_layernorm"))
+    )
+    pairs += block_pairs(f"{TRUNK}attn_pool.", f"{v}head.", TIMM_POOL)
+    pairs += block_pairs(TEXT, t, (("text_projection", "head"), ("ln_final", "final_layer_norm")))
+    pairs += [
         (f"{TEXT}token_embedding.weight", f"{t}embeddings.token_embedding.weight"),
         (f"{TEXT}positional_embedding", f"{t}embeddings.position_embedding.weight"),
-        (f"{TEXT}text_projection.weight", f"{t}head.weight"),
-        (f"{TEXT}text_projection.bias", f"{t}head.bias"),
     ]
-    for w in ("weight", "bias"):
-        pairs += [
-            (f"{TRUNK}norm.{w}", f"{v}post_layernorm.{w}"),
-            (f"{TRUNK}attn_pool.proj.{w}", f"{v}head.attention.out_proj.{w}"),
-            (f"{TRUNK}attn_pool.norm.{w}", f"{v}head.layernorm.{w}"),
-            (f"{TRUNK}attn_pool.mlp.fc1.{w}", f"{v}head.mlp.fc1.{w}"),
-            (f"{TRUNK}attn_pool.mlp.fc2.{w}", f"{v}head.mlp.fc2.{w}"),
-            (f"{TEXT}ln_final.{w}", f"{t}final_layer_norm.{w}"),
-        ]
-        for i in range(depth):
-            oc, hf = f"{TRUNK}blocks.{i}.", f"{v}encoder.layers.{i}."
-            pairs += [
-                (f"{oc}norm1.{w}", f"{hf}layer_norm1.{w}"),
-                (f"{oc}norm2.{w}", f"{hf}layer_norm2.{w}"),
-                (f"{oc}attn.proj.{w}", f"{hf}self_attn.out_proj.{w}"),
-                (f"{oc}mlp.fc1.{w}", f"{hf}mlp.fc1.{w}"),
-                (f"{oc}mlp.fc2.{w}", f"{hf}mlp.fc2.{w}"),
-            ]
-        for i in range(text_layers):
-            oc, hf = f"{TEXT}transformer.resblocks.{i}.", f"{t}encoder.layers.{i}."
-            pairs += [
-                (f"{oc}ln_1.{w}", f"{hf}layer_norm1.{w}"),
-                (f"{oc}ln_2.{w}", f"{hf}layer_norm2.{w}"),
-                (f"{oc}attn.out_proj.{w}", f"{hf}self_attn.out_proj.{w}"),
-                (f"{oc}mlp.c_fc.{w}", f"{hf}mlp.fc1.{w}"),
-                (f"{oc}mlp.c_proj.{w}", f"{hf}mlp.fc2.{w}"),
-            ]
+    for oc, hf, _, names in _blocks(depth, text_layers):
+        pairs += block_pairs(oc, hf, names)
     return pairs
-
-
-def _packed(depth: int, text_layers: int) -> list[tuple[str, str]]:
-    """(open_clip packed q|k|v tensor, transformers attention prefix) of every block."""
-    blocks = [
-        (f"{TRUNK}blocks.{i}.attn.qkv", f"vision_model.encoder.layers.{i}.self_attn.") for i in range(depth)
-    ]
-    text = f"{TEXT}transformer.resblocks.{{}}.attn.in_proj_"
-    blocks += [(text.format(i), f"text_model.encoder.layers.{i}.self_attn.") for i in range(text_layers)]
-    return blocks
-
-
-def _suffix(packed: str, kind: str) -> str:
-    return f"{packed}.{kind}" if packed.endswith("qkv") else f"{packed}{kind}"
 
 
 def siglip_to_hf(state: dict[str, Tensor], config: Any, source: str) -> dict[str, Tensor]:
     """An open_clip SigLIP state dict in `SiglipModel`'s names; a missing or unknown tensor is one line."""
     depth, text_layers = config.vision_config.num_hidden_layers, config.text_config.num_hidden_layers
-    out: dict[str, Tensor] = {}
-    try:
-        used = set()
-        for oc, hf in _pairs(depth, text_layers):
-            out[hf], _ = state[oc], used.add(oc)
-        for packed, hf in _packed(depth, text_layers):
-            for kind in ("weight", "bias"):
-                q, k, v = state[_suffix(packed, kind)].chunk(3)
-                out |= {f"{hf}q_proj.{kind}": q, f"{hf}k_proj.{kind}": k, f"{hf}v_proj.{kind}": v}
-                used.add(_suffix(packed, kind))
-        pool = f"{TRUNK}attn_pool."
+    reader, pool = StateReader(state, source), f"{TRUNK}attn_pool."
+    out = {hf: reader[oc] for oc, hf in _pairs(depth, text_layers)}
+    for oc, hf, packed, _ in _blocks(depth, text_layers):
         for kind in ("weight", "bias"):
-            out[f"vision_model.head.attention.in_proj_{kind}"] = torch.cat(
-                [state[f"{pool}q.{kind}"], state[f"{pool}kv.{kind}"]]
-            )
-            used |= {f"{pool}q.{kind}", f"{pool}kv.{kind}"}
-        out["vision_model.head.probe"] = state[f"{pool}latent"]
-        out["vision_model.embeddings.position_embedding.weight"] = state[f"{TRUNK}pos_embed"][0]
-        out["logit_scale"] = state["logit_scale"].reshape(1)
-        out["logit_bias"] = state["logit_bias"].reshape(1)
-        used |= {f"{pool}latent", f"{TRUNK}pos_embed", "logit_scale", "logit_bias"}
-    except KeyError as err:
-        raise TrendgenError(f"open_clip model {source}: its weights lack {err.args[0]!r}") from err
-    extra = sorted(set(state) - used)
-    if extra:
-        raise TrendgenError(f"open_clip model {source}: weights the converter does not know: {extra[0]!r}")
+            out |= split_qkv(reader[f"{oc}{packed}{kind}"], f"{hf}self_attn.", kind)
+    for kind in ("weight", "bias"):  # the pooling's query, then its keys and values: one packed projection
+        query, keys_values = reader[f"{pool}q.{kind}"], reader[f"{pool}kv.{kind}"]
+        out[f"vision_model.head.attention.in_proj_{kind}"] = torch.cat([query, keys_values])
+    out["vision_model.head.probe"] = reader[f"{pool}latent"]
+    out["vision_model.embeddings.position_embedding.weight"] = reader[f"{TRUNK}pos_embed"][0]
+    out["logit_scale"] = reader["logit_scale"].reshape(1)
+    out["logit_bias"] = reader["logit_bias"].reshape(1)
+    reader.check_all_read()
     return out
 
 
@@ -207,9 +187,9 @@ def siglip_from_hf(state: dict[str, Tensor], config: Any) -> dict[str, Tensor]:
     """A `SiglipModel` state dict in open_clip's names (what `open_clip.create_model` loads)."""
     depth, text_layers = config.vision_config.num_hidden_layers, config.text_config.num_hidden_layers
     out = {oc: state[hf] for oc, hf in _pairs(depth, text_layers)}
-    for packed, hf in _packed(depth, text_layers):
+    for oc, hf, packed, _ in _blocks(depth, text_layers):
         for kind in ("weight", "bias"):
-            out[_suffix(packed, kind)] = torch.cat([state[f"{hf}{p}_proj.{kind}"] for p in "qkv"])
+            out[f"{oc}{packed}{kind}"] = join_qkv(state, f"{hf}self_attn.", kind)
     pool, width = f"{TRUNK}attn_pool.", config.vision_config.hidden_size
     for kind in ("weight", "bias"):
         packed = state[f"vision_model.head.attention.in_proj_{kind}"]
