@@ -171,6 +171,28 @@ def test_a_torn_weights_file_is_one_line(tmp_path):
         load_saved(folder)
 
 
+@BOTH
+def test_weights_missing_a_tensor_or_holding_an_unknown_one_are_one_line(tmp_path, fixture):
+    from safetensors.torch import save_file
+
+    folder = _with_tokenizer(tmp_path, fixture)
+    weights = load_file(folder / "open_clip_model.safetensors")
+    save_file(
+        {k: v for k, v in weights.items() if k != "logit_scale"}, folder / "open_clip_model.safetensors"
+    )
+    with pytest.raises(TrendgenError, match="its weights lack 'logit_scale'"):
+        load_saved(folder)
+    save_file(weights | {"visual.extra": torch.zeros(1)}, folder / "open_clip_model.safetensors")
+    with pytest.raises(TrendgenError, match=r"weights the converter does not know: 'visual\.extra'"):
+        load_saved(folder)
+
+
+def test_an_unknown_library_is_one_line():
+    cfg = OmegaConf.create({"library": "keras", "name_or_path": "x", "pretrained": True})
+    with pytest.raises(TrendgenError, match=r"model\.library must be transformers or open_clip, not 'keras'"):
+        load_clip(cfg)
+
+
 def test_unknown_name_and_tag_are_one_line():
     with pytest.raises(TrendgenError, match="not an open_clip model"):
         read_checkpoint("ViT-Z-99", None, None, pretrained=True)
