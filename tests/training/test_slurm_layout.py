@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from trendgen.errors import TrendgenError
-from trendgen.training.launch import check_slurm_layout, cluster_plugins, continues_run, resolve_ckpt_path
+from trendgen.training.launch import (
+    check_launch_layout,
+    check_slurm_layout,
+    cluster_plugins,
+    continues_run,
+    resolve_ckpt_path,
+)
 
 SLURM_VARS = [k for k in os.environ if k.startswith(("SLURM_", "SUBMITIT_"))] + [
     "TORCHELASTIC_RUN_ID",
@@ -89,6 +95,22 @@ def test_no_check_outside_slurm_interactive_or_torchrun(slurm_env, monkeypatch) 
     for name, value in {"RANK": 0, "GROUP_RANK": 0, "LOCAL_RANK": 0, "LOCAL_WORLD_SIZE": 2}.items():
         monkeypatch.setenv(name, str(value))
     check_slurm_layout({"devices": 2, "num_nodes": 1})
+
+
+def test_torchrun_ranks_against_the_config_are_checked_from_its_variables(slurm_env, monkeypatch) -> None:
+    """`trendgen-design` runs this before its heavy imports: a wrong rank count fails in a second per rank."""
+    check_launch_layout({"devices": 4, "num_nodes": 1})  # neither torchrun nor SLURM: nothing to check
+    for name, value in {"RANK": 1, "GROUP_RANK": 0, "LOCAL_RANK": 1, "LOCAL_WORLD_SIZE": 2}.items():
+        monkeypatch.setenv(name, str(value))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    check_launch_layout({"devices": 2, "num_nodes": 1})
+    with pytest.raises(
+        TrendgenError, match=r"trend.devices=1 x trend.num_nodes=1 is 1 ranks, but 2 process"
+    ) as err:
+        check_launch_layout({"devices": 1, "num_nodes": 1})
+    assert "torchrun --nproc-per-node=1" in str(err.value)
+    monkeypatch.setenv("WORLD_SIZE", "4")  # two nodes of two
+    check_launch_layout({"devices": 2, "num_nodes": 2})
 
 
 def test_requeue_owner_is_submitit_inside_launcher_jobs_else_lightning(slurm_env, monkeypatch) -> None:

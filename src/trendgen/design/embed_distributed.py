@@ -29,10 +29,9 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Sampler
 
 from trendgen.design.embed_parts import Embedded, PartAssembler, PartStore
-from trendgen.errors import TrendgenError
 from trendgen.inference.clip_forward import EmbedCollate, ImageFileDataset, embed_pixels
 from trendgen.inference.onnx_runtime import OnnxClip
-from trendgen.training.launch import slurm_launched, under_torchrun
+from trendgen.training.launch import check_rank_count, slurm_launched, under_torchrun
 
 log = logging.getLogger(__name__)
 
@@ -159,12 +158,7 @@ class EmbedGroup:
 
     def __init__(self, env: Any, devices: int, num_nodes: int) -> None:
         world = env.world_size()
-        if devices * num_nodes != world:
-            raise TrendgenError(
-                f"trend.devices={devices} x trend.num_nodes={num_nodes} is {devices * num_nodes} ranks, but "
-                f"{world} process(es) were started: start one per device "
-                f"(torchrun --nproc-per-node={devices}, srun --ntasks-per-node={devices})"
-            )
+        check_rank_count(devices, num_nodes, world)
         self.env = env  # given to the Trainer too, so it takes its ranks from the same place
         self.rank = env.global_rank()
         self.trainer_kwargs = {"devices": devices, "num_nodes": num_nodes, "strategy": "ddp"}

@@ -91,6 +91,25 @@ def check_slurm_layout(node: Mapping[str, Any], owner: str = "trainer") -> None:
         )
 
 
+def check_rank_count(devices: int, num_nodes: int, world: int, owner: str = "trend") -> None:
+    """Refuse `world` started processes when the config asks for `devices` x `num_nodes` ranks."""
+    if devices * num_nodes != world:
+        raise TrendgenError(
+            f"{owner}.devices={devices} x {owner}.num_nodes={num_nodes} is {devices * num_nodes} ranks, but "
+            f"{world} process(es) were started: start one per device "
+            f"(torchrun --nproc-per-node={devices}, srun --ntasks-per-node={devices})"
+        )
+
+
+def check_launch_layout(node: Mapping[str, Any], owner: str = "trend") -> None:
+    """The process layout of srun or torchrun against `<owner>.devices` and `.num_nodes`, from the
+    environment alone: a run started with the wrong number of ranks fails before its heavy imports."""
+    check_slurm_layout(node, owner)
+    if under_torchrun():
+        world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+        check_rank_count(int(node.get("devices", 1)), int(node.get("num_nodes", 1) or 1), world, owner)
+
+
 def _first_int(value: str) -> int:
     """SLURM writes repeated counts as `2(x3)`; the first number is the one that matters on this node."""
     match = re.match(r"\d+", value.strip())
