@@ -8,18 +8,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers.apps import remember_environment
 from helpers.scale import VENV_BIN, LocalSweep, SlurmCluster, run_local_sweep, slurm_problem
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Under pytest-xdist (`make test` runs two workers on two cores) each worker, and every subprocess it
     starts, gets one thread: two workers of two threads each oversubscribe the cores (the headline fixture
-    took 266 s so against 78 s)."""
+    took 266 s so against 78 s). MKL's variable too, so that helpers.scale.job_env's processes start warm
+    (helpers.apps)."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         os.environ["OMP_NUM_THREADS"] = "1"
+        os.environ["MKL_NUM_THREADS"] = "1"
         import torch
 
         torch.set_num_threads(1)
+    remember_environment()  # the warm app server's environment (helpers.apps), before any test changes it
 
 
 def require_service(problem: str | None, variable: str) -> None:

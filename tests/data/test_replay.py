@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
+from helpers.apps import run_app
 from helpers.scale import TINY_TRAIN, VENV_BIN, job_env
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
@@ -178,12 +179,10 @@ def test_a_short_training_run_with_replay_completes(fashion_mnist_root, tmp_path
         "replay.data.limit=500",
         f"hydra.run.dir={run_dir}",
     ]  # fmt: skip
-    proc = subprocess.run(
-        [str(VENV_BIN / "trendgen-train"), *overrides],
+    proc = run_app(
+        [VENV_BIN / "trendgen-train", *overrides],
         cwd=tmp_path,
         env=job_env(TRENDGEN_ROOT=str(tmp_path)),
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.apps import run_app
 from helpers.wandb_offline import leaks, offline_runs, wandb_env
 
 from trendgen.forecast.simulate import simulate_panel
@@ -27,7 +28,7 @@ def forecast(
 ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     cmd = [str(BIN), f"hydra.run.dir={cwd / 'run'}", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env, cwd=cwd, check=False)
+    return run_app(cmd, timeout=180, env=env, cwd=cwd)
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from transformers import CLIPConfig, CLIPModel, CLIPProcessor
 from transformers.models.clip import CLIPImageProcessorPil
 
+from helpers.apps import run_app
 from trendgen.config import CONF_DIR, register_configs
 from trendgen.data.synthetic import COLORS, GARMENTS, PATTERNS
 from trendgen.design.caption_bank import load_bank
@@ -124,4 +125,4 @@ def run_cli(
     base = {"OPENAI_API_KEY": "", "TRENDGEN_ROOT": str(REPO), "OMP_NUM_THREADS": "1"}
     env = {**os.environ, **base, **(env or {})}
     cmd = [str(DESIGN_BIN), f"hydra.run.dir={tmp / 'hydra_run'}", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp, check=False)
+    return run_app(cmd, timeout=timeout, env=env, cwd=tmp)

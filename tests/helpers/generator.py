@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
+from helpers.apps import run_app
 from helpers.design import make_tiny_clip
 
 BIN = Path(sys.executable).parent
@@ -61,6 +61,4 @@ def run_tool(tool: str, args: list[str], cwd: Path, env: dict[str, str] | None =
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     full_env.update(TRENDGEN_ROOT=str(cwd), WANDB_SILENT="true", OMP_NUM_THREADS="1", OPENAI_API_KEY="")
     full_env.update(env or {})
-    return subprocess.run(
-        [str(BIN / tool), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
-    )
+    return run_app([BIN / tool, *args], cwd=cwd, env=full_env, timeout=timeout)

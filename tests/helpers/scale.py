@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers.apps import run_app
+
 VENV_BIN = Path(sys.executable).parent  # the project's venv: SLURM jobs run its python and entrypoints
 TERMINAL_STATES = {
     "COMPLETED",
@@ -167,9 +169,7 @@ def run_local_sweep(root: Path) -> LocalSweep:
         "model.optimizer.lr=1e-3,1e-4",
         *TINY_TRAIN,
     ]
-    result = subprocess.run(
-        cmd, cwd=root, env=job_env(TRENDGEN_ROOT=str(root)), capture_output=True, text=True, timeout=400
-    )
+    result = run_app(cmd, cwd=root, env=job_env(TRENDGEN_ROOT=str(root)), timeout=400)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return LocalSweep(sweep_dir=sweep_dir, result=result)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
 from pathlib import Path
 
+from helpers.apps import run_app
 from helpers.scale import TINY_TRAIN, VENV_BIN, job_env
 from PIL import Image
 
@@ -40,8 +40,7 @@ def test_steps_without_any_image_on_any_rank_are_skipped_not_fatal(tmp_path: Pat
         "trainer.max_epochs=3",
         f"hydra.run.dir={tmp_path / 'run'}",
     ]
-    result = subprocess.run(cmd, cwd=tmp_path, env=job_env(TRENDGEN_ROOT=str(tmp_path)), capture_output=True,
-                            text=True, timeout=300)  # fmt: skip
+    result = run_app(cmd, cwd=tmp_path, env=job_env(TRENDGEN_ROOT=str(tmp_path)), timeout=300)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["global_step"] == 12

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.apps import run_app
 from helpers.design import REPO
 from PIL import Image
 
@@ -23,9 +24,7 @@ BIN = Path(sys.executable).parent
 
 def run(entrypoint: str, args: list[str], tmp: Path, timeout: float) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OPENAI_API_KEY": "", "TRENDGEN_ROOT": str(REPO), "OMP_NUM_THREADS": "2"}
-    result = subprocess.run(
-        [str(BIN / entrypoint), *args], capture_output=True, text=True, env=env, cwd=tmp, timeout=timeout
-    )
+    result = run_app([BIN / entrypoint, *args], env=env, cwd=tmp, timeout=timeout)
     assert result.returncode == 0, result.stderr[-4000:]
     return result
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.apps import run_app
 from helpers.clip import SMALL_TRAINING
 from helpers.scale import assert_reports_what_it_logged
 from sklearn.metrics import accuracy_score, f1_score
@@ -35,9 +36,7 @@ def run_cli(tool: str, *overrides: str, cwd: Path) -> subprocess.CompletedProces
     env.update(
         SECRETS, WANDB_MODE="offline", TRENDGEN_ROOT=str(cwd), WANDB_SILENT="true", OMP_NUM_THREADS="1"
     )
-    return subprocess.run(
-        [str(BIN / tool), *overrides], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
-    )
+    return run_app([BIN / tool, *overrides], cwd=cwd, env=env, timeout=300)
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import yaml
+from helpers.apps import run_app
 from helpers.scale import VENV_BIN, LocalSweep, sweep_points
 
 from trendgen.tracking.compare import compare_sweep
@@ -16,7 +17,7 @@ from trendgen.tracking.compare import compare_sweep
 
 def run_compare(*args: str) -> subprocess.CompletedProcess[str]:
     cmd = [str(VENV_BIN / "trendgen-compare"), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    return run_app(cmd, timeout=60)
 
 
 def markdown_rows(markdown: str) -> list[dict[str, str]]:

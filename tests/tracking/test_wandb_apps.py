@@ -11,12 +11,12 @@ import csv
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from helpers.apps import run_app
 from helpers.design import DESIGN_BIN, REPO, make_tiny_clip, write_looks
 from helpers.scale import TINY_TRAIN, sweep_points
 from helpers.wandb_offline import leaks, offline_runs, wandb_env
@@ -67,9 +67,7 @@ def design_sweep(tmp_path_factory) -> Path:
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env.update(wandb_env(root), TRENDGEN_ROOT=str(REPO), OMP_NUM_THREADS="1")
-    result = subprocess.run(
-        [str(DESIGN_BIN), *args], capture_output=True, text=True, timeout=300, env=env, cwd=root, check=False
-    )
+    result = run_app([DESIGN_BIN, *args], timeout=300, env=env, cwd=root)
     assert result.returncode == 0, result.stderr[-4000:]
     return sweep
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers.apps import run_app
 from helpers.scale import (
     TINY_TRAIN,
     VENV_BIN,
@@ -100,14 +100,7 @@ def test_optuna_runs_trials_and_reports_the_best_recall(tmp_path: Path) -> None:
         f"hydra.sweep.dir={sweep_dir}",
         *TINY_TRAIN,
     ]
-    result = subprocess.run(
-        cmd,
-        cwd=tmp_path,
-        env=job_env(TRENDGEN_ROOT=str(tmp_path)),
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
+    result = run_app(cmd, cwd=tmp_path, env=job_env(TRENDGEN_ROOT=str(tmp_path)), timeout=400)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     best = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
     recalls = [
