@@ -24,10 +24,10 @@ install: $(STAMP)
 demo: install
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo.sh
 
-# Two pytest-xdist workers, one thread each (tests/conftest.py), work-stealing so neither idles at the end:
-# most tests wait on subprocesses and loaders, so two share the 2 cores well.
+# Two pytest-xdist workers, one thread each; each test module goes to one worker whole, the longest first
+# (tests/conftest.py), and the apps the tests run start warm (tests/helpers/apps.py).
 test: install
-	PYTHONDONTWRITEBYTECODE= $(VENV)/bin/pytest -m "not slow" -n 2 --dist worksteal $(PYTEST_ARGS)
+	PYTHONDONTWRITEBYTECODE= $(VENV)/bin/pytest -m "not slow" -n 2 --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check src tests scripts

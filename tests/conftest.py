@@ -26,6 +26,32 @@ def pytest_configure(config: pytest.Config) -> None:
     remember_environment()  # the warm app server's environment (helpers.apps), before any test changes it
 
 
+# The modules that take longest on two cores (fixtures that train, SLURM jobs, torchrun ranks), longest first.
+# `make test` hands each module to one xdist worker whole (`--dist loadfile`: its module fixtures are built
+# once), in collection order; these go first so that the short ones even out the end.
+LONG_MODULES = (
+    "recipes/test_design_headline.py",
+    "training/test_slurm_train.py",
+    "recipes/test_generator_train.py",
+    "design/test_design_ranks.py",
+    "recipes/test_train.py",
+    "design/test_design_cli.py",
+    "recipes/test_install.py",
+    "tracking/test_compare.py",
+    "training/test_sweep_local.py",  # shares the session's local sweep with test_compare
+    "tracking/test_wandb_apps.py",
+    "design/test_llm_openai.py",
+    "design/test_design_stage_keys.py",
+    "training/test_slurm_sweep.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    order = {f"tests/{module}": rank for rank, module in enumerate(LONG_MODULES)}
+    # a stable sort: the other modules keep their order
+    items.sort(key=lambda item: order.get(item.nodeid.partition("::")[0], len(order)))
+
+
 def require_service(problem: str | None, variable: str) -> None:
     """Skip a test whose service or data set is missing (`problem`); fail instead when `variable` is 1.
 
