@@ -5,12 +5,12 @@ whole entries."""
 from __future__ import annotations
 
 import json
-import multiprocessing
 from pathlib import Path
 
 import numpy as np
 import pytest
 from helpers.design import base_overrides, compose_design, make_tiny_clip, write_looks
+from helpers.ranks import process_context
 
 from trendgen.design.store import MANIFEST, StageDir
 from trendgen.files import sha256_file
@@ -105,7 +105,7 @@ def _save_and_restore(store: str, worker: int, rounds: int, out: str) -> None:
 
 @pytest.mark.timeout(120)
 def test_concurrent_saves_and_restores_always_see_a_whole_entry(tmp_path):
-    context = multiprocessing.get_context("spawn")
+    context = process_context()
     workers = [
         context.Process(target=_save_and_restore, args=(str(tmp_path / "store"), w, 40, str(tmp_path)))
         for w in range(3)

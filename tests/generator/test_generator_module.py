@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 from helpers.design import make_tiny_siglip
 from helpers.generator import TINY_UNET, clip_folder
-from helpers.ranks import end_rank
+from helpers.ranks import end_rank, start_ranks
 from hydra import compose, initialize_config_dir
 
 from trendgen.config import CONF_DIR, register_configs
@@ -192,9 +191,7 @@ def _rank_main(rank: int, world: int, port: int, clip: str, out: str) -> None:
 
 
 def test_two_ranks_give_the_loss_and_gradients_of_one_process(clip, tmp_path):
-    mp.start_processes(
-        _rank_main, args=(2, _free_port(), str(clip), str(tmp_path)), nprocs=2, start_method="spawn"
-    )
+    start_ranks(_rank_main, (2, _free_port(), str(clip), str(tmp_path)), nprocs=2)
     ranks = torch.load(tmp_path / "rank0.pt")
     module = make_module(clip)
     loss = module.diffusion_loss(make_batch(module, CAPTIONS, [0, 1, 2, 3]), step=3)

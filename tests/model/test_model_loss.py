@@ -10,9 +10,8 @@ from datetime import timedelta
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
-from helpers.ranks import end_rank
+from helpers.ranks import end_rank, start_ranks
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from transformers import CLIPModel
@@ -154,8 +153,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory) -> dict[str, list[dict]]:
     out = tmp_path_factory.mktemp("ranks")
-    # spawn, not fork: forking a pytest process that earlier tests left with threads (gloo, OpenMP) can hang
-    mp.start_processes(_rank_main, args=(2, _free_port(), str(out)), nprocs=2, start_method="spawn")
+    start_ranks(_rank_main, (2, _free_port(), str(out)), nprocs=2)  # forkserver: see helpers/ranks.py
     return {split: [torch.load(out / f"{split}{r}.pt") for r in range(2)] for split in SPLITS}
 
 

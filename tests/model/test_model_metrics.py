@@ -9,8 +9,7 @@ from datetime import timedelta
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
-from helpers.ranks import end_rank
+from helpers.ranks import end_rank, start_ranks
 
 from trendgen.model.metrics import RetrievalRecall, ZeroShotScores, recall_at_k, zero_shot_predictions
 
@@ -144,7 +143,7 @@ def test_two_ranks_score_the_whole_split_once(tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    mp.start_processes(_rank_scores, args=(port, str(tmp_path)), nprocs=2, start_method="spawn")
+    start_ranks(_rank_scores, (port, str(tmp_path)), nprocs=2)
     single = _scores(_scored_rows(), torch.arange(11))
     assert single["n_images"] == 11
     for rank in range(2):

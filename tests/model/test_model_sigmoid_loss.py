@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
-from helpers.ranks import end_rank
+from helpers.ranks import end_rank, start_ranks
 
 from trendgen.model.loss import SigmoidLoss
 
@@ -92,7 +91,7 @@ def test_two_gloo_ranks_equal_open_clip_siglip_loss_on_each_rank(tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    mp.start_processes(_rank_main, args=(port, str(tmp_path)), nprocs=2, start_method="spawn")
+    start_ranks(_rank_main, (port, str(tmp_path)), nprocs=2)
     for rank in range(2):
         result = torch.load(tmp_path / f"rank{rank}.pt")
         names = ["loss", "images", "texts", "scale", "bias"]
