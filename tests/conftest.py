@@ -38,12 +38,30 @@ LONG_MODULES = (
     "design/test_design_cli.py",
     "recipes/test_install.py",
     "tracking/test_compare.py",
-    "training/test_sweep_local.py",  # shares the session's local sweep with test_compare
     "tracking/test_wandb_apps.py",
     "design/test_llm_openai.py",
     "design/test_design_stage_keys.py",
     "training/test_slurm_sweep.py",
 )
+
+
+# Modules that share a session fixture, run by one worker (each worker would build it): module -> the module
+# whose worker takes it.
+SHARED_WORKER = {"tests/tracking/test_compare.py": "tests/training/test_sweep_local.py"}  # local_sweep
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """`--dist loadfile` (as `make test` asks), with the modules of SHARED_WORKER handed out together."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class ModuleScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = super()._split_scope(nodeid)
+            return SHARED_WORKER.get(module, module)
+
+    return ModuleScheduling(config, log)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 from helpers.design import make_tiny_clip
+from helpers.ranks import process_context
 from PIL import Image
 
 from trendgen.design.embed import embed_resumable
@@ -14,7 +15,15 @@ from trendgen.design.embed_parts import PartStore
 from trendgen.inference.clip_forward import embed_files
 from trendgen.model.build import load_saved
 
-TWO_RANKS = {"batch_size": 2, "num_workers": 0, "accelerator": "cpu", "devices": 2, "strategy": "ddp_spawn"}
+
+def two_ranks() -> dict:
+    """Lightning's multiprocessing DDP (as `ddp_spawn`: the model pickled to each rank) from the preloaded
+    forkserver of helpers/ranks.py, where each spawned rank re-imported torch and trendgen."""
+    from pytorch_lightning.strategies import DDPStrategy
+
+    process_context()  # the forkserver's preload is set before Lightning starts it
+    strategy = DDPStrategy(start_method="forkserver")
+    return {"batch_size": 2, "num_workers": 0, "accelerator": "cpu", "devices": 2, "strategy": strategy}
 
 
 def test_two_ranks_embed_only_the_parts_a_killed_run_left_and_collect_in_file_order(tmp_path):
@@ -35,7 +44,7 @@ def test_two_ranks_embed_only_the_parts_a_killed_run_left_and_collect_in_file_or
     kept = {p: store.path(p).stat().st_mtime_ns for p in (0, 2, 5)}
     assert store.todo() == [1, 3, 4]  # rank 0 takes parts 1 and 4, rank 1 part 3
 
-    got, got_used, got_skipped = embed_files_distributed(model, image_processor, paths, store, **TWO_RANKS)
+    got, got_used, got_skipped = embed_files_distributed(model, image_processor, paths, store, **two_ranks())
     assert {p: store.path(p).stat().st_mtime_ns for p in (0, 2, 5)} == kept  # the saved parts were reused
     assert store.todo() == []
     assert got_used == used == [i for i in range(12) if i != 4]
