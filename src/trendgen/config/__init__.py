@@ -46,7 +46,7 @@ from trendgen.config.model import (
     ModelConfig,
     WiseFtConfig,
 )
-from trendgen.config.ranges import check_config
+from trendgen.config.ranges import check_config, check_optimizers
 from trendgen.config.resolvers import register_resolvers
 from trendgen.errors import TrendgenError
 
@@ -129,6 +129,7 @@ def check_settings(cfg: Any) -> None:
     if data is not None and data.get("name") in DATA_SCHEMAS:
         schemas["data"] = DATA_SCHEMAS[data.name]
     check_config(cfg, schemas)
+    check_optimizers(cfg)
     from hydra.core.hydra_config import HydraConfig
 
     if HydraConfig.initialized():

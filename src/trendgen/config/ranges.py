@@ -68,3 +68,30 @@ def check_config(cfg: DictConfig, schemas: dict[str, type]) -> None:
     for group, schema in schemas.items():
         if group in cfg and OmegaConf.is_config(cfg[group]):
             check_ranges(cfg[group], schema, group)
+
+
+OPTIMIZER_NODES = ("model.optimizer", "diffusion.optimizer")
+"""The `_partial_` torch optimizers of the config, whose arguments have no schema of their own."""
+
+OPTIMIZER_RANGES = {
+    "lr": Range(low=0, low_open=True),
+    "eps": Range(low=0, low_open=True),
+    "weight_decay": Range(low=0),
+    "momentum": Range(low=0),
+}
+
+
+def check_optimizers(cfg: DictConfig) -> None:
+    """The arguments torch's optimizers check when they are built (lr, eps, weight decay, momentum, betas),
+    checked before: otherwise a bad one is a ValueError traceback from torch.optim after the model loaded."""
+    for path in OPTIMIZER_NODES:
+        node = OmegaConf.select(cfg, path)
+        if not OmegaConf.is_config(node):
+            continue
+        for name, rule in OPTIMIZER_RANGES.items():
+            value = node.get(name)
+            if isinstance(value, int | float) and not isinstance(value, bool) and not rule.holds(value):
+                raise TrendgenError(f"{path}.{name}={value} must be {rule.describe()}")
+        for i, beta in enumerate(node.get("betas") or []):
+            if isinstance(beta, int | float) and not 0 <= beta < 1:
+                raise TrendgenError(f"{path}.betas[{i}]={beta} must be in [0, 1)")
