@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from helpers.ranks import end_rank, start_ranks
+from helpers.scripts import load_file
 
 from trendgen.model.loss import SigmoidLoss
 
@@ -29,10 +30,7 @@ def open_clip_loss_module():
     if spec is None or not spec.submodule_search_locations:
         pytest.fail("open_clip_torch is not installed: `make install` installs it (--no-deps)")
     path = Path(next(iter(spec.submodule_search_locations))) / "loss.py"
-    module_spec = importlib.util.spec_from_file_location("open_clip_loss", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module
+    return load_file("open_clip_loss", path)
 
 
 def inputs(seed: int, rows: int = BATCH):

@@ -3,23 +3,13 @@ device visible, so a peer that takes a GPU by itself (open_clip, clip-retrieval,
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "benchlib.py"
-
-
-def _benchlib():
-    spec = importlib.util.spec_from_file_location("benchlib", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from helpers.scripts import load_script
 
 
 def test_cpu_runs_hide_cuda_and_gpu_runs_keep_it(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     monkeypatch.setenv("PYTHONPATH", "/elsewhere")
-    benchlib = _benchlib()
+    benchlib = load_script("benchlib")
     cpu = benchlib.thread_env(3)
     assert cpu["CUDA_VISIBLE_DEVICES"] == "" and cpu["OMP_NUM_THREADS"] == "3" and "PYTHONPATH" not in cpu
     assert benchlib.thread_env(3, "cuda")["CUDA_VISIBLE_DEVICES"] == "0"

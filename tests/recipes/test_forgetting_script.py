@@ -2,19 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "forgetting.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("forgetting", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from helpers.scripts import load_script
 
 
 def figures(label: str, fmnist: float, zero_shot: float, recall: float) -> dict:
@@ -28,7 +17,7 @@ def figures(label: str, fmnist: float, zero_shot: float, recall: float) -> dict:
 
 
 def test_goal_needs_both_bars_against_the_start_and_the_reference():
-    forgetting = load_script()
+    forgetting = load_script("forgetting")
     start = figures("start", 0.80, 0.10, 0.10)
     reference = figures("full", 0.40, 0.30, 0.60)  # gains: +0.20 zero-shot, +0.50 recall
     rows = [
