@@ -7,7 +7,7 @@ and it ends through the interpreter's own shutdown (threads joined, atexit handl
 What differs from a cold start is only that the imports are done: a variable a library reads at import time
 takes the server's value, so `helpers.apps` sends a request here only when such variables are equal.
 
-Protocol: on REPLIES, {"ready", "python_threads", "env"} once the imports are done (`env`: the server's
+Protocol: on REPLIES, {"ready", "env"} once the imports are done (`env`: the server's
 environment with what they set); then one JSON line per request on REQUESTS ({"argv", "entry", "env", "cwd",
 "stdout", "stderr"}), answered with {"pid"} once the child exists and {"pid", "returncode"} when it has ended.
 The server ends at EOF.
@@ -20,36 +20,36 @@ import json
 import os
 import sys
 import threading
+from importlib.metadata import entry_points
 from typing import Any
 
-PRELOAD = (
-    "trendgen.cli.train",
-    "trendgen.cli.train_generator",
-    "trendgen.cli.design",
-    "trendgen.cli.evaluate",
-    "trendgen.cli.compare",
-    "trendgen.cli.forecast",
+RECIPES = (
     "trendgen.recipes.train",
     "trendgen.recipes.train_generator",
     "trendgen.recipes.design",
     "trendgen.recipes.evaluate",
     "trendgen.recipes.evaluate_generator",
     "trendgen.recipes.forecast",
-)
+)  # what the apps' entrypoints import once they have checked their config
+
+
+def preload() -> None:
+    """Every trendgen console script's module (as pyproject.toml lists them) and the recipes they run."""
+    apps = [ep.module for ep in entry_points(group="console_scripts") if ep.name.startswith("trendgen-")]
+    for module in (*apps, *RECIPES):
+        importlib.import_module(module)
 
 
 def serve(requests: int, replies: int) -> dict[str, Any] | None:
     """Answer requests until EOF (returns None); in a child, return its request."""
     reader = os.fdopen(requests, "r", encoding="utf-8")
     writer = os.fdopen(replies, "w", encoding="utf-8", buffering=1)
-    for module in PRELOAD:
-        importlib.import_module(module)
+    preload()
     # fork() copies only the calling thread: a Python thread of the server's could hold a lock its children
     # would wait on forever. Then say so and serve nothing (helpers.apps starts each app cold). The native
     # pools that imports start (OpenBLAS's) re-form after a fork, as in the apps' forked DataLoader workers.
     ready = threading.active_count() == 1
-    hello = {"ready": ready, "python_threads": threading.active_count(), "env": dict(os.environ)}
-    writer.write(json.dumps(hello) + "\n")
+    writer.write(json.dumps({"ready": ready, "env": dict(os.environ)}) + "\n")
     if not ready:
         return None
     for line in reader:

@@ -120,8 +120,8 @@ class AppServer:
     ) -> subprocess.CompletedProcess[str]:
         with tempfile.TemporaryDirectory(prefix="app-") as tmp:
             out, err = Path(tmp, "stdout"), Path(tmp, "stderr")
-            request = {"argv": cmd, "entry": entry, "env": dict(env), "cwd": cwd, "stdout": str(out)}
-            request["stderr"] = str(err)
+            request = {"argv": cmd, "entry": entry, "env": dict(env), "cwd": cwd}
+            request.update(stdout=str(out), stderr=str(err))
             os.write(self.requests, (json.dumps(request) + "\n").encode())
             pid = self.read_reply(timeout=60)["pid"]
             try:
